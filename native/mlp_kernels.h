@@ -1,0 +1,9 @@
+/* Declarations of every kernel the module exports; each lives in its own .c file. */
+#ifndef MLP_KERNELS_H_INCLUDED
+#define MLP_KERNELS_H_INCLUDED
+
+#include "mlp_arrow.h"
+
+PyObject* MlpArrayStats(PyObject* self, PyObject* args, PyObject* kwargs);
+
+#endif

@@ -1,0 +1,90 @@
+"""Where things live: the embedded defaults, and how to override them.
+
+One place decides the Iceberg catalog, the environment and artifact stores and the memcached
+servers. Precedence, highest first:
+
+1. an explicit argument (``Table(..., catalog=...)``, ``build(..., store=...)``);
+2. an Airflow connection, where the caller names one;
+3. an ``MLP_*`` environment variable (``MLP_HOME``, ``MLP_CATALOG_URI``, ...);
+4. the ``[mlp]`` section of the Airflow configuration (also settable as ``AIRFLOW__MLP__*``),
+   read only where Airflow is already imported, so pods never pay for importing it;
+5. the embedded default, everything under ``MLP_HOME`` (default ``~/.mlp``).
+
+This module never imports Airflow at module level: pods and serving processes use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# (key, environment variable, description). Defaults are derived from ``home`` in ``settings``.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "home": ("MLP_HOME", "Root directory of every embedded default (catalog, warehouse, stores)."),
+    "catalog_name": ("MLP_CATALOG_NAME", "Name of the default pyiceberg catalog."),
+    "catalog_uri": ("MLP_CATALOG_URI", "SQLAlchemy URI of the default pyiceberg SQL catalog."),
+    "warehouse": ("MLP_WAREHOUSE", "fsspec URL under which new Iceberg tables are created."),
+    "env_store": ("MLP_ENV_STORE", "fsspec URL where packed environments and their manifests are stored."),
+    "env_cache_dir": ("MLP_ENV_CACHE_DIR", "Node-local directory where environments are rehydrated."),
+    "artifact_store": ("MLP_ARTIFACT_STORE", "fsspec URL where task artifacts are stored."),
+    "memcached_servers": ("MLP_MEMCACHED_SERVERS", "Comma-separated host:port list of memcached servers."),
+}
+
+DEFAULT_HOME = "~/.mlp"
+DEFAULT_CATALOG_NAME = "mlp"
+DEFAULT_MEMCACHED_SERVERS = "127.0.0.1:11211"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; every path is absolute and every store an fsspec URL."""
+
+    home: Path
+    catalog_name: str
+    catalog_uri: str
+    warehouse: str
+    env_store: str
+    env_cache_dir: Path
+    artifact_store: str
+    memcached_servers: tuple[str, ...]
+
+    def catalog_properties(self) -> dict[str, str]:
+        """pyiceberg properties of the default catalog (``load_catalog(name, **props)``)."""
+        return {"type": "sql", "uri": self.catalog_uri, "warehouse": self.warehouse}
+
+
+def _airflow_option(key: str) -> str | None:
+    # Only consult Airflow's configuration inside processes that already imported it (the
+    # scheduler, workers, the API server): importing it here would cost pods a second or more.
+    if "airflow.configuration" not in sys.modules:
+        return None
+    from airflow.configuration import conf
+
+    value = conf.get("mlp", key, fallback=None)
+    return value or None
+
+
+def _lookup(key: str) -> str | None:
+    env_var = OPTIONS[key][0]
+    value = os.environ.get(env_var)
+    if value:
+        return value
+    return _airflow_option(key)
+
+
+def settings() -> Settings:
+    """Resolve the settings now (cheap; call it where they are needed rather than caching)."""
+    home = Path(os.path.expanduser(_lookup("home") or DEFAULT_HOME)).resolve()
+    servers = _lookup("memcached_servers") or DEFAULT_MEMCACHED_SERVERS
+    return Settings(
+        home=home,
+        catalog_name=_lookup("catalog_name") or DEFAULT_CATALOG_NAME,
+        catalog_uri=_lookup("catalog_uri") or f"sqlite:///{home / 'catalog.db'}",
+        warehouse=_lookup("warehouse") or (home / "warehouse").as_uri(),
+        env_store=_lookup("env_store") or (home / "envs").as_uri(),
+        env_cache_dir=Path(os.path.expanduser(_lookup("env_cache_dir") or str(home / "env-cache"))),
+        artifact_store=_lookup("artifact_store") or (home / "artifacts").as_uri(),
+        memcached_servers=tuple(s.strip() for s in servers.split(",") if s.strip()),
+    )

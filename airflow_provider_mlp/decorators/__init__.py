@@ -1,0 +1,3 @@
+"""decorators."""
+
+from __future__ import annotations

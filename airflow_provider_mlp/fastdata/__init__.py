@@ -1,0 +1,3 @@
+"""fastdata."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""runtime."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sensors."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""triggers."""
+
+from __future__ import annotations

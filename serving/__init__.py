@@ -1,0 +1,3 @@
+"""BentoML services for models that DAGs publish. Imports without Airflow."""
+
+from __future__ import annotations

@@ -1,0 +1,53 @@
+"""Fixtures shared by every test: an isolated MLP_HOME and the real services."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.s3_server import CREDENTIALS, S3Server, running_s3_server
+
+
+@pytest.fixture
+def mlp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MLP_HOME: embedded catalog, warehouse and stores under a temporary directory."""
+    home = tmp_path / "mlp-home"
+    home.mkdir()
+    monkeypatch.setenv("MLP_HOME", str(home))
+    for var in ("MLP_CATALOG_URI", "MLP_WAREHOUSE", "MLP_ENV_STORE", "MLP_ENV_CACHE_DIR", "MLP_ARTIFACT_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-protocol server (moto, server mode) on 127.0.0.1, one per test session."""
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    try:
+        with running_s3_server() as server:
+            yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> str:
+    """The memcached server `.ci/run` (or README's first command) started on 127.0.0.1."""
+    address = os.environ.get("MLP_TEST_MEMCACHED", "127.0.0.1:11211")
+    import socket
+
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            pass
+    except OSError as exc:
+        pytest.fail(f"memcached is not running on {address} (start it: memcached -l 127.0.0.1 -p {port} -d): {exc}")
+    return address

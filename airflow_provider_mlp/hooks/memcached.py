@@ -1,0 +1,93 @@
+"""memcached servers for the precompute layer, through pymemcache's HashClient."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_mlp.config import settings
+
+if TYPE_CHECKING:
+    from pymemcache.client.hash import HashClient
+
+
+def parse_servers(servers: str | list[str] | tuple[str, ...], *, source: str) -> list[tuple[str, int]]:
+    """Parse ``"host:port,host:port"`` (or a list of ``host:port``) into address tuples."""
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    parsed: list[tuple[str, int]] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{source}: memcached server {item!r} is not of the form host:port")
+        parsed.append((host, int(port)))
+    if not parsed:
+        raise ValueError(f"{source}: no memcached server given (expected host:port[,host:port...])")
+    return parsed
+
+
+class MemcachedHook(BaseHook):
+    """
+    A consistent-hashing memcached client (pymemcache ``HashClient``) over one or more servers.
+
+    Precedence: the ``servers`` argument, then the connection (its ``servers`` field, or host
+    and port), then the embedded default (``[mlp] memcached_servers`` /
+    ``MLP_MEMCACHED_SERVERS``, ``127.0.0.1:11211``).
+
+    :param mlp_memcached_conn_id: connection of type ``mlp_memcached``; ``None`` uses the default.
+    :param servers: ``"host:port,host:port"`` or a list of them.
+    """
+
+    conn_name_attr = "mlp_memcached_conn_id"
+    default_conn_name = "mlp_memcached_default"
+    conn_type = "mlp_memcached"
+    hook_name = "MLP memcached"
+
+    def __init__(
+        self,
+        mlp_memcached_conn_id: str | None = None,
+        *,
+        servers: str | list[str] | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.mlp_memcached_conn_id = mlp_memcached_conn_id
+        self._servers = servers
+        self._client_options = client_options or {}
+
+    @cached_property
+    def servers(self) -> list[tuple[str, int]]:
+        """The resolved server addresses."""
+        if self._servers:
+            return parse_servers(self._servers, source="argument 'servers'")
+        if self.mlp_memcached_conn_id is not None:
+            conn = self.get_connection(self.mlp_memcached_conn_id)
+            source = f"connection {self.mlp_memcached_conn_id!r}"
+            extra_servers = (conn.extra_dejson or {}).get("servers")
+            if extra_servers:
+                return parse_servers(extra_servers, source=f"{source} field 'servers'")
+            if conn.host:
+                return parse_servers(f"{conn.host}:{conn.port or 11211}", source=source)
+            raise ValueError(f"{source}: set its host (and port) or its 'servers' field")
+        return parse_servers(settings().memcached_servers, source="[mlp] memcached_servers")
+
+    @cached_property
+    def client(self) -> HashClient:
+        """A pymemcache HashClient over :attr:`servers`."""
+        from pymemcache.client.hash import HashClient
+
+        options = {"connect_timeout": 2, "timeout": 5, "use_pooling": True, **self._client_options}
+        return HashClient(self.servers, **options)
+
+    def get_conn(self) -> HashClient:
+        return self.client
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            stats = self.client.stats()
+        except Exception as exc:
+            return False, f"memcached {self.servers}: {exc}"
+        return True, f"memcached reachable: {len(stats)} server(s)"

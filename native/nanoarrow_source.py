@@ -86,8 +86,16 @@ def _pip_download(target: Path) -> None:
         for pip in commands:
             if pip[0] != sys.executable and shutil.which(pip[0]) is None:
                 continue
-            cmd = [*pip, "download", "--no-deps", "--no-binary", "nanoarrow", "--dest", tmp,
-                   f"nanoarrow=={NANOARROW_VERSION}"]
+            cmd = [
+                *pip,
+                "download",
+                "--no-deps",
+                "--no-binary",
+                "nanoarrow",
+                "--dest",
+                tmp,
+                f"nanoarrow=={NANOARROW_VERSION}",
+            ]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             downloaded = Path(tmp) / _SDIST_NAME
             if proc.returncode == 0 and downloaded.exists():

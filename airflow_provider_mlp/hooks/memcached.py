@@ -82,12 +82,24 @@ class MemcachedHook(BaseHook):
         options = {"connect_timeout": 2, "timeout": 5, "use_pooling": True, **self._client_options}
         return HashClient(self.servers, **options)
 
+    def close(self) -> None:
+        """Close the client's sockets, if a client was made."""
+        if "client" in self.__dict__:
+            self.__dict__.pop("client").close()
+
     def get_conn(self) -> HashClient:
         return self.client
 
     def test_connection(self) -> tuple[bool, str]:
-        try:
-            stats = self.client.stats()
-        except Exception as exc:
-            return False, f"memcached {self.servers}: {exc}"
-        return True, f"memcached reachable: {len(stats)} server(s)"
+        # HashClient has no stats(); ask each server directly so that one dead server shows.
+        from pymemcache.client.base import Client
+
+        for address in self.servers:
+            probe = Client(address, connect_timeout=2, timeout=2)
+            try:
+                probe.version()
+            except Exception as exc:
+                return False, f"memcached {address[0]}:{address[1]}: {exc}"
+            finally:
+                probe.close()
+        return True, f"memcached reachable: {len(self.servers)} server(s)"

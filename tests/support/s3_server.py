@@ -42,11 +42,18 @@ class S3Server:
         }
 
     def create_bucket(self, name: str) -> None:
-        import s3fs
+        import boto3
 
-        fs = s3fs.S3FileSystem(**self.storage_options())  # type: ignore[arg-type]
-        if not fs.exists(name):
-            fs.mkdir(name)
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        if name not in existing:
+            client.create_bucket(Bucket=name)
 
 
 def _free_port() -> int:

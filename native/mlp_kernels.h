@@ -5,5 +5,9 @@
 #include "mlp_arrow.h"
 
 PyObject* MlpArrayStats(PyObject* self, PyObject* args, PyObject* kwargs);
+PyObject* MlpJaroWinklerSimilarity(PyObject* self, PyObject* args, PyObject* kwargs);
+PyObject* MlpLevenshteinSimilarity(PyObject* self, PyObject* args, PyObject* kwargs);
+PyObject* MlpMatchPairs(PyObject* self, PyObject* args, PyObject* kwargs);
+PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs);
 
 #endif

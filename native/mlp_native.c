@@ -1,9 +1,25 @@
 /* The airflow_provider_mlp.kernels._native module: method table and initialisation. */
+#include "mlp_columns.h"
 #include "mlp_kernels.h"
 
 static PyMethodDef MlpNativeMethods[] = {
     {"array_stats", (PyCFunction)(void (*)(void))MlpArrayStats, METH_VARARGS | METH_KEYWORDS,
      "array_stats(values) -> (length, null_count) of an Arrow array or stream."},
+    {"jaro_winkler_similarity", (PyCFunction)(void (*)(void))MlpJaroWinklerSimilarity,
+     METH_VARARGS | METH_KEYWORDS,
+     "jaro_winkler_similarity(left, right, *, prefix_weight=0.1, boost_threshold=0.7, "
+     "token_sort=False, threads=None) -> float64 ArrowResult, one score per aligned pair."},
+    {"levenshtein_similarity", (PyCFunction)(void (*)(void))MlpLevenshteinSimilarity,
+     METH_VARARGS | METH_KEYWORDS,
+     "levenshtein_similarity(left, right, *, token_sort=False, threads=None) -> float64 "
+     "ArrowResult of 1 - distance / max(len), one score per aligned pair."},
+    {"match_pairs", (PyCFunction)(void (*)(void))MlpMatchPairs, METH_VARARGS | METH_KEYWORDS,
+     "match_pairs(fields, *, threshold=None, threads=None) -> scores, or (scores, indices) "
+     "with a threshold; fields are (left, right, weight, metric) tuples."},
+    {"iceberg_bucket", (PyCFunction)(void (*)(void))MlpIcebergBucket,
+     METH_VARARGS | METH_KEYWORDS,
+     "iceberg_bucket(values, num_buckets, *, threads=None) -> int32 ArrowResult of Iceberg's "
+     "bucket[num_buckets] transform."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -24,7 +40,8 @@ PyMODINIT_FUNC PyInit__native(void) {
 
   PyObject* module = PyModule_Create(&MlpNativeModule);
   if (module == NULL) return NULL;
-  if (PyModule_AddStringConstant(module, "NANOARROW_VERSION", NANOARROW_VERSION) != 0) {
+  if (PyModule_AddStringConstant(module, "NANOARROW_VERSION", NANOARROW_VERSION) != 0 ||
+      MlpResultTypeReady(module) != 0) {
     Py_DECREF(module);
     return NULL;
   }

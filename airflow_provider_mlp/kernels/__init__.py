@@ -3,13 +3,39 @@
 ``airflow_provider_mlp.kernels.native`` is the C extension's functions and
 ``airflow_provider_mlp.kernels.reference`` the pure-Python ones; the names exported here are
 the native ones. Inputs are anything speaking the Arrow PyCapsule protocol (pyarrow, polars,
-nanoarrow); errors are :class:`ArrowKernelError`.
+nanoarrow); outputs are :class:`ArrowResult` objects that pyarrow (``pa.array(result)``) and
+polars (``pl.Series(result)``) take without copying; errors are :class:`ArrowKernelError`.
+
+Kernels:
+
+- ``jaro_winkler_similarity(left, right, *, prefix_weight=0.1, boost_threshold=0.7,
+  token_sort=False, threads=None)`` and ``levenshtein_similarity(left, right, *,
+  token_sort=False, threads=None)``: one float64 score per aligned pair of two string columns;
+- ``match_pairs(fields, *, threshold=None, threads=None)``: the weighted mean of several such
+  scores, and with a threshold also the int64 indices of the rows that reach it;
+- ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform.
 """
 
 from __future__ import annotations
 
 from airflow_provider_mlp.kernels import _native as native
-from airflow_provider_mlp.kernels._native import array_stats
+from airflow_provider_mlp.kernels._native import (
+    ArrowResult,
+    array_stats,
+    iceberg_bucket,
+    jaro_winkler_similarity,
+    levenshtein_similarity,
+    match_pairs,
+)
 from airflow_provider_mlp.kernels.errors import ArrowKernelError
 
-__all__ = ["ArrowKernelError", "array_stats", "native"]
+__all__ = [
+    "ArrowKernelError",
+    "ArrowResult",
+    "array_stats",
+    "iceberg_bucket",
+    "jaro_winkler_similarity",
+    "levenshtein_similarity",
+    "match_pairs",
+    "native",
+]

@@ -31,3 +31,432 @@ def array_stats(values: Any) -> tuple[int, int]:
     length = sum(len(chunk) for chunk in chunks)
     null_count = sum(1 for chunk in chunks for item in chunk.to_pylist() if item is None)
     return length, null_count
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks shared by the references below
+
+
+_STRING_EXPECTED = "a string column: string 'u', large_string 'U' or string_view 'vu'"
+_BUCKET_EXPECTED = (
+    "an int8/16/32/64, uint8/16/32, date32/date64, time32/time64, timestamp, string, large_string, "
+    "string_view, binary, large_binary, binary_view or fixed_size_binary column"
+)
+
+
+def _arrow_format(data_type: Any) -> str:
+    """The Arrow C data interface format string of a pyarrow type, read from its schema capsule."""
+    import ctypes
+
+    capsule = data_type.__arrow_c_schema__()
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    address = get_pointer(capsule, b"arrow_schema")
+    # struct ArrowSchema starts with `const char* format`.
+    format_pointer = ctypes.cast(address, ctypes.POINTER(ctypes.c_char_p))[0]
+    return (format_pointer or b"").decode()
+
+
+def _column(values: Any, func: str, argname: str, accepted: Any, expected: str) -> Any:
+    """The input as one pyarrow Array, checked against `accepted(type) -> bool`."""
+    import pyarrow as pa
+
+    chunks = _to_pyarrow_chunks(values, func, argname)
+    data_type = chunks[0].type if chunks else pa.chunked_array(values).type
+    if not accepted(data_type):
+        encoded = " (dictionary-encoded)" if pa.types.is_dictionary(data_type) else ""
+        raise ArrowKernelError(
+            f"{func}() argument '{argname}': unsupported Arrow type with format "
+            f"'{_arrow_format(data_type)}'{encoded}; expected {expected}"
+        )
+    return pa.chunked_array(chunks, type=data_type).combine_chunks()
+
+
+def _is_string(data_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(data_type in (pa.string(), pa.large_string(), pa.string_view()))
+
+
+def _string_pair(left: Any, right: Any, func: str, left_name: str, right_name: str) -> tuple[list[Any], list[Any]]:
+    left_array = _column(left, func, left_name, _is_string, _STRING_EXPECTED)
+    right_array = _column(right, func, right_name, _is_string, _STRING_EXPECTED)
+    if len(left_array) != len(right_array):
+        raise ArrowKernelError(
+            f"{func}() argument '{right_name}': length {len(right_array)} (format "
+            f"'{_arrow_format(right_array.type)}') does not match argument '{left_name}' of length "
+            f"{len(left_array)} (format '{_arrow_format(left_array.type)}'); expected two aligned "
+            "columns of equal length"
+        )
+    return left_array.to_pylist(), right_array.to_pylist()
+
+
+def _check_threads(threads: Any, func: str) -> None:
+    if threads is None:
+        return
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        raise ArrowKernelError(
+            f"{func}() argument 'threads': expected an int >= 1 or None, got {type(threads).__name__}"
+        )
+    if threads < 1:
+        raise ArrowKernelError(f"{func}() argument 'threads': expected an int >= 1 or None, got {threads}")
+
+
+def _unit_float(value: Any, func: str, argname: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ArrowKernelError(
+            f"{func}() argument '{argname}': expected a float in [{low:g}, {high:g}], got {type(value).__name__}"
+        ) from None
+    if not low <= number <= high:
+        raise ArrowKernelError(
+            f"{func}() argument '{argname}': expected a float in [{low:g}, {high:g}], got {number:g}"
+        )
+    return number
+
+
+# --------------------------------------------------------------------------------------------
+# String similarity
+
+# Non-ASCII code points that separate tokens: those Python's str.isspace() accepts.
+_UNICODE_SPACES = frozenset([0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000])
+
+
+def _is_separator(code_point: int) -> bool:
+    if code_point < 128:
+        return not chr(code_point).isalnum()
+    return code_point in _UNICODE_SPACES
+
+
+def _fold_case(code_point: int) -> int:
+    # ASCII and Latin-1 upper case letters, not the multiplication sign U+00D7.
+    if 0x41 <= code_point <= 0x5A or (0xC0 <= code_point <= 0xDE and code_point != 0xD7):
+        return code_point + 32
+    return code_point
+
+
+def token_sort_normalize(text: str) -> str:
+    """The token-sort form of `text`: tokens split on separators, case-folded, sorted, one space apart.
+
+    Separators are ASCII characters other than letters and digits, and the non-ASCII code points
+    ``str.isspace()`` accepts. Case folding maps ASCII and Latin-1 upper case letters to lower
+    case; every other code point is kept as it is. Tokens sort by code point.
+    """
+    tokens: list[str] = []
+    current: list[str] = []
+    for char in text:
+        code_point = ord(char)
+        if _is_separator(code_point):
+            if current:
+                tokens.append("".join(current))
+                current = []
+        else:
+            current.append(chr(_fold_case(code_point)))
+    if current:
+        tokens.append("".join(current))
+    return " ".join(sorted(tokens))
+
+
+def jaro(s1: str, s2: str) -> float:
+    """Jaro similarity as rapidfuzz defines it (window max(len)/2 - 1, greedy matching)."""
+    len1, len2 = len(s1), len(s2)
+    if not len1 and not len2:
+        return 1.0
+    if not len1 or not len2:
+        return 0.0
+    if len1 == 1 and len2 == 1:
+        return 1.0 if s1 == s2 else 0.0
+    if len2 > len1:
+        bound = len2 // 2 - 1
+        if len2 > len1 + bound:
+            s2 = s2[: len1 + bound]
+    else:
+        bound = len1 // 2 - 1
+        if len1 > len2 + bound:
+            s1 = s1[: len2 + bound]
+    flags1 = [False] * len(s1)
+    flags2 = [False] * len(s2)
+    common = 0
+    for i, char in enumerate(s1):
+        for j in range(max(0, i - bound), min(i + bound, len(s2) - 1) + 1):
+            if not flags2[j] and s2[j] == char:
+                flags1[i] = flags2[j] = True
+                common += 1
+                break
+    if not common:
+        return 0.0
+    matched1 = [char for char, flag in zip(s1, flags1, strict=True) if flag]
+    matched2 = [char for char, flag in zip(s2, flags2, strict=True) if flag]
+    transpositions = sum(a != b for a, b in zip(matched1, matched2, strict=True)) // 2
+    sim = 0.0
+    sim += common / len1
+    sim += common / len2
+    sim += (common - transpositions) / common
+    return sim / 3.0
+
+
+def jaro_winkler(s1: str, s2: str, prefix_weight: float = 0.1, boost_threshold: float = 0.7) -> float:
+    """Jaro-Winkler: Jaro plus prefix * prefix_weight * (1 - Jaro) above boost_threshold (prefix <= 4)."""
+    prefix = 0
+    for a, b in zip(s1[:4], s2[:4], strict=False):
+        if a != b:
+            break
+        prefix += 1
+    sim = jaro(s1, s2)
+    if sim > boost_threshold:
+        sim += prefix * prefix_weight * (1.0 - sim)
+    return sim
+
+
+def levenshtein_distance(s1: str, s2: str) -> int:
+    """Unit-cost edit distance over code points (Wagner-Fischer)."""
+    previous = list(range(len(s2) + 1))
+    for i, a in enumerate(s1, start=1):
+        current = [i]
+        for j, b in enumerate(s2, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
+        previous = current
+    return previous[-1]
+
+
+def normalized_levenshtein(s1: str, s2: str) -> float:
+    """1 - distance / max(len); 1.0 for two empty strings."""
+    longest = max(len(s1), len(s2))
+    if not longest:
+        return 1.0
+    return 1.0 - levenshtein_distance(s1, s2) / longest
+
+
+def _pair_scores(left: list[Any], right: list[Any], score: Any, token_sort: bool) -> list[float | None]:
+    scores: list[float | None] = []
+    for a, b in zip(left, right, strict=True):
+        if a is None or b is None:
+            scores.append(None)
+        elif token_sort:
+            scores.append(score(token_sort_normalize(a), token_sort_normalize(b)))
+        else:
+            scores.append(score(a, b))
+    return scores
+
+
+def jaro_winkler_similarity(
+    left: Any,
+    right: Any,
+    *,
+    prefix_weight: float = 0.1,
+    boost_threshold: float = 0.7,
+    token_sort: bool = False,
+    threads: int | None = None,
+) -> Any:
+    """Jaro-Winkler similarity of each aligned pair of two string columns, as a float64 pyarrow Array."""
+    import pyarrow as pa
+
+    func = "jaro_winkler_similarity"
+    weight = _unit_float(prefix_weight, func, "prefix_weight", 0.0, 0.25)
+    threshold = _unit_float(boost_threshold, func, "boost_threshold", 0.0, 1.0)
+    _check_threads(threads, func)
+    lefts, rights = _string_pair(left, right, func, "left", "right")
+
+    def score(a: str, b: str) -> float:
+        return jaro_winkler(a, b, weight, threshold)
+
+    return pa.array(_pair_scores(lefts, rights, score, token_sort), type=pa.float64())
+
+
+def levenshtein_similarity(left: Any, right: Any, *, token_sort: bool = False, threads: int | None = None) -> Any:
+    """Normalized Levenshtein similarity of each aligned pair, as a float64 pyarrow Array."""
+    import pyarrow as pa
+
+    func = "levenshtein_similarity"
+    _check_threads(threads, func)
+    lefts, rights = _string_pair(left, right, func, "left", "right")
+    return pa.array(_pair_scores(lefts, rights, normalized_levenshtein, token_sort), type=pa.float64())
+
+
+_METRICS = ("jaro_winkler", "levenshtein", "token_sort_jaro_winkler", "token_sort_levenshtein")
+
+
+def match_pairs(fields: Any, *, threshold: float | None = None, threads: int | None = None) -> Any:
+    """Weighted mean of per-field similarities for each row; with a threshold also the matching rows.
+
+    `fields` is a sequence of ``(left, right, weight, metric)`` with metric one of
+    ``jaro_winkler``, ``levenshtein``, ``token_sort_jaro_winkler``, ``token_sort_levenshtein``.
+    A field with a null on either side drops out of that row's mean; a row with no field left is
+    null. With `threshold`, returns ``(scores, indices)`` where indices are the rows (int64,
+    ascending) whose score is at least the threshold.
+    """
+    import pyarrow as pa
+
+    func = "match_pairs"
+    _check_threads(threads, func)
+    cutoff = None if threshold is None else _unit_float(threshold, func, "threshold", 0.0, 1.0)
+    if isinstance(fields, str | bytes) or not hasattr(fields, "__len__"):
+        raise ArrowKernelError(
+            f"{func}() argument 'fields': expected a sequence of (left, right, weight, metric) tuples, "
+            f"got {type(fields).__name__}"
+        )
+    if not len(fields):
+        raise ArrowKernelError(
+            f"{func}() argument 'fields': expected at least one (left, right, weight, metric) tuple, "
+            "got an empty sequence"
+        )
+    columns: list[tuple[list[Any], list[Any], float, Any, bool]] = []
+    length = -1
+    for index, field in enumerate(fields):
+        if not isinstance(field, tuple) or len(field) != 4:
+            raise ArrowKernelError(
+                f"{func}() argument 'fields[{index}]': expected a (left, right, weight, metric) tuple, "
+                f"got {type(field).__name__}"
+            )
+        left, right, weight, metric = field
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise ArrowKernelError(
+                f"{func}() argument 'fields[{index}].weight': expected a float > 0, got {type(weight).__name__}"
+            ) from None
+        if not 0.0 < weight < 1e300:
+            raise ArrowKernelError(
+                f"{func}() argument 'fields[{index}].weight': expected a finite float > 0, got {weight:g}"
+            )
+        if metric not in _METRICS:
+            raise ArrowKernelError(
+                f"{func}() argument 'fields[{index}].metric': expected one of 'jaro_winkler', 'levenshtein', "
+                f"'token_sort_jaro_winkler', 'token_sort_levenshtein', got {metric!r}"
+            )
+        lefts, rights = _string_pair(left, right, func, f"fields[{index}].left", f"fields[{index}].right")
+        if length >= 0 and len(lefts) != length:
+            raise ArrowKernelError(
+                f"{func}() argument 'fields[{index}].left': length {len(lefts)} does not match the {length} "
+                "rows of fields[0]; expected every field to have the same number of rows"
+            )
+        length = len(lefts)
+        score = jaro_winkler if metric.endswith("jaro_winkler") else normalized_levenshtein
+        columns.append((lefts, rights, weight, score, metric.startswith("token_sort")))
+    per_field = [_pair_scores(lefts, rights, score, sort) for lefts, rights, _, score, sort in columns]
+    weights = [weight for _, _, weight, _, _ in columns]
+    scores: list[float | None] = []
+    for row in range(length):
+        total = 0.0
+        weight_sum = 0.0
+        for field_scores, weight in zip(per_field, weights, strict=True):
+            value = field_scores[row]
+            if value is not None:
+                total += weight * value
+                weight_sum += weight
+        scores.append(total / weight_sum if weight_sum > 0.0 else None)
+    score_array = pa.array(scores, type=pa.float64())
+    if cutoff is None:
+        return score_array
+    indices = [row for row, value in enumerate(scores) if value is not None and value >= cutoff]
+    return score_array, pa.array(indices, type=pa.int64())
+
+
+# --------------------------------------------------------------------------------------------
+# Iceberg bucket transform
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _rotl32(value: int, shift: int) -> int:
+    return ((value << shift) | (value >> (32 - shift))) & _MASK32
+
+
+def _murmur3_mix_k1(k1: int) -> int:
+    k1 = (k1 * 0xCC9E2D51) & _MASK32
+    k1 = _rotl32(k1, 15)
+    return (k1 * 0x1B873593) & _MASK32
+
+
+def murmur3_32(data: bytes) -> int:
+    """Murmur3 x86_32 with seed 0, as an unsigned 32-bit int."""
+    h1 = 0
+    length = len(data)
+    body = length - length % 4
+    for offset in range(0, body, 4):
+        h1 ^= _murmur3_mix_k1(int.from_bytes(data[offset : offset + 4], "little"))
+        h1 = _rotl32(h1, 13)
+        h1 = (h1 * 5 + 0xE6546B64) & _MASK32
+    tail = data[body:]
+    if tail:
+        h1 ^= _murmur3_mix_k1(int.from_bytes(tail, "little"))
+    h1 ^= length
+    h1 ^= h1 >> 16
+    h1 = (h1 * 0x85EBCA6B) & _MASK32
+    h1 ^= h1 >> 13
+    h1 = (h1 * 0xC2B2AE35) & _MASK32
+    h1 ^= h1 >> 16
+    return h1
+
+
+def _wrap_long(value: int) -> int:
+    value &= 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _bucket_long_scale(data_type: Any) -> tuple[int, int]:
+    """(multiply, floor-divide) taking the stored integer to Iceberg's long (days or micros)."""
+    import pyarrow as pa
+
+    if pa.types.is_date64(data_type):
+        return 1, 86_400_000
+    if pa.types.is_timestamp(data_type) or pa.types.is_time(data_type):
+        return {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}[data_type.unit]
+    return 1, 1
+
+
+def _is_bucketable(data_type: Any) -> bool:
+    import pyarrow as pa
+
+    types = pa.types
+    if types.is_dictionary(data_type):
+        return False
+    integer = types.is_integer(data_type) and data_type != pa.uint64()
+    temporal = types.is_date(data_type) or types.is_time(data_type) or types.is_timestamp(data_type)
+    strings = _is_string(data_type) or types.is_binary(data_type) or types.is_large_binary(data_type)
+    return bool(
+        integer or temporal or strings or types.is_binary_view(data_type) or types.is_fixed_size_binary(data_type)
+    )
+
+
+def iceberg_bucket(values: Any, num_buckets: int, *, threads: int | None = None) -> Any:
+    """Iceberg's bucket[num_buckets] of each value, as an int32 pyarrow Array (null stays null).
+
+    Integers, dates (days), times and timestamps (microseconds; nanoseconds floor-divided, seconds
+    and milliseconds scaled) hash as 8-byte little-endian longs; strings as UTF-8; binary as is.
+    """
+    import pyarrow as pa
+
+    func = "iceberg_bucket"
+    if not isinstance(num_buckets, int) or isinstance(num_buckets, bool):
+        raise ArrowKernelError(
+            f"{func}() argument 'num_buckets': expected an int in [1, 2147483647], got {type(num_buckets).__name__}"
+        )
+    if not 1 <= num_buckets <= 2147483647:
+        raise ArrowKernelError(
+            f"{func}() argument 'num_buckets': expected an int in [1, 2147483647], got {num_buckets}"
+        )
+    _check_threads(threads, func)
+    array = _column(values, func, "values", _is_bucketable, _BUCKET_EXPECTED)
+    data_type = array.type
+    buckets: list[int | None] = []
+    if _is_string(data_type) or not (pa.types.is_integer(data_type) or pa.types.is_temporal(data_type)):
+        for item in array.to_pylist():
+            if item is None:
+                buckets.append(None)
+                continue
+            data = item.encode() if isinstance(item, str) else bytes(item)
+            buckets.append((murmur3_32(data) & 0x7FFFFFFF) % num_buckets)
+        return pa.array(buckets, type=pa.int32())
+    multiply, divide = _bucket_long_scale(data_type)
+    storage = pa.int32() if data_type.bit_width == 32 and not pa.types.is_unsigned_integer(data_type) else pa.int64()
+    raw = array.cast(storage) if pa.types.is_temporal(data_type) else array
+    for item in raw.to_pylist():
+        if item is None:
+            buckets.append(None)
+            continue
+        value = _wrap_long(item * multiply) // divide
+        buckets.append((murmur3_32(value.to_bytes(8, "little", signed=True)) & 0x7FFFFFFF) % num_buckets)
+    return pa.array(buckets, type=pa.int32())

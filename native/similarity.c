@@ -1,0 +1,949 @@
+/* String similarity over two aligned string columns, and the fused multi-field matcher.
+ *
+ * Metrics work on Unicode code points (UTF-8 is decoded; ASCII is widened without decoding):
+ * - Jaro-Winkler, defined as rapidfuzz defines it (greedy matching within the window
+ *   max(len)/2 - 1, prefix of at most 4 code points, boost only above boost_threshold), computed
+ *   bit-parallel when both (window-trimmed) strings have at most 64 code points;
+ * - normalized Levenshtein similarity 1 - distance / max(len), computed with Hyyro's
+ *   bit-parallel form of Myers' algorithm when the shorter string has at most 64 code points,
+ *   and with a single-row Wagner-Fischer otherwise;
+ * - token-sort variants: case-fold, split on separators, sort the tokens, join with one space,
+ *   then compare (see reference.py for the exact normalization).
+ * A null on either side gives a null score. Work is split into row ranges over pthreads; every
+ * row's score is computed the same way whatever the split, so results never depend on threads. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlp_columns.h"
+#include "mlp_kernels.h"
+
+/* Rows per block: thread ranges start on multiples of it, so no two threads ever write the same
+ * byte of a validity bitmap. */
+#define MLP_BLOCK_ROWS 4096
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pattern-match bit vectors: for each code point, the positions where it occurs.             */
+
+typedef struct {
+  uint64_t ascii[256];
+  uint32_t keys[128];
+  uint64_t values[128];
+  int has_map;
+} MlpPatternMatch;
+
+static inline uint32_t PmProbe(const MlpPatternMatch* pm, uint32_t c) {
+  uint32_t i = c & 127u;
+  uint32_t perturb = c;
+  while (pm->values[i] != 0 && pm->keys[i] != c) {
+    perturb >>= 5;
+    i = (i * 5u + perturb + 1u) & 127u;
+  }
+  return i;
+}
+
+static inline uint64_t PmGet(const MlpPatternMatch* pm, uint32_t c) {
+  if (c < 256) return pm->ascii[c];
+  if (!pm->has_map) return 0;
+  return pm->values[PmProbe(pm, c)];
+}
+
+/* Only for patterns of at most 64 code points, so the map (128 slots) never fills. */
+static inline void PmBuild(MlpPatternMatch* pm, const uint32_t* s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t c = s[i];
+    uint64_t bit = (uint64_t)1 << i;
+    if (c < 256) {
+      pm->ascii[c] |= bit;
+    } else {
+      uint32_t slot = PmProbe(pm, c);
+      pm->keys[slot] = c;
+      pm->values[slot] |= bit;
+      pm->has_map = 1;
+    }
+  }
+}
+
+static inline void PmClear(MlpPatternMatch* pm, const uint32_t* s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    if (s[i] < 256) pm->ascii[s[i]] = 0;
+  }
+  if (pm->has_map) {
+    memset(pm->values, 0, sizeof(pm->values));
+    pm->has_map = 0;
+  }
+}
+
+static inline int Ctz64(uint64_t x) { return __builtin_ctzll(x); }
+static inline int Popcount64(uint64_t x) { return __builtin_popcountll(x); }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Per-thread scratch space                                                                   */
+
+typedef struct {
+  uint32_t* start;
+  int32_t length;
+} MlpToken;
+
+typedef struct {
+  uint32_t* cp[2]; /* decoded code points of each side (3 * bytes, room for token sort) */
+  int64_t cp_capacity[2];
+  MlpToken* tokens;
+  int64_t tokens_capacity;
+  int64_t* row; /* Wagner-Fischer row */
+  int64_t row_capacity;
+  uint8_t* flags; /* Jaro fallback flags */
+  int64_t flags_capacity;
+  MlpPatternMatch pm;
+  int out_of_memory;
+} MlpScratch;
+
+static void ScratchInit(MlpScratch* scratch) { memset(scratch, 0, sizeof(*scratch)); }
+
+static void ScratchFree(MlpScratch* scratch) {
+  free(scratch->cp[0]);
+  free(scratch->cp[1]);
+  free(scratch->tokens);
+  free(scratch->row);
+  free(scratch->flags);
+}
+
+static int Grow(void** buffer, int64_t* capacity, int64_t needed, size_t element) {
+  if (needed <= *capacity) return 0;
+  int64_t new_capacity = *capacity < 64 ? 64 : *capacity;
+  while (new_capacity < needed) new_capacity *= 2;
+  void* grown = realloc(*buffer, (size_t)new_capacity * element);
+  if (grown == NULL) return -1;
+  *buffer = grown;
+  *capacity = new_capacity;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* UTF-8 to code points                                                                       */
+
+/* Decoding never reads past `n`; malformed sequences (not valid Arrow strings) become U+FFFD. */
+static int64_t DecodeUtf8(const uint8_t* s, int64_t n, uint32_t* out) {
+  int64_t i = 0;
+  int64_t k = 0;
+  while (i < n) {
+    uint32_t c = s[i];
+    if (c < 0x80) {
+      out[k++] = c;
+      i += 1;
+    } else if (c >= 0xC0 && c < 0xE0 && i + 1 < n) {
+      out[k++] = ((c & 0x1F) << 6) | (s[i + 1] & 0x3F);
+      i += 2;
+    } else if (c >= 0xE0 && c < 0xF0 && i + 2 < n) {
+      out[k++] = ((c & 0x0F) << 12) | ((uint32_t)(s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
+      i += 3;
+    } else if (c >= 0xF0 && c < 0xF8 && i + 3 < n) {
+      out[k++] = ((c & 0x07) << 18) | ((uint32_t)(s[i + 1] & 0x3F) << 12) |
+                 ((uint32_t)(s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
+      i += 4;
+    } else {
+      out[k++] = 0xFFFD;
+      i += 1;
+    }
+  }
+  return k;
+}
+
+static inline int64_t ToCodePoints(const uint8_t* s, int64_t n, uint32_t* out) {
+  int64_t i = 0;
+  /* ASCII fast path: widen until the first non-ASCII byte. */
+  for (; i < n; i++) {
+    if (s[i] >= 0x80) break;
+    out[i] = s[i];
+  }
+  if (i == n) return n;
+  return i + DecodeUtf8(s + i, n - i, out + i);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Token sort                                                                                 */
+
+static inline int IsSeparator(uint32_t c) {
+  if (c < 128) {
+    return !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));
+  }
+  /* The non-ASCII code points Python's str.isspace() accepts. */
+  return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
+         c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+static inline uint32_t FoldCase(uint32_t c) {
+  /* ASCII and Latin-1 upper case letters (not the multiplication sign U+00D7). */
+  if ((c >= 'A' && c <= 'Z') || (c >= 0xC0 && c <= 0xDE && c != 0xD7)) return c + 32;
+  return c;
+}
+
+static int CompareTokens(const void* left, const void* right) {
+  const MlpToken* a = (const MlpToken*)left;
+  const MlpToken* b = (const MlpToken*)right;
+  int32_t n = a->length < b->length ? a->length : b->length;
+  for (int32_t i = 0; i < n; i++) {
+    if (a->start[i] != b->start[i]) return a->start[i] < b->start[i] ? -1 : 1;
+  }
+  return (a->length > b->length) - (a->length < b->length);
+}
+
+/* cp[0, n) holds the code points; cp[n, 3n) is free. Writes the token-sorted string at cp[2n]
+ * and returns its length; *out points at it. */
+static int64_t TokenSort(uint32_t* cp, int64_t n, MlpToken* tokens, uint32_t** out) {
+  uint32_t* folded = cp + n;
+  uint32_t* joined = cp + 2 * n;
+  int64_t n_tokens = 0;
+  int64_t i = 0;
+  while (i < n) {
+    while (i < n && IsSeparator(cp[i])) i++;
+    if (i == n) break;
+    int64_t start = i;
+    while (i < n && !IsSeparator(cp[i])) {
+      folded[i] = FoldCase(cp[i]);
+      i++;
+    }
+    tokens[n_tokens].start = folded + start;
+    tokens[n_tokens].length = (int32_t)(i - start);
+    n_tokens++;
+  }
+  if (n_tokens > 1) qsort(tokens, (size_t)n_tokens, sizeof(MlpToken), CompareTokens);
+  int64_t k = 0;
+  for (int64_t t = 0; t < n_tokens; t++) {
+    if (t > 0) joined[k++] = ' ';
+    memcpy(joined + k, tokens[t].start, (size_t)tokens[t].length * sizeof(uint32_t));
+    k += tokens[t].length;
+  }
+  *out = joined;
+  return k;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Jaro and Jaro-Winkler                                                                      */
+
+static inline double JaroFormula(int64_t len1, int64_t len2, int64_t common, int64_t trans) {
+  trans /= 2;
+  double sim = 0.0;
+  sim += (double)common / (double)len1;
+  sim += (double)common / (double)len2;
+  sim += (double)(common - trans) / (double)common;
+  return sim / 3.0;
+}
+
+static double Jaro(const uint32_t* s1, int64_t len1, const uint32_t* s2, int64_t len2,
+                   MlpScratch* scratch) {
+  if (len1 == 0 && len2 == 0) return 1.0;
+  if (len1 == 0 || len2 == 0) return 0.0;
+  if (len1 == 1 && len2 == 1) return s1[0] == s2[0] ? 1.0 : 0.0;
+  /* Parts of the longer string beyond the window of the shorter one can never match. */
+  int64_t n1 = len1;
+  int64_t n2 = len2;
+  int64_t bound;
+  if (len2 > len1) {
+    bound = len2 / 2 - 1;
+    if (len2 > len1 + bound) n2 = len1 + bound;
+  } else {
+    bound = len1 / 2 - 1;
+    if (len1 > len2 + bound) n1 = len2 + bound;
+  }
+
+  int64_t common = 0;
+  int64_t trans = 0;
+  if (n1 <= 64 && n2 <= 64) {
+    MlpPatternMatch* pm = &scratch->pm;
+    PmBuild(pm, s2, n2);
+    uint64_t flags1 = 0;
+    uint64_t flags2 = 0;
+    for (int64_t i = 0; i < n1; i++) {
+      int64_t lo = i - bound > 0 ? i - bound : 0;
+      int64_t hi = i + bound < n2 - 1 ? i + bound : n2 - 1;
+      if (lo > hi) continue;
+      uint64_t window = (hi >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (hi + 1)) - 1)) &
+                        ~(((uint64_t)1 << lo) - 1);
+      uint64_t candidates = PmGet(pm, s1[i]) & window & ~flags2;
+      if (candidates) {
+        flags2 |= candidates & (~candidates + 1);
+        flags1 |= (uint64_t)1 << i;
+      }
+    }
+    PmClear(pm, s2, n2);
+    common = Popcount64(flags1);
+    if (common == 0) return 0.0;
+    while (flags1) {
+      int i = Ctz64(flags1);
+      int j = Ctz64(flags2);
+      trans += s1[i] != s2[j];
+      flags1 &= flags1 - 1;
+      flags2 &= flags2 - 1;
+    }
+  } else {
+    if (Grow((void**)&scratch->flags, &scratch->flags_capacity, n1 + n2, 1) != 0) {
+      scratch->out_of_memory = 1;
+      return 0.0;
+    }
+    uint8_t* flags1 = scratch->flags;
+    uint8_t* flags2 = scratch->flags + n1;
+    memset(flags1, 0, (size_t)(n1 + n2));
+    for (int64_t i = 0; i < n1; i++) {
+      int64_t lo = i - bound > 0 ? i - bound : 0;
+      int64_t hi = i + bound < n2 - 1 ? i + bound : n2 - 1;
+      for (int64_t j = lo; j <= hi; j++) {
+        if (!flags2[j] && s2[j] == s1[i]) {
+          flags1[i] = flags2[j] = 1;
+          common++;
+          break;
+        }
+      }
+    }
+    if (common == 0) return 0.0;
+    int64_t k = 0;
+    for (int64_t i = 0; i < n1; i++) {
+      if (!flags1[i]) continue;
+      while (!flags2[k]) k++;
+      trans += s1[i] != s2[k];
+      k++;
+    }
+  }
+  return JaroFormula(len1, len2, common, trans);
+}
+
+static double JaroWinkler(const uint32_t* s1, int64_t len1, const uint32_t* s2, int64_t len2,
+                          double prefix_weight, double boost_threshold, MlpScratch* scratch) {
+  int64_t max_prefix = len1 < len2 ? len1 : len2;
+  if (max_prefix > 4) max_prefix = 4;
+  int64_t prefix = 0;
+  while (prefix < max_prefix && s1[prefix] == s2[prefix]) prefix++;
+  double sim = Jaro(s1, len1, s2, len2, scratch);
+  if (sim > boost_threshold) sim += (double)prefix * prefix_weight * (1.0 - sim);
+  return sim;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Levenshtein                                                                                */
+
+static int64_t Levenshtein(const uint32_t* s1, int64_t len1, const uint32_t* s2, int64_t len2,
+                           MlpScratch* scratch) {
+  /* Common prefixes and suffixes never change the distance. */
+  while (len1 > 0 && len2 > 0 && s1[0] == s2[0]) {
+    s1++;
+    s2++;
+    len1--;
+    len2--;
+  }
+  while (len1 > 0 && len2 > 0 && s1[len1 - 1] == s2[len2 - 1]) {
+    len1--;
+    len2--;
+  }
+  if (len1 == 0) return len2;
+  if (len2 == 0) return len1;
+  if (len1 > len2) {
+    const uint32_t* s = s1;
+    s1 = s2;
+    s2 = s;
+    int64_t n = len1;
+    len1 = len2;
+    len2 = n;
+  }
+  if (len1 <= 64) {
+    /* Hyyro 2003: the pattern s1 in one machine word, one step per code point of s2. */
+    MlpPatternMatch* pm = &scratch->pm;
+    PmBuild(pm, s1, len1);
+    uint64_t vp = len1 == 64 ? ~(uint64_t)0 : (((uint64_t)1 << len1) - 1);
+    uint64_t vn = 0;
+    uint64_t last = (uint64_t)1 << (len1 - 1);
+    int64_t distance = len1;
+    for (int64_t j = 0; j < len2; j++) {
+      uint64_t pm_j = PmGet(pm, s2[j]);
+      uint64_t x = pm_j | vn;
+      uint64_t d0 = (((x & vp) + vp) ^ vp) | x;
+      uint64_t hp = vn | ~(d0 | vp);
+      uint64_t hn = vp & d0;
+      distance += (hp & last) != 0;
+      distance -= (hn & last) != 0;
+      hp = (hp << 1) | 1;
+      hn = hn << 1;
+      vp = hn | ~(d0 | hp);
+      vn = hp & d0;
+    }
+    PmClear(pm, s1, len1);
+    return distance;
+  }
+  /* Both strings are long: one row of the dynamic programme over the shorter one. */
+  if (Grow((void**)&scratch->row, &scratch->row_capacity, len1 + 1, sizeof(int64_t)) != 0) {
+    scratch->out_of_memory = 1;
+    return 0;
+  }
+  int64_t* row = scratch->row;
+  for (int64_t i = 0; i <= len1; i++) row[i] = i;
+  for (int64_t j = 1; j <= len2; j++) {
+    int64_t diagonal = row[0];
+    row[0] = j;
+    uint32_t c = s2[j - 1];
+    for (int64_t i = 1; i <= len1; i++) {
+      int64_t above = row[i];
+      int64_t best = diagonal + (s1[i - 1] != c);
+      if (above + 1 < best) best = above + 1;
+      if (row[i - 1] + 1 < best) best = row[i - 1] + 1;
+      row[i] = best;
+      diagonal = above;
+    }
+  }
+  return row[len1];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One pair                                                                                   */
+
+typedef enum { MLP_METRIC_JARO_WINKLER = 0, MLP_METRIC_LEVENSHTEIN = 1 } MlpMetricKind;
+
+typedef struct {
+  MlpMetricKind kind;
+  int token_sort;
+  double prefix_weight;
+  double boost_threshold;
+} MlpMetric;
+
+static double PairScore(const MlpMetric* metric, const uint8_t* a, int64_t na, const uint8_t* b,
+                        int64_t nb, MlpScratch* scratch) {
+  int64_t factor = metric->token_sort ? 3 : 1;
+  if (Grow((void**)&scratch->cp[0], &scratch->cp_capacity[0], na * factor + 1,
+           sizeof(uint32_t)) != 0 ||
+      Grow((void**)&scratch->cp[1], &scratch->cp_capacity[1], nb * factor + 1,
+           sizeof(uint32_t)) != 0) {
+    scratch->out_of_memory = 1;
+    return 0.0;
+  }
+  uint32_t* s1 = scratch->cp[0];
+  uint32_t* s2 = scratch->cp[1];
+  int64_t len1 = ToCodePoints(a, na, s1);
+  int64_t len2 = ToCodePoints(b, nb, s2);
+  if (metric->token_sort) {
+    int64_t most = (len1 > len2 ? len1 : len2) + 1;
+    if (Grow((void**)&scratch->tokens, &scratch->tokens_capacity, most, sizeof(MlpToken)) != 0) {
+      scratch->out_of_memory = 1;
+      return 0.0;
+    }
+    /* The code points fill [0, len) of a buffer sized for 3 * bytes >= 3 * len. */
+    len1 = TokenSort(s1, len1, scratch->tokens, &s1);
+    len2 = TokenSort(s2, len2, scratch->tokens, &s2);
+  }
+  if (metric->kind == MLP_METRIC_JARO_WINKLER) {
+    return JaroWinkler(s1, len1, s2, len2, metric->prefix_weight, metric->boost_threshold,
+                       scratch);
+  }
+  int64_t longest = len1 > len2 ? len1 : len2;
+  if (longest == 0) return 1.0;
+  int64_t distance = Levenshtein(s1, len1, s2, len2, scratch);
+  return 1.0 - (double)distance / (double)longest;
+}
+
+/* Scores of rows [begin, end) into scores[row - begin], validity (0/1) into valid[row - begin].
+ * The two columns may be chunked differently: the walk advances through both chunk lists. */
+static void PairRange(const MlpColumn* left, const MlpColumn* right, const MlpMetric* metric,
+                      int64_t begin, int64_t end, double* scores, uint8_t* valid,
+                      MlpScratch* scratch) {
+  if (begin >= end) return;
+  int64_t lc = MlpColumnChunkOf(left, begin);
+  int64_t rc = MlpColumnChunkOf(right, begin);
+  int64_t row = begin;
+  while (row < end) {
+    while (left->starts[lc + 1] <= row) lc++;
+    while (right->starts[rc + 1] <= row) rc++;
+    int64_t stop = end;
+    if (left->starts[lc + 1] < stop) stop = left->starts[lc + 1];
+    if (right->starts[rc + 1] < stop) stop = right->starts[rc + 1];
+    const struct ArrowArrayView* lv = &left->views[lc];
+    const struct ArrowArrayView* rv = &right->views[rc];
+    int64_t lo = row - left->starts[lc];
+    int64_t ro = row - right->starts[rc];
+    int l_nullable = lv->buffer_views[0].data.data != NULL;
+    int r_nullable = rv->buffer_views[0].data.data != NULL;
+    for (int64_t r = row; r < stop; r++) {
+      int64_t li = lo + (r - row);
+      int64_t ri = ro + (r - row);
+      int64_t k = r - begin;
+      if ((l_nullable && ArrowArrayViewIsNull(lv, li)) ||
+          (r_nullable && ArrowArrayViewIsNull(rv, ri))) {
+        scores[k] = 0.0;
+        valid[k] = 0;
+        continue;
+      }
+      struct ArrowBufferView a = ArrowArrayViewGetBytesUnsafe(lv, li);
+      struct ArrowBufferView b = ArrowArrayViewGetBytesUnsafe(rv, ri);
+      scores[k] = PairScore(metric, a.data.as_uint8, a.size_bytes, b.data.as_uint8,
+                            b.size_bytes, scratch);
+      valid[k] = 1;
+    }
+    row = stop;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Argument parsing                                                                           */
+
+static int ParseUnitFloat(PyObject* obj, const char* func, const char* argname, double low,
+                          double high, double* out) {
+  double value = PyFloat_AsDouble(obj);
+  if (value == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    MlpRaise("%s() argument '%s': expected a float in [%g, %g], got %s", func, argname, low,
+             high, Py_TYPE(obj)->tp_name);
+    return -1;
+  }
+  if (!(value >= low && value <= high)) {
+    MlpRaise("%s() argument '%s': expected a float in [%g, %g], got %g", func, argname, low,
+             high, value);
+    return -1;
+  }
+  *out = value;
+  return 0;
+}
+
+static int ParseMetricName(PyObject* obj, const char* func, const char* argname,
+                           MlpMetric* metric) {
+  const char* name = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+  if (name == NULL) PyErr_Clear();
+  metric->prefix_weight = 0.1;
+  metric->boost_threshold = 0.7;
+  if (name != NULL && strcmp(name, "jaro_winkler") == 0) {
+    metric->kind = MLP_METRIC_JARO_WINKLER;
+    metric->token_sort = 0;
+  } else if (name != NULL && strcmp(name, "levenshtein") == 0) {
+    metric->kind = MLP_METRIC_LEVENSHTEIN;
+    metric->token_sort = 0;
+  } else if (name != NULL && strcmp(name, "token_sort_jaro_winkler") == 0) {
+    metric->kind = MLP_METRIC_JARO_WINKLER;
+    metric->token_sort = 1;
+  } else if (name != NULL && strcmp(name, "token_sort_levenshtein") == 0) {
+    metric->kind = MLP_METRIC_LEVENSHTEIN;
+    metric->token_sort = 1;
+  } else {
+    PyObject* repr = PyObject_Repr(obj);
+    MlpRaise("%s() argument '%s': expected one of 'jaro_winkler', 'levenshtein', "
+             "'token_sort_jaro_winkler', 'token_sort_levenshtein', got %s",
+             func, argname, repr != NULL ? PyUnicode_AsUTF8(repr) : "?");
+    Py_XDECREF(repr);
+    return -1;
+  }
+  return 0;
+}
+
+/* Open the left/right string columns named `left_name`/`right_name` and check their lengths. */
+static int OpenPair(PyObject* left_obj, PyObject* right_obj, const char* func,
+                    const char* left_name, const char* right_name, MlpColumn* left,
+                    MlpColumn* right) {
+  if (MlpColumnOpen(left_obj, func, left_name, MlpStringTypes, MLP_STRING_EXPECTED, left) != 0) {
+    return -1;
+  }
+  if (MlpColumnOpen(right_obj, func, right_name, MlpStringTypes, MLP_STRING_EXPECTED, right) !=
+      0) {
+    MlpColumnClose(left);
+    return -1;
+  }
+  if (left->length != right->length) {
+    MlpRaise("%s() argument '%s': length %lld (format '%s') does not match argument '%s' of "
+             "length %lld (format '%s'); expected two aligned columns of equal length",
+             func, right_name, (long long)right->length, right->input.format, left_name,
+             (long long)left->length, left->input.format);
+    MlpColumnClose(left);
+    MlpColumnClose(right);
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Similarity kernels                                                                         */
+
+typedef struct {
+  const MlpColumn* left;
+  const MlpColumn* right;
+  MlpMetric metric;
+  double* scores;
+  uint8_t* validity;
+  int64_t null_counts[256];
+  int failed[256];
+} MlpSimilarityTask;
+
+static void SimilarityRange(void* ctx, int index, int64_t begin, int64_t end) {
+  MlpSimilarityTask* task = (MlpSimilarityTask*)ctx;
+  MlpScratch scratch;
+  ScratchInit(&scratch);
+  uint8_t valid[MLP_BLOCK_ROWS];
+  int64_t nulls = 0;
+  for (int64_t block = begin; block < end; block += MLP_BLOCK_ROWS) {
+    int64_t stop = block + MLP_BLOCK_ROWS < end ? block + MLP_BLOCK_ROWS : end;
+    PairRange(task->left, task->right, &task->metric, block, stop, task->scores + block, valid,
+              &scratch);
+    /* block is a multiple of 8 (of MLP_BLOCK_ROWS, even), so whole bytes are written. */
+    uint8_t* bits = task->validity + block / 8;
+    int64_t n = stop - block;
+    for (int64_t i = 0; i < n; i += 8) {
+      uint8_t byte = 0;
+      for (int64_t b = 0; b < 8 && i + b < n; b++) {
+        byte |= (uint8_t)(valid[i + b] << b);
+        nulls += !valid[i + b];
+      }
+      bits[i / 8] = byte;
+    }
+  }
+  task->null_counts[index] = nulls;
+  task->failed[index] = scratch.out_of_memory;
+  ScratchFree(&scratch);
+}
+
+static PyObject* RunSimilarity(const char* func, PyObject* left_obj, PyObject* right_obj,
+                               const MlpMetric* metric, int threads) {
+  MlpColumn left;
+  MlpColumn right;
+  if (OpenPair(left_obj, right_obj, func, "left", "right", &left, &right) != 0) return NULL;
+  MlpOutput out;
+  if (MlpOutputInit(&out, NANOARROW_TYPE_DOUBLE, left.length) != 0) {
+    MlpColumnClose(&left);
+    MlpColumnClose(&right);
+    return NULL;
+  }
+  MlpSimilarityTask* task = PyMem_Calloc(1, sizeof(MlpSimilarityTask));
+  if (task == NULL) {
+    MlpOutputRelease(&out);
+    MlpColumnClose(&left);
+    MlpColumnClose(&right);
+    return PyErr_NoMemory();
+  }
+  task->left = &left;
+  task->right = &right;
+  task->metric = *metric;
+  task->scores = (double*)out.values;
+  task->validity = out.validity;
+  Py_BEGIN_ALLOW_THREADS;
+  MlpParallelFor(threads, left.length, MLP_BLOCK_ROWS, SimilarityRange, task);
+  Py_END_ALLOW_THREADS;
+  int64_t nulls = 0;
+  int failed = 0;
+  for (int t = 0; t < 256; t++) {
+    nulls += task->null_counts[t];
+    failed |= task->failed[t];
+  }
+  PyMem_Free(task);
+  MlpColumnClose(&left);
+  MlpColumnClose(&right);
+  if (failed) {
+    MlpOutputRelease(&out);
+    return PyErr_NoMemory();
+  }
+  return MlpOutputFinish(&out, nulls);
+}
+
+PyObject* MlpJaroWinklerSimilarity(PyObject* self, PyObject* args, PyObject* kwargs) {
+  static char* keywords[] = {"left",      "right",   "prefix_weight", "boost_threshold",
+                             "token_sort", "threads", NULL};
+  const char* func = "jaro_winkler_similarity";
+  PyObject* left;
+  PyObject* right;
+  PyObject* prefix_weight = NULL;
+  PyObject* boost_threshold = NULL;
+  int token_sort = 0;
+  PyObject* threads_obj = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOpO:jaro_winkler_similarity", keywords,
+                                   &left, &right, &prefix_weight, &boost_threshold, &token_sort,
+                                   &threads_obj)) {
+    return NULL;
+  }
+  MlpMetric metric = {MLP_METRIC_JARO_WINKLER, token_sort, 0.1, 0.7};
+  if (prefix_weight != NULL &&
+      ParseUnitFloat(prefix_weight, func, "prefix_weight", 0.0, 0.25, &metric.prefix_weight) !=
+          0) {
+    return NULL;
+  }
+  if (boost_threshold != NULL && ParseUnitFloat(boost_threshold, func, "boost_threshold", 0.0,
+                                                1.0, &metric.boost_threshold) != 0) {
+    return NULL;
+  }
+  int threads;
+  if (MlpParseThreads(threads_obj, func, &threads) != 0) return NULL;
+  return RunSimilarity(func, left, right, &metric, threads);
+}
+
+PyObject* MlpLevenshteinSimilarity(PyObject* self, PyObject* args, PyObject* kwargs) {
+  static char* keywords[] = {"left", "right", "token_sort", "threads", NULL};
+  const char* func = "levenshtein_similarity";
+  PyObject* left;
+  PyObject* right;
+  int token_sort = 0;
+  PyObject* threads_obj = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$pO:levenshtein_similarity", keywords,
+                                   &left, &right, &token_sort, &threads_obj)) {
+    return NULL;
+  }
+  MlpMetric metric = {MLP_METRIC_LEVENSHTEIN, token_sort, 0.0, 0.0};
+  int threads;
+  if (MlpParseThreads(threads_obj, func, &threads) != 0) return NULL;
+  return RunSimilarity(func, left, right, &metric, threads);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fused matcher                                                                              */
+
+typedef struct {
+  MlpColumn left;
+  MlpColumn right;
+  MlpMetric metric;
+  double weight;
+  int open;
+} MlpField;
+
+typedef struct {
+  MlpField* fields;
+  int64_t n_fields;
+  double* scores;
+  uint8_t* validity;
+  int with_threshold;
+  double threshold;
+  int64_t null_counts[256];
+  int failed[256];
+  int64_t* matches[256]; /* per thread, in row order */
+  int64_t match_counts[256];
+  int64_t match_capacity[256];
+} MlpMatchTask;
+
+static void MatchRange(void* ctx, int index, int64_t begin, int64_t end) {
+  MlpMatchTask* task = (MlpMatchTask*)ctx;
+  MlpScratch scratch;
+  ScratchInit(&scratch);
+  double* field_scores = malloc(MLP_BLOCK_ROWS * sizeof(double));
+  double* sums = malloc(MLP_BLOCK_ROWS * sizeof(double));
+  double* weights = malloc(MLP_BLOCK_ROWS * sizeof(double));
+  uint8_t* valid = malloc(MLP_BLOCK_ROWS);
+  int64_t nulls = 0;
+  int failed = field_scores == NULL || sums == NULL || weights == NULL || valid == NULL;
+  for (int64_t block = begin; !failed && block < end; block += MLP_BLOCK_ROWS) {
+    int64_t stop = block + MLP_BLOCK_ROWS < end ? block + MLP_BLOCK_ROWS : end;
+    int64_t n = stop - block;
+    memset(sums, 0, (size_t)n * sizeof(double));
+    memset(weights, 0, (size_t)n * sizeof(double));
+    for (int64_t f = 0; f < task->n_fields; f++) {
+      const MlpField* field = &task->fields[f];
+      PairRange(&field->left, &field->right, &field->metric, block, stop, field_scores, valid,
+                &scratch);
+      for (int64_t i = 0; i < n; i++) {
+        /* Fields with a null on either side drop out of this row's weighted mean. */
+        if (valid[i]) {
+          sums[i] += field->weight * field_scores[i];
+          weights[i] += field->weight;
+        }
+      }
+    }
+    uint8_t* bits = task->validity + block / 8;
+    for (int64_t i = 0; i < n; i += 8) {
+      uint8_t byte = 0;
+      for (int64_t b = 0; b < 8 && i + b < n; b++) {
+        int64_t k = i + b;
+        int is_valid = weights[k] > 0.0;
+        double score = is_valid ? sums[k] / weights[k] : 0.0;
+        task->scores[block + k] = score;
+        byte |= (uint8_t)(is_valid << b);
+        nulls += !is_valid;
+        if (task->with_threshold && is_valid && score >= task->threshold) {
+          if (Grow((void**)&task->matches[index], &task->match_capacity[index],
+                   task->match_counts[index] + 1, sizeof(int64_t)) != 0) {
+            failed = 1;
+            break;
+          }
+          task->matches[index][task->match_counts[index]++] = block + k;
+        }
+      }
+      bits[i / 8] = byte;
+    }
+  }
+  free(field_scores);
+  free(sums);
+  free(weights);
+  free(valid);
+  task->null_counts[index] = nulls;
+  task->failed[index] = failed || scratch.out_of_memory;
+  ScratchFree(&scratch);
+}
+
+static void CloseFields(MlpField* fields, int64_t n) {
+  for (int64_t f = 0; f < n; f++) {
+    if (fields[f].open) {
+      MlpColumnClose(&fields[f].left);
+      MlpColumnClose(&fields[f].right);
+    }
+  }
+  PyMem_Free(fields);
+}
+
+static int OpenFields(PyObject* fields_obj, const char* func, MlpField** out, int64_t* n_out) {
+  PyObject* sequence =
+      PySequence_Check(fields_obj) && !PyUnicode_Check(fields_obj)
+          ? PySequence_Fast(fields_obj, "fields")
+          : NULL;
+  if (sequence == NULL) {
+    PyErr_Clear();
+    MlpRaise("%s() argument 'fields': expected a sequence of (left, right, weight, metric) "
+             "tuples, got %s",
+             func, Py_TYPE(fields_obj)->tp_name);
+    return -1;
+  }
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+  if (n == 0) {
+    Py_DECREF(sequence);
+    MlpRaise("%s() argument 'fields': expected at least one (left, right, weight, metric) "
+             "tuple, got an empty sequence",
+             func);
+    return -1;
+  }
+  MlpField* fields = PyMem_Calloc((size_t)n, sizeof(MlpField));
+  if (fields == NULL) {
+    Py_DECREF(sequence);
+    PyErr_NoMemory();
+    return -1;
+  }
+  int64_t length = -1;
+  for (Py_ssize_t f = 0; f < n; f++) {
+    PyObject* item = PySequence_Fast_GET_ITEM(sequence, f);
+    char name_left[64];
+    char name_right[64];
+    char name_weight[64];
+    char name_metric[64];
+    snprintf(name_left, sizeof(name_left), "fields[%zd].left", f);
+    snprintf(name_right, sizeof(name_right), "fields[%zd].right", f);
+    snprintf(name_weight, sizeof(name_weight), "fields[%zd].weight", f);
+    snprintf(name_metric, sizeof(name_metric), "fields[%zd].metric", f);
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 4) {
+      MlpRaise("%s() argument 'fields[%zd]': expected a (left, right, weight, metric) tuple, "
+               "got %s",
+               func, f, Py_TYPE(item)->tp_name);
+      goto fail;
+    }
+    MlpField* field = &fields[f];
+    double weight = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 2));
+    if (weight == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      MlpRaise("%s() argument '%s': expected a float > 0, got %s", func, name_weight,
+               Py_TYPE(PyTuple_GET_ITEM(item, 2))->tp_name);
+      goto fail;
+    }
+    if (!(weight > 0.0 && weight < 1e300)) {
+      MlpRaise("%s() argument '%s': expected a finite float > 0, got %g", func, name_weight,
+               weight);
+      goto fail;
+    }
+    field->weight = weight;
+    if (ParseMetricName(PyTuple_GET_ITEM(item, 3), func, name_metric, &field->metric) != 0) {
+      goto fail;
+    }
+    if (OpenPair(PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1), func, name_left,
+                 name_right, &field->left, &field->right) != 0) {
+      goto fail;
+    }
+    field->open = 1;
+    if (length >= 0 && field->left.length != length) {
+      MlpRaise("%s() argument '%s': length %lld (format '%s') does not match the %lld rows of "
+               "fields[0]; expected every field to have the same number of rows",
+               func, name_left, (long long)field->left.length, field->left.input.format,
+               (long long)length);
+      goto fail;
+    }
+    length = field->left.length;
+  }
+  Py_DECREF(sequence);
+  *out = fields;
+  *n_out = n;
+  return 0;
+fail:
+  Py_DECREF(sequence);
+  CloseFields(fields, n);
+  return -1;
+}
+
+PyObject* MlpMatchPairs(PyObject* self, PyObject* args, PyObject* kwargs) {
+  static char* keywords[] = {"fields", "threshold", "threads", NULL};
+  const char* func = "match_pairs";
+  PyObject* fields_obj;
+  PyObject* threshold_obj = Py_None;
+  PyObject* threads_obj = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO:match_pairs", keywords, &fields_obj,
+                                   &threshold_obj, &threads_obj)) {
+    return NULL;
+  }
+  int threads;
+  if (MlpParseThreads(threads_obj, func, &threads) != 0) return NULL;
+  double threshold = 0.0;
+  int with_threshold = threshold_obj != Py_None;
+  if (with_threshold &&
+      ParseUnitFloat(threshold_obj, func, "threshold", 0.0, 1.0, &threshold) != 0) {
+    return NULL;
+  }
+  MlpField* fields;
+  int64_t n_fields;
+  if (OpenFields(fields_obj, func, &fields, &n_fields) != 0) return NULL;
+  int64_t length = fields[0].left.length;
+  MlpOutput out;
+  if (MlpOutputInit(&out, NANOARROW_TYPE_DOUBLE, length) != 0) {
+    CloseFields(fields, n_fields);
+    return NULL;
+  }
+  MlpMatchTask* task = PyMem_Calloc(1, sizeof(MlpMatchTask));
+  if (task == NULL) {
+    MlpOutputRelease(&out);
+    CloseFields(fields, n_fields);
+    return PyErr_NoMemory();
+  }
+  task->fields = fields;
+  task->n_fields = n_fields;
+  task->scores = (double*)out.values;
+  task->validity = out.validity;
+  task->with_threshold = with_threshold;
+  task->threshold = threshold;
+  Py_BEGIN_ALLOW_THREADS;
+  MlpParallelFor(threads, length, MLP_BLOCK_ROWS, MatchRange, task);
+  Py_END_ALLOW_THREADS;
+  CloseFields(fields, n_fields);
+
+  int64_t nulls = 0;
+  int64_t n_matches = 0;
+  int failed = 0;
+  for (int t = 0; t < 256; t++) {
+    nulls += task->null_counts[t];
+    n_matches += task->match_counts[t];
+    failed |= task->failed[t];
+  }
+  PyObject* result = NULL;
+  PyObject* scores = NULL;
+  if (failed) {
+    MlpOutputRelease(&out);
+    PyErr_NoMemory();
+    goto done;
+  }
+  scores = MlpOutputFinish(&out, nulls);
+  if (scores == NULL || !with_threshold) {
+    result = scores;
+    goto done;
+  }
+  MlpOutput indices;
+  if (MlpOutputInit(&indices, NANOARROW_TYPE_INT64, n_matches) != 0) {
+    Py_DECREF(scores);
+    goto done;
+  }
+  int64_t k = 0;
+  for (int t = 0; t < 256; t++) {
+    if (task->match_counts[t] > 0) {
+      memcpy((int64_t*)indices.values + k, task->matches[t],
+             (size_t)task->match_counts[t] * sizeof(int64_t));
+      k += task->match_counts[t];
+    }
+  }
+  PyObject* indices_result = MlpOutputFinish(&indices, 0);
+  if (indices_result == NULL) {
+    Py_DECREF(scores);
+    goto done;
+  }
+  result = Py_BuildValue("(NN)", scores, indices_result);
+done:
+  for (int t = 0; t < 256; t++) free(task->matches[t]);
+  PyMem_Free(task);
+  return result;
+}

@@ -1,0 +1,143 @@
+"""Bytes from object stores and file systems, fetched through fsspec with bounded concurrency.
+
+Parquet is read from memory: a file's footer is fetched once, then only the column chunks a read
+needs, written at their own offsets into a buffer the size of the file. Pages never written are
+never touched, so the buffer costs only what was fetched.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlp.fastdata.errors import DataFileError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from fsspec import AbstractFileSystem
+
+FOOTER_GUESS = 64 * 1024
+# Ranges closer than this are fetched as one request: a request costs more than the bytes between.
+COALESCE_GAP = 256 * 1024
+DEFAULT_IO_CONCURRENCY = 16
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def io_pool(concurrency: int = DEFAULT_IO_CONCURRENCY) -> Executor:
+    """A process-wide thread pool per concurrency level: in-flight requests never exceed it."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(concurrency)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"fastdata-io{concurrency}")
+            _POOLS[concurrency] = pool
+        return pool
+
+
+@lru_cache(maxsize=32)
+def _filesystem(scheme: str, properties: tuple[tuple[str, str], ...]) -> AbstractFileSystem:
+    from pyiceberg.io.fsspec import FsspecFileIO
+
+    # pyiceberg's fsspec FileIO already maps catalog properties (s3.endpoint, credentials, gcs.*,
+    # adls.*) to fsspec options; its file systems are the ones pyiceberg itself would use.
+    return FsspecFileIO(dict(properties)).get_fs(scheme)
+
+
+def filesystem_for(path: str, properties: Mapping[str, str]) -> AbstractFileSystem:
+    scheme = path.split("://", 1)[0] if "://" in path else "file"
+    return _filesystem(scheme, tuple(sorted((str(k), str(v)) for k, v in properties.items())))
+
+
+def coalesce(ranges: Sequence[tuple[int, int]], gap: int = COALESCE_GAP) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1] + gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+class RemoteFile:
+    """One data file: its size, where it lives, and range reads that name it when they fail."""
+
+    def __init__(self, path: str, size: int, properties: Mapping[str, str], concurrency: int) -> None:
+        self.path = path
+        self.size = size
+        self.fs = filesystem_for(path, properties)
+        self.pool = io_pool(concurrency)
+
+    def _cat(self, start: int, end: int) -> bytes:
+        try:
+            data = self.fs.cat_file(self.path, start=start, end=end)
+        except FileNotFoundError:
+            raise DataFileError(f"data file {self.path} is missing") from None
+        except OSError as exc:
+            raise DataFileError(f"data file {self.path} cannot be read ({start}-{end}): {exc}") from exc
+        if len(data) != end - start:
+            raise DataFileError(
+                f"data file {self.path} is shorter than its manifest says: wanted bytes {start}-{end}, "
+                f"got {len(data)} (expected size {self.size})"
+            )
+        return bytes(data)
+
+    def footer(self) -> pq.FileMetaData:
+        """The Parquet footer, in one request for footers up to FOOTER_GUESS bytes, else two."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.size < 12:
+            raise DataFileError(f"data file {self.path} is too small to be Parquet ({self.size} bytes)")
+        tail_len = min(self.size, FOOTER_GUESS)
+        tail = self._cat(self.size - tail_len, self.size)
+        if tail[-4:] != b"PAR1":
+            raise DataFileError(f"data file {self.path} is not Parquet or is truncated (no PAR1 magic at its end)")
+        footer_len = int.from_bytes(tail[-8:-4], "little")
+        if footer_len + 8 > tail_len:
+            if footer_len + 8 > self.size:
+                raise DataFileError(f"data file {self.path} is corrupt: footer length {footer_len} exceeds the file")
+            tail = self._cat(self.size - footer_len - 8, self.size)
+        try:
+            return pq.read_metadata(pa.BufferReader(tail))
+        except Exception as exc:
+            raise DataFileError(f"data file {self.path} has a corrupt Parquet footer: {exc}") from exc
+
+    def read_ranges_into(self, buffer: pa.Buffer, ranges: Sequence[tuple[int, int]]) -> None:
+        """Fetch ``ranges`` in parallel and write each at its own offset into ``buffer``."""
+        import numpy as np
+
+        view = np.frombuffer(buffer, dtype=np.uint8)
+
+        def fetch(span: tuple[int, int]) -> None:
+            start, end = span
+            view[start:end] = np.frombuffer(self._cat(start, end), dtype=np.uint8)
+
+        spans = coalesce(ranges)
+        if len(spans) == 1:
+            fetch(spans[0])
+            return
+        for future in [self.pool.submit(fetch, span) for span in spans]:
+            future.result()
+
+
+def sparse_buffer(size: int) -> pa.Buffer:
+    """An uninitialised, mutable buffer: untouched pages are never committed to memory."""
+    import pyarrow as pa
+
+    return pa.allocate_buffer(max(size, 1), resizable=False)
+
+
+def read_file_bytes(path: str, properties: Mapping[str, str]) -> bytes:
+    try:
+        return bytes(filesystem_for(path, properties).cat_file(path))
+    except FileNotFoundError:
+        raise DataFileError(f"file {path} is missing") from None
+
+
+def properties_of(io: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in getattr(io, "properties", {}).items()}

@@ -1,0 +1,156 @@
+"""Shards: a scan's files (pruned by pyiceberg's planner) cut and balanced by bytes.
+
+A file larger than the target is cut between row groups, using the byte offsets of its Parquet
+footer. Shards are plain JSON so they travel through XCom to ``.expand()``; the same snapshot and
+arguments always give the same shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlp.fastdata.errors import ShardError
+from airflow_provider_mlp.fastdata.fetch import RemoteFile, io_pool
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+    from pyiceberg.table import FileScanTask
+
+SHARD_KIND = "mlp.fastdata.shard"
+SHARD_VERSION = 1
+
+
+def _row_group_span(parquet: pq.FileMetaData, rg: int) -> tuple[int, int, int]:
+    """(start offset, end offset, compressed bytes) of one row group's column chunks."""
+    group = parquet.row_group(rg)
+    start, end, size = None, 0, 0
+    for index in range(group.num_columns):
+        chunk = group.column(index)
+        first = chunk.data_page_offset
+        if chunk.has_dictionary_page and 0 < chunk.dictionary_page_offset < first:
+            first = chunk.dictionary_page_offset
+        start = first if start is None else min(start, first)
+        end = max(end, first + chunk.total_compressed_size)
+        size += chunk.total_compressed_size
+    return (start or 0, end, size)
+
+
+def _file_units(task: FileScanTask, parquet: pq.FileMetaData | None, target_bytes: int) -> list[dict[str, Any]]:
+    deletes = sorted(d.file_path for d in task.delete_files)
+    whole = {
+        "path": task.file.file_path,
+        "file_size": task.file.file_size_in_bytes,
+        "records": task.file.record_count,
+        "bytes": task.file.file_size_in_bytes,
+        "row_groups": None,
+        "byte_range": [0, task.file.file_size_in_bytes],
+        "deletes": deletes,
+    }
+    if parquet is None or parquet.num_row_groups <= 1:
+        return [whole]
+    units: list[dict[str, Any]] = []
+    groups: list[int] = []
+    acc_bytes = acc_rows = 0
+    span_start = span_end = 0
+
+    def flush() -> None:
+        units.append({**whole, "records": acc_rows, "bytes": acc_bytes, "row_groups": list(groups)})
+        units[-1]["byte_range"] = [span_start, span_end]
+
+    for rg in range(parquet.num_row_groups):
+        start, end, size = _row_group_span(parquet, rg)
+        if groups and acc_bytes + size > target_bytes:
+            flush()
+            groups, acc_bytes, acc_rows = [], 0, 0
+        if not groups:
+            span_start = start
+        groups.append(rg)
+        acc_bytes += size
+        acc_rows += parquet.row_group(rg).num_rows
+        span_end = end
+    flush()
+    return units if len(units) > 1 else [whole]
+
+
+def plan_shards(
+    *,
+    table: str,
+    catalog: str,
+    snapshot_id: int | None,
+    schema_id: int,
+    row_filter: str,
+    columns: Sequence[str] | None,
+    tasks: Sequence[FileScanTask],
+    target_bytes: int,
+    io_properties: Mapping[str, str],
+    io_concurrency: int = 16,
+) -> list[dict[str, Any]]:
+    if target_bytes <= 0:
+        raise ValueError(f"target_bytes must be positive, got {target_bytes}")
+    ordered = sorted(tasks, key=lambda t: t.file.file_path)
+    big = [t for t in ordered if t.file.file_size_in_bytes > target_bytes]
+
+    def footer(task: FileScanTask) -> pq.FileMetaData:
+        return RemoteFile(task.file.file_path, task.file.file_size_in_bytes, io_properties, io_concurrency).footer()
+
+    footers = dict(zip((t.file.file_path for t in big), io_pool(io_concurrency).map(footer, big), strict=True))
+    units = [u for t in ordered for u in _file_units(t, footers.get(t.file.file_path), target_bytes)]
+    if not units:
+        return []
+    total = sum(u["bytes"] for u in units)
+    count = max(1, min(len(units), math.ceil(total / target_bytes)))
+    # Largest first onto the lightest shard (ties: lowest index): balanced and deterministic.
+    units.sort(key=lambda u: (-u["bytes"], u["path"], (u["row_groups"] or [0])[0]))
+    heap = [(0, index) for index in range(count)]
+    members: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    for unit in units:
+        load, index = heapq.heappop(heap)
+        members[index].append(unit)
+        heapq.heappush(heap, (load + unit["bytes"], index))
+    shards = []
+    for index, files in enumerate(members):
+        files.sort(key=lambda u: (u["path"], (u["row_groups"] or [0])[0]))
+        shard: dict[str, Any] = {
+            "kind": SHARD_KIND,
+            "version": SHARD_VERSION,
+            "table": table,
+            "catalog": catalog,
+            "snapshot_id": snapshot_id,
+            "schema_id": schema_id,
+            "row_filter": row_filter,
+            "columns": list(columns) if columns is not None else None,
+            "index": index,
+            "count": count,
+            "bytes": sum(u["bytes"] for u in files),
+            "records": sum(u["records"] for u in files),
+            "files": files,
+        }
+        digest = hashlib.sha256(json.dumps(shard, sort_keys=True).encode()).hexdigest()[:12]
+        shard["shard_id"] = f"{index:05d}-{digest}"
+        shards.append(shard)
+    return shards
+
+
+def validate_shard(shard: Any, table: str) -> dict[str, Any]:
+    if isinstance(shard, str):
+        try:
+            shard = json.loads(shard)
+        except json.JSONDecodeError as exc:
+            raise ShardError(f"shard descriptor for table {table!r} is not valid JSON: {exc}") from None
+    if not isinstance(shard, Mapping) or shard.get("kind") != SHARD_KIND:
+        raise ShardError(f"not a shard descriptor (expected a dict with kind={SHARD_KIND!r}): {str(shard)[:200]}")
+    if shard.get("version") != SHARD_VERSION:
+        raise ShardError(
+            f"shard descriptor version {shard.get('version')!r} is not supported (expected {SHARD_VERSION})"
+        )
+    if shard.get("table") != table:
+        raise ShardError(f"shard descriptor is for table {shard.get('table')!r}, not {table!r}")
+    for key in ("snapshot_id", "row_filter", "files"):
+        if key not in shard:
+            raise ShardError(f"shard descriptor for table {table!r} lacks {key!r}")
+    return dict(shard)

@@ -1,0 +1,415 @@
+"""The reader: Parquet column chunks fetched in parallel into memory, decoded by Arrow, with
+Iceberg's read semantics applied through pyiceberg's own projection helpers, so that results equal
+``scan().to_arrow()``: field-id projection, renames, added columns, type promotion, identity
+partition values missing from files, positional deletes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlp.fastdata.errors import DataFileError, UnsupportedDeletesError
+from airflow_provider_mlp.fastdata.fetch import RemoteFile, sparse_buffer
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import FileScanTask
+    from pyiceberg.table.metadata import TableMetadata
+
+ROW_INDEX = "__fastdata_row_index__"
+
+
+@dataclass
+class ReadPlan:
+    """What every file of one scan shares: schemas, the bound filter, I/O settings."""
+
+    table_name: str
+    metadata: TableMetadata
+    io: Any
+    io_properties: dict[str, str]
+    projected_schema: Schema
+    bound_row_filter: BooleanExpression
+    projected_field_ids: set[int]
+    downcast_ns_timestamp_to_us: bool | None
+    dictionary_columns: tuple[str, ...] = ()
+    io_concurrency: int = 16
+    decode_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+
+    @classmethod
+    def create(
+        cls,
+        table_name: str,
+        metadata: TableMetadata,
+        io: Any,
+        projected_schema: Schema,
+        row_filter: BooleanExpression,
+        dictionary_columns: Sequence[str] = (),
+        io_concurrency: int = 16,
+    ) -> ReadPlan:
+        from pyiceberg.io.pyarrow import ArrowScan
+
+        from airflow_provider_mlp.fastdata.fetch import properties_of
+
+        # ArrowScan is pyiceberg's own reader: taking its bound filter, projected field ids and
+        # timestamp setting makes ours resolve exactly the columns pyiceberg's would.
+        arrow_scan = ArrowScan(metadata, io, projected_schema, row_filter, True)
+        return cls(
+            table_name=table_name,
+            metadata=metadata,
+            io=io,
+            io_properties=properties_of(io),
+            projected_schema=projected_schema,
+            bound_row_filter=arrow_scan._bound_row_filter,
+            projected_field_ids=arrow_scan._projected_field_ids,
+            downcast_ns_timestamp_to_us=arrow_scan._downcast_ns_timestamp_to_us,
+            dictionary_columns=tuple(dictionary_columns),
+            io_concurrency=io_concurrency,
+        )
+
+    def arrow_schema(self) -> pa.Schema:
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+        return schema_to_pyarrow(self.projected_schema, include_field_ids=False)
+
+
+@dataclass
+class OpenFile:
+    """One data file after its footer was read: which columns to decode and how to project them."""
+
+    task: FileScanTask
+    remote: RemoteFile
+    parquet: pq.FileMetaData
+    file_project_schema: Schema
+    columns: list[str]
+    filter_columns: list[str]
+    pyarrow_filter: pc.Expression | None
+    projected_missing_fields: dict[int, Any]
+    dictionary_columns: list[str]
+    leaves: dict[str, list[int]]
+    row_offsets: list[int]
+    downcast_ns_timestamp_to_us: bool
+    projected_schema: Schema
+    deletes: np.ndarray | None = None
+
+    def ranges(self, row_group: int, columns: Sequence[str]) -> list[tuple[int, int]]:
+        rg = self.parquet.row_group(row_group)
+        spans = []
+        for name in columns:
+            for leaf in self.leaves.get(name, ()):
+                chunk = rg.column(leaf)
+                start = chunk.data_page_offset
+                if chunk.has_dictionary_page and 0 < chunk.dictionary_page_offset < start:
+                    start = chunk.dictionary_page_offset
+                spans.append((start, start + chunk.total_compressed_size))
+        return spans
+
+
+def check_deletes(table_name: str, tasks: Sequence[FileScanTask]) -> None:
+    from pyiceberg.manifest import DataFileContent, FileFormat
+
+    for task in tasks:
+        if task.file.file_format != FileFormat.PARQUET:
+            raise DataFileError(
+                f"data file {task.file.file_path} of table {table_name!r} is {task.file.file_format}; "
+                "only Parquet data files are supported"
+            )
+        for delete in task.delete_files:
+            if delete.content == DataFileContent.EQUALITY_DELETES:
+                raise UnsupportedDeletesError(
+                    f"table {table_name!r} has equality delete file {delete.file_path} applying to "
+                    f"{task.file.file_path}; equality deletes are not supported by this reader "
+                    "(compact the table, or read it with an engine that applies them)"
+                )
+
+
+def read_positional_deletes(plan: ReadPlan, tasks: Sequence[FileScanTask], pool: ThreadPoolExecutor) -> dict[str, Any]:
+    """Positions deleted per data file path, as sorted unique int64 arrays."""
+    import numpy as np
+    from pyiceberg.io.pyarrow import _read_deletes
+
+    delete_files = {d.file_path: d for task in tasks for d in task.delete_files}
+    if not delete_files:
+        return {}
+    wanted = {task.file.file_path for task in tasks}
+
+    def load(delete_file: Any) -> dict[str, pa.ChunkedArray]:
+        try:
+            return _read_deletes(plan.io, delete_file)
+        except FileNotFoundError:
+            raise DataFileError(
+                f"delete file {delete_file.file_path} of table {plan.table_name!r} is missing"
+            ) from None
+
+    collected: dict[str, list[Any]] = {}
+    for per_file in pool.map(load, [delete_files[k] for k in sorted(delete_files)]):
+        for path, positions in per_file.items():
+            if path in wanted:
+                collected.setdefault(path, []).append(positions.to_numpy())
+    return {path: np.unique(np.concatenate(arrays)) for path, arrays in collected.items()}
+
+
+def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None) -> OpenFile:
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.expressions.visitors import bind, extract_field_ids, translate_column_names
+    from pyiceberg.io.pyarrow import (
+        _get_column_projection_values,
+        expression_to_pyarrow,
+        pyarrow_to_schema,
+    )
+    from pyiceberg.schema import prune_columns
+
+    remote = RemoteFile(task.file.file_path, task.file.file_size_in_bytes, plan.io_properties, plan.io_concurrency)
+    parquet = remote.footer()
+    try:
+        physical_schema = parquet.schema.to_arrow_schema()
+    except Exception as exc:
+        raise DataFileError(f"data file {remote.path} has a Parquet schema Arrow cannot read: {exc}") from exc
+    metadata = plan.metadata
+    downcast = (
+        plan.downcast_ns_timestamp_to_us
+        if plan.downcast_ns_timestamp_to_us is not None
+        else metadata.format_version <= 2
+    )
+    # The same steps, with the same pyiceberg helpers, as pyiceberg's _task_to_record_batches.
+    file_schema = pyarrow_to_schema(
+        physical_schema,
+        metadata.name_mapping(),
+        downcast_ns_timestamp_to_us=downcast,
+        format_version=metadata.format_version,
+    )
+    projected_missing_fields = _get_column_projection_values(
+        task.file,
+        plan.projected_schema,
+        metadata.schema(),
+        metadata.specs().get(task.file.spec_id),
+        file_schema.field_ids,
+    )
+    pyarrow_filter = None
+    filter_columns: list[str] = []
+    file_project_schema = prune_columns(file_schema, plan.projected_field_ids, select_full_types=False)
+    columns = [col.name for col in file_project_schema.columns]
+    if plan.bound_row_filter is not AlwaysTrue():
+        translated = translate_column_names(
+            plan.bound_row_filter, file_schema, case_sensitive=True, projected_field_values=projected_missing_fields
+        )
+        bound_file_filter = bind(file_schema, translated, case_sensitive=True)
+        pyarrow_filter = expression_to_pyarrow(bound_file_filter, file_schema)
+        filter_ids = extract_field_ids(bound_file_filter)
+        filter_top = {file_schema.find_column_name(i).split(".")[0] for i in filter_ids}  # type: ignore[union-attr]
+        filter_columns = [c for c in columns if c in filter_top]
+
+    leaves: dict[str, list[int]] = {}
+    for index in range(parquet.num_columns):
+        top = parquet.schema.column(index).path.split(".")[0]
+        leaves.setdefault(top, []).append(index)
+    offsets = [0]
+    for rg in range(parquet.num_row_groups):
+        offsets.append(offsets[-1] + parquet.row_group(rg).num_rows)
+    if offsets[-1] != task.file.record_count:
+        raise DataFileError(
+            f"data file {remote.path} has {offsets[-1]} rows but its manifest says {task.file.record_count}"
+        )
+
+    dictionary_columns = []
+    for name in plan.dictionary_columns:
+        field_id = plan.projected_schema.find_field(name).field_id
+        try:
+            dictionary_columns.append(file_schema.find_column_name(field_id) or name)
+        except ValueError:
+            continue
+    return OpenFile(
+        task=task,
+        remote=remote,
+        parquet=parquet,
+        file_project_schema=file_project_schema,
+        columns=columns,
+        filter_columns=filter_columns,
+        pyarrow_filter=pyarrow_filter,
+        projected_missing_fields=projected_missing_fields,
+        dictionary_columns=dictionary_columns,
+        leaves=leaves,
+        row_offsets=offsets,
+        downcast_ns_timestamp_to_us=downcast,
+        projected_schema=plan.projected_schema,
+        deletes=deletes,
+    )
+
+
+def prune_row_groups(opened: OpenFile, row_groups: Sequence[int] | None) -> list[int]:
+    """Row groups to read: those asked for, minus those whose statistics rule the filter out."""
+    candidates = list(range(opened.parquet.num_row_groups)) if row_groups is None else list(row_groups)
+    for rg in candidates:
+        if not 0 <= rg < opened.parquet.num_row_groups:
+            raise DataFileError(
+                f"data file {opened.remote.path} has {opened.parquet.num_row_groups} row groups; "
+                f"row group {rg} was asked for (a shard descriptor from another version of the file?)"
+            )
+    if opened.deletes is not None and len(opened.deletes):
+        candidates = [rg for rg in candidates if not _fully_deleted(opened, rg)]
+    if opened.pyarrow_filter is None or not candidates:
+        return candidates
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    # Arrow prunes row groups by their statistics given only the footer: serialise it alone.
+    sink = pa.BufferOutputStream()
+    opened.parquet.write_metadata_file(sink)
+    fragment = ds.ParquetFileFormat().make_fragment(pa.BufferReader(sink.getvalue()), row_groups=candidates)
+    try:
+        kept = {rg.id for rg in fragment.subset(opened.pyarrow_filter).row_groups}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return candidates
+    return [rg for rg in candidates if rg in kept]
+
+
+def _fully_deleted(opened: OpenFile, rg: int) -> bool:
+    import numpy as np
+
+    assert opened.deletes is not None
+    start, end = opened.row_offsets[rg], opened.row_offsets[rg + 1]
+    lo, hi = np.searchsorted(opened.deletes, [start, end])
+    return bool(hi - lo == end - start)
+
+
+def _decode(opened: OpenFile, buffer: pa.Buffer, rg: int, columns: Sequence[str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(
+            pa.BufferReader(buffer),
+            metadata=opened.parquet,
+            read_dictionary=[c for c in opened.dictionary_columns if c in columns] or None,
+            pre_buffer=False,
+        )
+        return reader.read_row_group(rg, columns=list(columns), use_threads=True)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataFileError(f"data file {opened.remote.path} is corrupt in row group {rg}: {exc}") from exc
+
+
+def _kept_positions(opened: OpenFile, rg: int) -> np.ndarray | None:
+    """Row positions (within the row group) that positional deletes leave, or None for all."""
+    import numpy as np
+
+    if opened.deletes is None or not len(opened.deletes):
+        return None
+    start, end = opened.row_offsets[rg], opened.row_offsets[rg + 1]
+    lo, hi = np.searchsorted(opened.deletes, [start, end])
+    if lo == hi:
+        return None
+    keep = np.ones(end - start, dtype=bool)
+    keep[opened.deletes[lo:hi] - start] = False
+    return np.flatnonzero(keep)
+
+
+def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
+    """Decode one row group: filter columns first, the rest only if some row survives."""
+    import numpy as np
+    import pyarrow as pa
+    from pyiceberg.io.pyarrow import _to_requested_schema
+
+    size = opened.remote.size
+    buffer = sparse_buffer(size)
+    kept = _kept_positions(opened, rg)
+    if opened.pyarrow_filter is not None:
+        first = opened.filter_columns
+        opened.remote.read_ranges_into(buffer, opened.ranges(rg, first))
+        head = _decode(opened, buffer, rg, first)
+        indexed = head.append_column(ROW_INDEX, pa.array(np.arange(head.num_rows, dtype=np.int64)))
+        if kept is not None:
+            indexed = indexed.take(pa.array(kept))
+        matched = indexed.filter(opened.pyarrow_filter).column(ROW_INDEX)
+        if len(matched) == 0:
+            return []
+        rest = [c for c in opened.columns if c not in first]
+        if rest:
+            opened.remote.read_ranges_into(buffer, opened.ranges(rg, rest))
+            table = _decode(opened, buffer, rg, opened.columns)
+        else:
+            table = head
+        if len(matched) < table.num_rows:
+            table = table.take(matched)
+    else:
+        opened.remote.read_ranges_into(buffer, opened.ranges(rg, opened.columns))
+        table = _decode(opened, buffer, rg, opened.columns)
+        if kept is not None:
+            table = table.take(pa.array(kept))
+    if table.num_rows == 0:
+        return []
+    return [
+        _to_requested_schema(
+            opened.projected_schema,
+            opened.file_project_schema,
+            batch,
+            downcast_ns_timestamp_to_us=opened.downcast_ns_timestamp_to_us,
+            projected_missing_fields=opened.projected_missing_fields,
+            allow_timestamp_tz_mismatch=True,
+        )
+        for batch in table.to_batches()
+        if batch.num_rows
+    ]
+
+
+Part = tuple["FileScanTask", "list[int] | None"]
+
+
+def open_parts(plan: ReadPlan, parts: Sequence[Part]) -> list[tuple[OpenFile, list[int]]]:
+    """Read every part's footer (in parallel) and its delete files; prune its row groups."""
+    from airflow_provider_mlp.fastdata.fetch import io_pool
+
+    tasks = [task for task, _ in parts]
+    check_deletes(plan.table_name, tasks)
+    pool = io_pool(plan.io_concurrency)
+    deletes = read_positional_deletes(plan, tasks, pool)  # type: ignore[arg-type]
+    opened = list(pool.map(lambda part: open_file(plan, part[0], deletes.get(part[0].file.file_path)), parts))
+    return [(o, prune_row_groups(o, rgs)) for o, (_, rgs) in zip(opened, parts, strict=True)]
+
+
+def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
+    """Everything the parts hold, as one Arrow table (row groups decoded in parallel)."""
+    import pyarrow as pa
+
+    jobs = [(o, rg) for o, rgs in open_parts(plan, parts) for rg in rgs]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), plan.decode_workers))) as pool:
+        results = list(pool.map(lambda job: read_row_group(*job), jobs))
+    batches = [batch for result in results for batch in result]
+    if not batches:
+        return plan.arrow_schema().empty_table()
+    # Files written under different schemas may decode to different (e.g. large_) types:
+    # concatenated the way pyiceberg does, so the result's types match its.
+    return pa.concat_tables((pa.Table.from_batches([b]) for b in batches), promote_options="permissive")
+
+
+def iter_batches(plan: ReadPlan, parts: Sequence[Part], batch_rows: int, prefetch: int = 2) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``batch_rows`` rows; at most ``prefetch`` row groups are in memory at once."""
+    from collections import deque
+
+    if batch_rows <= 0:
+        raise ValueError(f"batch_rows must be positive, got {batch_rows}")
+    jobs = [(o, rg) for o, rgs in open_parts(plan, parts) for rg in rgs]
+    pool = ThreadPoolExecutor(max_workers=max(1, min(prefetch, plan.decode_workers)))
+    window: deque[Future[list[pa.RecordBatch]]] = deque()
+    try:
+        for job in jobs:
+            window.append(pool.submit(read_row_group, *job))
+            if len(window) >= prefetch:
+                yield from _sliced(window.popleft().result(), batch_rows)
+        while window:
+            yield from _sliced(window.popleft().result(), batch_rows)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sliced(batches: list[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for offset in range(0, batch.num_rows, batch_rows):
+            yield batch.slice(offset, batch_rows)

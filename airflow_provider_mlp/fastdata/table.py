@@ -1,0 +1,431 @@
+"""``Table``: an Iceberg table in a pyiceberg catalog, with fast reads and exactly-once writes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlp.fastdata.catalog import resolve_catalog
+from airflow_provider_mlp.fastdata.errors import (
+    ColumnNotFoundError,
+    ShardError,
+    SnapshotError,
+    TableNotFoundError,
+    UnsupportedDeletesError,
+)
+from airflow_provider_mlp.fastdata.filters import bind_filter, filter_text, parse_filter
+from airflow_provider_mlp.fastdata.frame import DataFrame
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import FileScanTask
+    from pyiceberg.table import Table as IcebergTable
+
+    from airflow_provider_mlp.fastdata.reader import ReadPlan
+
+DEFAULT_TARGET_BYTES = 256 << 20
+DEFAULT_BATCH_ROWS = 65_536
+
+
+def _identifier_text(identifier: str | Sequence[str]) -> str:
+    if isinstance(identifier, str):
+        text = identifier
+    else:
+        text = ".".join(identifier)
+    if "." not in text or text.startswith(".") or text.endswith("."):
+        raise TableNotFoundError(f"table identifier {text!r} must be 'namespace.table'")
+    return text
+
+
+class Table:
+    """An Iceberg table: ``Table("ns.name")`` uses the embedded catalog; ``catalog=`` or ``conn_id=`` pick another.
+
+    Reads are planned by pyiceberg (partition and statistics pruning, time travel) and executed by
+    this package's reader; writes go through ``stage`` + ``commit`` (or ``overwrite``).
+    """
+
+    def __init__(
+        self,
+        identifier: str | Sequence[str],
+        catalog: Catalog | Mapping[str, Any] | None = None,
+        conn_id: str | None = None,
+        *,
+        io_concurrency: int = 16,
+    ) -> None:
+        self.identifier = _identifier_text(identifier)
+        self._catalog_arg = catalog
+        self._conn_id = conn_id
+        self._catalog: Catalog | None = None
+        self._table: IcebergTable | None = None
+        self.io_concurrency = io_concurrency
+        self._plans: dict[tuple[int | None, str, tuple[str, ...] | None], list[FileScanTask]] = {}
+        self._lock = threading.Lock()
+
+    # -- catalog and metadata -------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = resolve_catalog(self._catalog_arg, self._conn_id)
+        return self._catalog
+
+    @property
+    def catalog_name(self) -> str:
+        return str(self.catalog.name)
+
+    @property
+    def namespace(self) -> str:
+        return self.identifier.rsplit(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.identifier.rsplit(".", 1)[1]
+
+    def _load(self) -> IcebergTable:
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+        catalog = self.catalog
+        try:
+            return catalog.load_table(self.identifier)
+        except (NoSuchTableError, NoSuchNamespaceError):
+            pass
+        try:
+            namespaces = [".".join(ns) for ns in catalog.list_namespaces()]
+        except Exception:
+            namespaces = []
+        if namespaces and self.namespace not in namespaces:
+            raise TableNotFoundError(
+                f"namespace {self.namespace!r} of table {self.identifier!r} does not exist in catalog "
+                f"{catalog.name!r} (namespaces: {', '.join(sorted(namespaces)) or 'none'})"
+            ) from None
+        if not namespaces:
+            raise TableNotFoundError(
+                f"table {self.identifier!r} does not exist in catalog {catalog.name!r}: namespace "
+                f"{self.namespace!r} does not exist (the catalog has no namespaces)"
+            ) from None
+        try:
+            tables = [".".join(t) for t in catalog.list_tables(self.namespace)]
+        except Exception:
+            tables = []
+        raise TableNotFoundError(
+            f"table {self.identifier!r} does not exist in catalog {catalog.name!r} "
+            f"(tables in namespace {self.namespace!r}: {', '.join(sorted(tables)) or 'none'})"
+        ) from None
+
+    @property
+    def iceberg(self) -> IcebergTable:
+        """The pyiceberg table, loaded on first use; ``refresh()`` reloads it."""
+        if self._table is None:
+            self._table = self._load()
+        return self._table
+
+    def refresh(self) -> Table:
+        self._table = self._load()
+        return self
+
+    @property
+    def schema(self) -> Schema:
+        return self.iceberg.schema()
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return self.iceberg.schema().as_arrow()
+
+    @property
+    def spec(self) -> PartitionSpec:
+        return self.iceberg.spec()
+
+    @property
+    def location(self) -> str:
+        return str(self.iceberg.location())
+
+    @property
+    def current_snapshot_id(self) -> int | None:
+        snapshot = self.iceberg.current_snapshot()
+        return snapshot.snapshot_id if snapshot else None
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every snapshot, oldest first: id, parent, time, operation and summary."""
+        out = []
+        for snapshot in self.iceberg.metadata.snapshots:
+            summary = snapshot.summary
+            out.append(
+                {
+                    "snapshot_id": snapshot.snapshot_id,
+                    "parent_snapshot_id": snapshot.parent_snapshot_id,
+                    "timestamp_ms": snapshot.timestamp_ms,
+                    "operation": summary.operation.value if summary is not None else None,
+                    "summary": dict(summary.additional_properties) if summary is not None else {},
+                    "schema_id": snapshot.schema_id,
+                }
+            )
+        return out
+
+    def partitions(self, snapshot_id: int | None = None) -> list[dict[str, Any]]:
+        """The table's partitions with their record and file counts (pyiceberg's partitions table)."""
+        if self.current_snapshot_id is None:
+            return []
+        return self.iceberg.inspect.partitions(snapshot_id=snapshot_id).to_pylist()
+
+    def __repr__(self) -> str:
+        return f"Table({self.identifier!r})"
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def _resolve_snapshot(self, snapshot_id: int | None, as_of: datetime | int | None) -> int | None:
+        table = self.iceberg
+        if snapshot_id is not None and as_of is not None:
+            raise SnapshotError(f"give snapshot_id or as_of for table {self.identifier!r}, not both")
+        if snapshot_id is not None:
+            if table.snapshot_by_id(int(snapshot_id)) is None:
+                self.refresh()
+                if self.iceberg.snapshot_by_id(int(snapshot_id)) is None:
+                    raise SnapshotError(
+                        f"snapshot {snapshot_id} does not exist in table {self.identifier!r} (expired, or from "
+                        f"another table); current snapshot is {self.current_snapshot_id}"
+                    )
+            return int(snapshot_id)
+        if as_of is not None:
+            timestamp_ms = int(as_of.timestamp() * 1000) if isinstance(as_of, datetime) else int(as_of)
+            snapshot = table.snapshot_as_of_timestamp(timestamp_ms)
+            if snapshot is None:
+                raise SnapshotError(f"table {self.identifier!r} has no snapshot at or before {as_of!r}")
+            return snapshot.snapshot_id
+        return self.current_snapshot_id
+
+    def _projection(self, snapshot_id: int | None, columns: Sequence[str] | None) -> Schema:
+        table = self.iceberg
+        schema = table.schema()
+        if snapshot_id is not None:
+            snapshot = table.snapshot_by_id(snapshot_id)
+            if snapshot is not None and snapshot.schema_id is not None:
+                schema = table.schemas().get(snapshot.schema_id, schema)
+        if columns is None:
+            return schema
+        if isinstance(columns, str):
+            raise ColumnNotFoundError(f"columns must be a list of names, got the string {columns!r}")
+        for column in columns:
+            try:
+                schema.find_field(column)
+            except ValueError:
+                available = ", ".join(f.name for f in schema.fields)
+                raise ColumnNotFoundError(
+                    f"column {column!r} is not in table {self.identifier!r} (columns: {available})"
+                ) from None
+        return schema.select(*columns, case_sensitive=True)
+
+    def _tasks(self, snapshot_id: int | None, expr: BooleanExpression, text: str) -> list[FileScanTask]:
+        if snapshot_id is None:
+            return []
+        key = (snapshot_id, text, None)
+        with self._lock:
+            cached = self._plans.get(key)
+        if cached is not None:
+            return cached
+        scan = self.iceberg.scan(row_filter=expr, snapshot_id=snapshot_id, case_sensitive=True)
+        try:
+            tasks = list(scan.plan_files())
+        except ValueError as exc:
+            if "equality delete" not in str(exc):
+                raise
+            raise UnsupportedDeletesError(
+                f"table {self.identifier!r} (snapshot {snapshot_id}) has equality delete files "
+                f"{', '.join(self._equality_delete_files(snapshot_id)) or '(unlisted)'}; equality deletes are not "
+                "supported (compact the table first, or read it with an engine that applies them)"
+            ) from None
+        with self._lock:
+            if len(self._plans) > 16:
+                self._plans.clear()
+            self._plans[key] = tasks
+        return tasks
+
+    def _equality_delete_files(self, snapshot_id: int) -> list[str]:
+        from pyiceberg.manifest import DataFileContent, ManifestContent
+
+        snapshot = self.iceberg.snapshot_by_id(snapshot_id)
+        if snapshot is None:
+            return []
+        io = self.iceberg.io
+        found = []
+        for manifest in snapshot.manifests(io):
+            if manifest.content != ManifestContent.DELETES:
+                continue
+            for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
+                if entry.data_file.content == DataFileContent.EQUALITY_DELETES:
+                    found.append(entry.data_file.file_path)
+        return sorted(found)
+
+    def _filter(self, row_filter: Any, schema: Schema) -> tuple[BooleanExpression, str]:
+        expr = parse_filter(row_filter, self.identifier)
+        text = filter_text(row_filter)
+        bind_filter(expr, schema, self.identifier, text)
+        return expr, text
+
+    def shards(
+        self,
+        target_bytes: int = DEFAULT_TARGET_BYTES,
+        row_filter: Any = None,
+        columns: Sequence[str] | None = None,
+        snapshot_id: int | None = None,
+        as_of: datetime | int | None = None,
+    ) -> list[dict[str, Any]]:
+        """JSON shard descriptors of about ``target_bytes`` each (XCom-safe, for ``.expand()``)."""
+        from airflow_provider_mlp.fastdata.fetch import properties_of
+        from airflow_provider_mlp.fastdata.planning import plan_shards
+
+        resolved = self._resolve_snapshot(snapshot_id, as_of)
+        schema = self._projection(resolved, None)
+        self._projection(resolved, columns)
+        expr, text = self._filter(row_filter, self.iceberg.schema())
+        bind_filter(expr, schema, self.identifier, text)
+        return plan_shards(
+            table=self.identifier,
+            catalog=self.catalog_name,
+            snapshot_id=resolved,
+            schema_id=schema.schema_id,
+            row_filter=text,
+            columns=columns,
+            tasks=self._tasks(resolved, expr, text),
+            target_bytes=target_bytes,
+            io_properties=properties_of(self.iceberg.io),
+            io_concurrency=self.io_concurrency,
+        )
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _read_plan(
+        self,
+        shard: Any,
+        columns: Sequence[str] | None,
+        row_filter: Any,
+        snapshot_id: int | None,
+        as_of: datetime | int | None,
+        dictionary_columns: Sequence[str],
+    ) -> tuple[ReadPlan, list[tuple[FileScanTask, list[int] | None]]]:
+        from pyiceberg.expressions import And
+
+        from airflow_provider_mlp.fastdata.planning import validate_shard
+        from airflow_provider_mlp.fastdata.reader import ReadPlan
+
+        if shard is not None:
+            descriptor = validate_shard(shard, self.identifier)
+            if snapshot_id is not None or as_of is not None:
+                raise ShardError(f"a shard of table {self.identifier!r} fixes its snapshot; drop snapshot_id/as_of")
+            resolved = descriptor["snapshot_id"]
+            if resolved is not None:
+                try:
+                    resolved = self._resolve_snapshot(resolved, None)
+                except SnapshotError as exc:
+                    raise ShardError(f"shard {descriptor.get('shard_id')!r}: {exc}") from None
+            shard_expr, shard_text = self._filter(descriptor["row_filter"], self.iceberg.schema())
+            if columns is None:
+                columns = descriptor.get("columns")
+        else:
+            descriptor = None
+            resolved = self._resolve_snapshot(snapshot_id, as_of)
+        projected = self._projection(resolved, columns)
+        for name in dictionary_columns:
+            if name not in projected.column_names:
+                raise ColumnNotFoundError(
+                    f"dictionary column {name!r} is not among the columns read from table {self.identifier!r} "
+                    f"({', '.join(projected.column_names)})"
+                )
+        expr, text = self._filter(row_filter, self.iceberg.schema())
+        if descriptor is not None:
+            tasks = self._tasks(resolved, shard_expr, shard_text)
+            by_path = {t.file.file_path: t for t in tasks}
+            parts: list[tuple[FileScanTask, list[int] | None]] = []
+            for entry in descriptor["files"]:
+                task = by_path.get(entry["path"])
+                if task is None:
+                    raise ShardError(
+                        f"shard {descriptor.get('shard_id')!r} names data file {entry['path']} which snapshot "
+                        f"{resolved} of table {self.identifier!r} does not have (a descriptor from another snapshot?)"
+                    )
+                if task.file.file_size_in_bytes != entry.get("file_size", task.file.file_size_in_bytes):
+                    raise ShardError(f"data file {entry['path']} changed size since shard was planned")
+                parts.append((task, entry.get("row_groups")))
+            if text != "true":
+                expr = And(shard_expr, expr)
+            else:
+                expr = shard_expr
+        else:
+            parts = [(t, None) for t in self._tasks(resolved, expr, text)]
+        plan = ReadPlan.create(
+            self.identifier,
+            self.iceberg.metadata,
+            self.iceberg.io,
+            projected,
+            expr,
+            dictionary_columns=dictionary_columns,
+            io_concurrency=self.io_concurrency,
+        )
+        return plan, parts
+
+    def read(
+        self,
+        shard: Any = None,
+        columns: Sequence[str] | None = None,
+        row_filter: Any = None,
+        *,
+        snapshot_id: int | None = None,
+        as_of: datetime | int | None = None,
+        dictionary_columns: Sequence[str] = (),
+    ) -> DataFrame:
+        """Read a shard (or, with ``shard=None``, the whole table) into memory."""
+        from airflow_provider_mlp.fastdata.reader import read_table
+
+        plan, parts = self._read_plan(shard, columns, row_filter, snapshot_id, as_of, dictionary_columns)
+        return DataFrame(read_table(plan, parts))
+
+    def read_batches(
+        self,
+        shard: Any = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        columns: Sequence[str] | None = None,
+        row_filter: Any = None,
+        *,
+        snapshot_id: int | None = None,
+        as_of: datetime | int | None = None,
+        dictionary_columns: Sequence[str] = (),
+        prefetch: int = 2,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream record batches of at most ``batch_rows`` rows; memory stays bounded by ``prefetch`` row groups."""
+        from airflow_provider_mlp.fastdata.reader import iter_batches
+
+        plan, parts = self._read_plan(shard, columns, row_filter, snapshot_id, as_of, dictionary_columns)
+        return iter_batches(plan, parts, batch_rows, prefetch=prefetch)
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def stage(self, data: Any, *, shard_id: Any, run_id: str) -> dict[str, Any]:
+        """Write ``data`` as data files for ``commit``; a retry with the same ids rewrites the same files."""
+        from airflow_provider_mlp.fastdata.writer import stage
+
+        return stage(self.refresh().iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id)
+
+    def commit(self, staged: Any, *, run_id: str) -> int | None:
+        """Add every staged file in ONE snapshot recording ``run_id``; a second call for the run is a no-op."""
+        from airflow_provider_mlp.fastdata.writer import commit
+
+        snapshot = commit(lambda: self.refresh().iceberg, self.identifier, staged, run_id=run_id)
+        return snapshot
+
+    def overwrite(self, data: Any, row_filter: Any, *, run_id: str, shard_id: Any = "overwrite") -> int | None:
+        """Replace the rows matching ``row_filter`` (e.g. one partition) by ``data`` (a table or staged files)."""
+        from airflow_provider_mlp.fastdata.writer import STAGED_KIND, commit, stage
+
+        expr, _ = self._filter(row_filter, self.refresh().iceberg.schema())
+        if isinstance(data, Mapping) and data.get("kind") == STAGED_KIND:
+            staged: Any = data
+        elif isinstance(data, list) and all(isinstance(d, Mapping) and d.get("kind") == STAGED_KIND for d in data):
+            staged = data
+        else:
+            staged = stage(self.iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id)
+        return commit(lambda: self.refresh().iceberg, self.identifier, staged, run_id=run_id, overwrite_filter=expr)

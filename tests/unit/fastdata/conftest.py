@@ -1,0 +1,23 @@
+"""Fixtures: the embedded catalog under a fresh MLP_HOME, and a partitioned sample table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyiceberg.catalog import Catalog
+
+from airflow_provider_mlp.fastdata import Table
+from airflow_provider_mlp.fastdata.catalog import default_catalog
+from airflow_provider_mlp.fastdata.sample import create_sample_table
+
+
+@pytest.fixture
+def catalog(mlp_home: Path) -> Catalog:
+    return default_catalog()
+
+
+@pytest.fixture
+def events(catalog: Catalog) -> Table:
+    """20,000 events partitioned by event_type (four files), in the embedded catalog."""
+    return create_sample_table("demo.events", rows=20_000)

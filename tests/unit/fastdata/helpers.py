@@ -1,0 +1,135 @@
+"""Test helpers: tables with deletes and files pyiceberg itself cannot write."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestWriterV2
+from pyiceberg.table import Table as IcebergTable
+from pyiceberg.typedef import Record
+
+FILE_PATH_ID = b"2147483546"
+POS_ID = b"2147483545"
+
+
+class _DeleteManifestWriter(ManifestWriterV2):
+    def content(self) -> ManifestContent:
+        return ManifestContent.DELETES
+
+
+def _write_parquet(table: IcebergTable, arrow: pa.Table, name: str) -> tuple[str, int]:
+    path = f"{table.location()}/data/{name}"
+    output = table.io.new_output(path)
+    with output.create(overwrite=True) as stream:
+        pq.write_table(arrow, stream)
+    return path, len(table.io.new_input(path))
+
+
+def _commit_delete_file(table: IcebergTable, delete_file: DataFile, spec_id: int) -> None:
+    txn = table.transaction()
+    producer: Any = txn.update_snapshot().fast_append()
+    target_spec = table.specs()[spec_id]
+
+    def delete_writer(spec: Any = None) -> ManifestWriterV2:
+        return _DeleteManifestWriter(
+            target_spec, producer.schema(), producer.new_manifest_output(), producer._snapshot_id, producer._compression
+        )
+
+    # pyiceberg writes merge-on-read deletes for no operation: write the delete file ourselves and
+    # commit it in a delete manifest through pyiceberg's own snapshot producer.
+    producer.new_manifest_writer = delete_writer
+    with producer:
+        producer.append_data_file(delete_file)
+    txn.commit_transaction()
+
+
+def add_position_deletes(table: IcebergTable, data_file_path: str, positions: Sequence[int]) -> str:
+    """Commit a positional delete file removing ``positions`` of ``data_file_path``."""
+    target = next(t.file for t in table.scan().plan_files() if t.file.file_path == data_file_path)
+    schema = pa.schema(
+        [
+            pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": FILE_PATH_ID}),
+            pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": POS_ID}),
+        ]
+    )
+    ordered = sorted(positions)
+    arrow = pa.table({"file_path": [data_file_path] * len(ordered), "pos": ordered}, schema=schema)
+    path, size = _write_parquet(table, arrow, f"pos-deletes-{uuid.uuid4()}.parquet")
+    delete_file = DataFile.from_args(
+        _table_format_version=2,
+        content=DataFileContent.POSITION_DELETES,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=target.partition,
+        record_count=len(ordered),
+        file_size_in_bytes=size,
+        spec_id=target.spec_id,
+    )
+    _commit_delete_file(table, delete_file, target.spec_id)
+    return path
+
+
+def add_equality_deletes(table: IcebergTable, column: str, values: Sequence[Any]) -> str:
+    field = table.schema().find_field(column)
+    arrow = pa.table({column: values})
+    arrow = arrow.cast(
+        pa.schema(
+            [pa.field(column, arrow.schema.field(0).type, metadata={b"PARQUET:field_id": str(field.field_id).encode()})]
+        )
+    )
+    path, size = _write_parquet(table, arrow, f"eq-deletes-{uuid.uuid4()}.parquet")
+    spec = table.spec()
+    target = next(iter(table.scan().plan_files())).file
+    delete_file = DataFile.from_args(
+        _table_format_version=2,
+        content=DataFileContent.EQUALITY_DELETES,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=target.partition if spec.fields else Record(),
+        record_count=len(values),
+        file_size_in_bytes=size,
+        equality_ids=[field.field_id],
+        spec_id=spec.spec_id,
+    )
+    _commit_delete_file(table, delete_file, spec.spec_id)
+    return path
+
+
+def add_file_without_partition_column(table: IcebergTable, arrow: pa.Table, partition_value: Any) -> str:
+    """A data file that does not store its identity partition column (as Hive-style writers do)."""
+    schema = table.schema()
+    fields = [
+        pa.field(f.name, f.type, metadata={b"PARQUET:field_id": str(schema.find_field(f.name).field_id).encode()})
+        for f in arrow.schema
+    ]
+    arrow = arrow.cast(pa.schema(fields))
+    path, size = _write_parquet(table, arrow, f"no-partition-column-{uuid.uuid4()}.parquet")
+    data_file = DataFile.from_args(
+        _table_format_version=2,
+        content=DataFileContent.DATA,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=Record(partition_value),
+        record_count=arrow.num_rows,
+        file_size_in_bytes=size,
+        spec_id=table.spec().spec_id,
+    )
+    with table.transaction() as txn, txn.update_snapshot().fast_append() as append:
+        append.append_data_file(data_file)
+    return path
+
+
+def sort_all(table: pa.Table, key: str) -> pa.Table:
+    return table.sort_by([(key, "ascending")])
+
+
+def assert_same(ours: pa.Table, theirs: pa.Table, key: str) -> None:
+    """Equal schemas and equal rows, order aside (``key`` must be unique)."""
+    assert ours.schema == theirs.schema, f"schemas differ:\n{ours.schema}\n---\n{theirs.schema}"
+    assert ours.num_rows == theirs.num_rows
+    left, right = sort_all(ours, key).combine_chunks(), sort_all(theirs, key).combine_chunks()
+    assert left.equals(right), "rows differ"

@@ -1,0 +1,172 @@
+"""The reader against pyiceberg's own scan on real tables: same rows, same schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog import Catalog
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import BucketTransform, IdentityTransform
+from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType, NestedField, StringType
+
+from airflow_provider_mlp.fastdata import Table
+from tests.unit.fastdata.helpers import add_file_without_partition_column, add_position_deletes, assert_same
+
+
+def test_read_equals_pyiceberg(events: Table) -> None:
+    ours = events.read().to_arrow()
+    assert ours.num_rows == 20_000
+    assert_same(ours, events.iceberg.scan().to_arrow(), "event_id")
+
+
+@pytest.mark.parametrize(
+    "row_filter",
+    [
+        "amount > 50",
+        "event_type = 'view' and amount < 10",
+        "event_type in ('click', 'share') or user_id < 100",
+        "note like 'note-00%'",
+        "event_id > 100000",
+    ],
+)
+def test_filtered_read_equals_pyiceberg(events: Table, row_filter: str) -> None:
+    ours = events.read(row_filter=row_filter, columns=["event_id", "note"]).to_arrow()
+    theirs = events.iceberg.scan(row_filter=row_filter, selected_fields=("event_id", "note")).to_arrow()
+    assert_same(ours, theirs, "event_id")
+
+
+def test_conversions_and_dictionary_columns(events: Table) -> None:
+    frame = events.read(columns=["event_id", "event_type"], dictionary_columns=["event_type"])
+    table = frame.to_arrow()
+    assert pa.types.is_dictionary(table.schema.field("event_type").type)
+    assert len(frame.to_pandas()) == 20_000
+    assert frame.to_polars().shape == (20_000, 2)
+    assert frame.to_pandas(arrow_dtypes=True)["event_id"].dtype.pyarrow_dtype == pa.int64()
+
+
+def test_read_batches_is_bounded_and_complete(events: Table) -> None:
+    batches = list(events.read_batches(batch_rows=999, columns=["event_id"]))
+    assert max(b.num_rows for b in batches) <= 999
+    assert sorted(pa.Table.from_batches(batches).column("event_id").to_pylist()) == list(range(20_000))
+    filtered = list(events.read_batches(batch_rows=500, row_filter="amount > 80"))
+    assert sum(b.num_rows for b in filtered) == events.iceberg.scan(row_filter="amount > 80").count()
+
+
+def test_positional_deletes(events: Table) -> None:
+    files = sorted(t.file.file_path for t in events.iceberg.scan().plan_files())
+    add_position_deletes(events.iceberg, files[0], range(0, 3000, 7))
+    add_position_deletes(events.iceberg, files[0], [1, 2, 3])
+    add_position_deletes(events.iceberg, files[1], range(5000))  # more than the file: whole file deleted
+    events.refresh()
+    theirs = events.iceberg.scan().to_arrow()
+    assert theirs.num_rows < 20_000
+    assert_same(events.read().to_arrow(), theirs, "event_id")
+    f = "amount > 20"
+    assert_same(events.read(row_filter=f).to_arrow(), events.iceberg.scan(row_filter=f).to_arrow(), "event_id")
+    assert sum(b.num_rows for b in events.read_batches(batch_rows=1000)) == theirs.num_rows
+
+
+def _evolving_table(catalog: Catalog) -> Table:
+    catalog.create_namespace_if_not_exists("evo")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "small", IntegerType(), required=False),
+        NestedField(3, "name", StringType(), required=False),
+        NestedField(4, "ratio", FloatType(), required=False),
+        NestedField(5, "cat", StringType(), required=False),
+    )
+    spec = PartitionSpec(PartitionField(source_id=5, field_id=1000, transform=IdentityTransform(), name="cat"))
+    iceberg = catalog.create_table("evo.t", schema=schema, partition_spec=spec)
+    first = pa.table(
+        {
+            "id": pa.array(range(100), pa.int64()),
+            "small": pa.array(range(100), pa.int32()),
+            "name": [f"n{i}" for i in range(100)],
+            "ratio": pa.array([i / 3 for i in range(100)], pa.float32()),
+            "cat": ["a", "b"] * 50,
+        }
+    )
+    iceberg.append(first)
+    with iceberg.update_schema() as update:
+        update.rename_column("name", "label")
+        update.update_column("small", field_type=LongType())
+        update.update_column("ratio", field_type=DoubleType())
+        update.add_column("extra", StringType())
+    iceberg = catalog.load_table("evo.t")
+    with iceberg.update_spec() as spec_update:
+        spec_update.remove_field("cat")
+        spec_update.add_field("id", BucketTransform(4), "id_bucket")
+    iceberg = catalog.load_table("evo.t")
+    second = pa.table(
+        {
+            "id": pa.array(range(100, 160), pa.int64()),
+            "small": pa.array(range(60), pa.int64()),
+            "label": [f"l{i}" for i in range(60)],
+            "ratio": pa.array([i / 7 for i in range(60)], pa.float64()),
+            "cat": ["c"] * 60,
+            "extra": [f"e{i}" for i in range(60)],
+        }
+    )
+    iceberg.append(second)
+    return Table("evo.t", catalog=catalog)
+
+
+@pytest.mark.parametrize(
+    "row_filter", [None, "cat = 'a'", "small >= 50", "label like 'l1%' or id < 3", "extra is null"]
+)
+def test_schema_and_partition_evolution(catalog: Catalog, row_filter: str | None) -> None:
+    table = _evolving_table(catalog)
+    ours = table.read(row_filter=row_filter).to_arrow()
+    theirs = table.iceberg.scan(row_filter=row_filter or "true").to_arrow()
+    assert_same(ours, theirs, "id")
+    assert set(ours.column_names) == {"id", "small", "label", "ratio", "cat", "extra"}
+
+
+def test_time_travel(events: Table) -> None:
+    first = events.current_snapshot_id
+    assert first is not None
+    before = int(time.time() * 1000)
+    time.sleep(0.01)
+    run = "second-load"
+    extra = events.read(row_filter="event_id < 10").to_arrow()
+    events.commit([events.stage(extra, shard_id=0, run_id=run)], run_id=run)
+    assert events.read().num_rows == 20_010
+    assert events.read(snapshot_id=first).num_rows == 20_000
+    assert events.read(as_of=before).num_rows == 20_000
+    assert events.read(as_of=dt.datetime.now(dt.UTC)).num_rows == 20_010
+    assert_same(
+        events.read(snapshot_id=first).to_arrow(), events.iceberg.scan(snapshot_id=first).to_arrow(), "event_id"
+    )
+
+
+def test_identity_partition_value_missing_from_file(catalog: Catalog) -> None:
+    catalog.create_namespace_if_not_exists("hive")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False), NestedField(2, "region", StringType(), required=False)
+    )
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
+    iceberg = catalog.create_table("hive.t", schema=schema, partition_spec=spec)
+    add_file_without_partition_column(iceberg, pa.table({"id": pa.array([1, 2, 3], pa.int64())}), "eu")
+    table = Table("hive.t", catalog=catalog)
+    ours = table.read().to_arrow()
+    assert ours.column("region").to_pylist() == ["eu"] * 3
+    assert_same(ours, table.iceberg.scan().to_arrow(), "id")
+    assert_same(
+        table.read(row_filter="region = 'eu'").to_arrow(),
+        table.iceberg.scan(row_filter="region = 'eu'").to_arrow(),
+        "id",
+    )
+    assert table.read(row_filter="region = 'us'").num_rows == 0
+
+
+def test_empty_table_reads_empty(catalog: Catalog) -> None:
+    catalog.create_namespace_if_not_exists("e")
+    catalog.create_table("e.t", schema=Schema(NestedField(1, "id", LongType(), required=False)))
+    table = Table("e.t", catalog=catalog)
+    assert table.read().num_rows == 0
+    assert table.shards() == []
+    assert list(table.read_batches()) == []

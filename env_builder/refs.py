@@ -1,0 +1,77 @@
+"""Names of environments: content ids and ``team/project/name:tag`` aliases (standard library only)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from env_builder.errors import AliasError
+
+ENV_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DEFAULT_TEAM = "default"
+DEFAULT_PROJECT = "default"
+DEFAULT_TAG = "latest"
+# Only these tags may be re-pointed; every other tag names one environment forever.
+MUTABLE_TAGS = frozenset({"latest", "candidate", "stable"})
+
+
+@dataclass(frozen=True, order=True)
+class AliasRef:
+    """``team/project/name:tag``; a shorter ``name:tag`` or ``team/name@tag`` fills in ``default``."""
+
+    team: str
+    project: str
+    name: str
+    tag: str
+
+    @property
+    def mutable(self) -> bool:
+        return self.tag in MUTABLE_TAGS
+
+    @property
+    def store_path(self) -> str:
+        """Path of the alias record, relative to the store root."""
+        return f"aliases/{self.team}/{self.project}/{self.name}/{self.tag}.json"
+
+    def __str__(self) -> str:
+        return f"{self.team}/{self.project}/{self.name}:{self.tag}"
+
+
+def is_env_id(text: str) -> bool:
+    return bool(ENV_ID_RE.match(text))
+
+
+def parse_alias(text: str, default_tag: str = DEFAULT_TAG) -> AliasRef:
+    """Parse ``[team/[project/]]name[:tag|@tag]``; raise AliasError naming the bad part."""
+    if not isinstance(text, str) or not text.strip():
+        raise AliasError(f"alias {text!r} is empty; expected 'team/project/name:tag'")
+    raw = text.strip()
+    path, tag = raw, default_tag
+    for separator in (":", "@"):
+        if separator in raw:
+            path, _, tag = raw.rpartition(separator)
+            break
+    parts = path.split("/")
+    if len(parts) > 3:
+        raise AliasError(f"alias {text!r} has {len(parts)} path parts; expected at most 'team/project/name'")
+    if len(parts) == 1:
+        parts = [DEFAULT_TEAM, DEFAULT_PROJECT, parts[0]]
+    elif len(parts) == 2:
+        parts = [parts[0], DEFAULT_PROJECT, parts[1]]
+    team, project, name = parts
+    for label, value in (("team", team), ("project", project), ("name", name), ("tag", tag)):
+        if not _COMPONENT_RE.match(value):
+            raise AliasError(
+                f"alias {text!r} has an invalid {label} {value!r}; expected letters, digits, '.', '_' or '-' "
+                "(starting with a letter or digit, at most 128 characters)"
+            )
+    return AliasRef(team=team, project=project, name=name, tag=tag)
+
+
+def sanitize_component(text: str) -> str:
+    """Turn rendered text (a run id, say) into a valid alias component by replacing other characters with '-'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+    if not cleaned:
+        raise AliasError(f"{text!r} has no letters or digits to name an alias with")
+    return cleaned[:128]

@@ -1,0 +1,394 @@
+"""Pod side: make a stored environment ready in the node cache (standard library, fsspec, zstandard).
+
+Cache layout (``settings().env_cache_dir`` or ``MLP_ENV_CACHE_DIR``; an emptyDir or hostPath in pods)::
+
+    envs/<env_id>/               a ready environment; ``.mlp-ready`` inside it is written last
+    locks/<env_id>.lock          fcntl lock serializing rehydrations of one env on this node
+    tmp/<env_id>.<random>...     downloads and extractions in progress (removed on failure)
+    aliases/<team>/.../<tag>.json  immutable aliases already resolved (mutable tags always ask the store)
+
+A hit reads one small JSON file and checks the interpreter link, so it never touches the store.
+A miss downloads the archive, checks its sha256 and size against the manifest **before**
+extracting, extracts with member checks into a temporary directory, relinks the interpreter (or
+runs ``conda-unpack``), then renames the directory into place. A directory without a valid marker
+(an interrupted or tampered entry) is treated as absent and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from env_builder.errors import BaseInterpreterError, EnvBuilderError, IntegrityError
+from env_builder.refs import ENV_ID_RE, parse_alias
+
+READY_MARKER = ".mlp-ready"
+_DOWNLOAD_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class LocalEnv:
+    """A ready environment on this node."""
+
+    env_id: str
+    path: Path
+    sha256: str
+    kind: str
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.path / "bin"
+
+    @property
+    def python(self) -> Path:
+        return self.bin_dir / "python"
+
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment variables that activate it for a subprocess (what ``bin/activate`` would set)."""
+        env = dict(os.environ if base is None else base)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV" if self.kind == "pip" else "CONDA_PREFIX"] = str(self.path)
+        env.pop("PYTHONHOME", None)
+        return env
+
+    def run(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        """Run a command inside the environment."""
+        return subprocess.run(argv, env=self.environ(), check=False, **kwargs)
+
+
+def default_cache_dir() -> Path:
+    value = os.environ.get("MLP_ENV_CACHE_DIR")
+    if value:
+        return Path(os.path.expanduser(value))
+    from airflow_provider_mlp.config import settings
+
+    return settings().env_cache_dir
+
+
+def _read_marker(env_dir: Path, env_id: str) -> dict[str, Any] | None:
+    try:
+        with open(env_dir / READY_MARKER, "rb") as fh:
+            marker = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("env_id") != env_id or not marker.get("sha256"):
+        return None
+    return marker
+
+
+def _is_ready(env_dir: Path, env_id: str, sha256: str | None) -> LocalEnv | None:
+    marker = _read_marker(env_dir, env_id)
+    if marker is None or (sha256 is not None and marker["sha256"] != sha256):
+        return None
+    # The interpreter link must still lead somewhere (the base image may have changed under a hostPath).
+    if not os.path.exists(env_dir / "bin" / "python"):
+        return None
+    return LocalEnv(env_id, env_dir, marker["sha256"], marker.get("kind", "pip"))
+
+
+def cached(env_id: str, cache_dir: str | Path | None = None) -> LocalEnv | None:
+    """The ready environment in the node cache, or None; never touches the store."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _is_ready(cache / "envs" / env_id, env_id, None)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a tree even where extraction left directories without write permission."""
+
+    def make_writable(func: Callable[..., Any], target: str, _exc: Any) -> None:
+        os.chmod(os.path.dirname(target), 0o700)
+        func(target)
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=make_writable)
+        else:
+            shutil.rmtree(path, onerror=make_writable)
+
+
+def _version_of(python: str) -> str | None:
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def find_base_interpreter(recorded: Mapping[str, Any], override: str | None = None) -> str:
+    """A local interpreter matching the recorded base's major.minor version: the override,
+    ``MLP_ENV_BASE_PYTHON``, the recorded path, this process's own interpreter, then ``pythonX.Y`` on PATH."""
+    version = ".".join(str(recorded["version"]).split(".")[:2])
+    candidates: list[str] = []
+    for value in (override, os.environ.get("MLP_ENV_BASE_PYTHON"), recorded.get("path")):
+        if value:
+            candidates.append(str(value))
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        candidates.append(getattr(sys, "_base_executable", sys.executable))
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    for candidate in candidates:
+        if os.path.exists(candidate) and _version_of(candidate) == version:
+            return os.path.abspath(candidate)
+    raise BaseInterpreterError(
+        f"no Python {version} interpreter for this environment: tried {candidates or 'nothing'}; the manifest "
+        f"records {recorded.get('path')}. Set MLP_ENV_BASE_PYTHON to a Python {version} executable"
+    )
+
+
+def relink_interpreter(env_dir: Path, manifest: Mapping[str, Any], base_python: str | None = None) -> str:
+    """Point a relocatable venv at this node's base interpreter: bin/python links and pyvenv.cfg."""
+    recorded = manifest["base_interpreter"]
+    base = find_base_interpreter(recorded, base_python)
+    bin_dir = env_dir / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    version = ".".join(str(recorded["version"]).split(".")[:2])
+    for name in ("python", "python3", f"python{version}"):
+        link = bin_dir / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+    os.symlink(base, bin_dir / "python")
+    os.symlink("python", bin_dir / "python3")
+    os.symlink("python", bin_dir / f"python{version}")
+    cfg = env_dir / "pyvenv.cfg"
+    lines = cfg.read_text().splitlines() if cfg.exists() else []
+    kept = [line for line in lines if line.split("=")[0].strip() not in ("home", "executable", "command")]
+    cfg.write_text("\n".join([f"home = {os.path.dirname(base)}", *kept]) + "\n")
+    return base
+
+
+def run_conda_unpack(env_dir: Path) -> None:
+    script = env_dir / "bin" / "conda-unpack"
+    if not script.exists():
+        raise EnvBuilderError(f"{env_dir} was packed by conda-pack but has no bin/conda-unpack")
+    proc = subprocess.run([str(env_dir / "bin" / "python"), str(script)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise EnvBuilderError(f"conda-unpack failed in {env_dir}: {proc.stderr.strip()}")
+
+
+def _download(store: Any, env_id: str, destination: Path, expected_size: int) -> str:
+    digest = hashlib.sha256()
+    size = 0
+    with store.open_archive(env_id) as src, open(destination, "xb") as dst:
+        while chunk := src.read(_DOWNLOAD_CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+            if size > expected_size:
+                break
+    if size != expected_size:
+        raise IntegrityError(
+            f"archive of {env_id} in {store.url!r} has {size}{'+' if size > expected_size else ''} bytes; "
+            f"its manifest says {expected_size}"
+        )
+    return digest.hexdigest()
+
+
+def _local_archive(store: Any, env_id: str) -> str | None:
+    if not store.is_local:
+        return None
+    path = os.path.join(store.root, "envs", f"{env_id}.tar.zst")
+    return path if os.path.exists(path) else None
+
+
+def _hash_file(path: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_DOWNLOAD_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def ensure(
+    env: str | Any,
+    *,
+    store: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    base_python: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    verify: bool = False,
+) -> LocalEnv:
+    """Make environment ``env`` (an env id, an alias or an ``EnvRef``) ready on this node and return it.
+
+    A cache hit is trusted as long as its marker names the env id (and, for an ``EnvRef``, its
+    sha256); ``verify=True`` also checks the marker's sha256 against the store's manifest.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    expected_sha256: str | None = None
+    if not isinstance(env, str):  # an EnvRef: its sha256 is what the cache entry must hold
+        expected_sha256 = env.sha256
+        env = env.id
+    env_id = env if ENV_ID_RE.match(env) else None
+    if env_id is not None and not verify:
+        ready = _is_ready(cache / "envs" / env_id, env_id, expected_sha256)
+        if ready is not None:
+            return ready
+    else:
+        alias = parse_alias(env)
+        alias_cache = cache / "aliases" / alias.store_path
+        if not alias.mutable and not verify:
+            try:
+                env_id = json.loads(alias_cache.read_text())["env_id"]
+            except (OSError, ValueError, KeyError):
+                env_id = None
+            if env_id is not None:
+                ready = _is_ready(cache / "envs" / env_id, env_id, None)
+                if ready is not None:
+                    return ready
+
+    from env_builder.store import EnvStore
+
+    env_store = EnvStore.open(store, storage_options)
+    if env_id is None or not ENV_ID_RE.match(env_id):
+        env_id = env_store.resolve(env)
+        if not parse_alias(env).mutable:
+            _write_small(cache / "aliases" / parse_alias(env).store_path, json.dumps({"env_id": env_id}))
+    return rehydrate(env_id, env_store, cache, base_python=base_python, progress=progress)
+
+
+def _write_small(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+def rehydrate(
+    env_id: str,
+    env_store: Any,
+    cache: Path,
+    *,
+    base_python: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LocalEnv:
+    """Cache miss path: under the env's file lock, download, verify, extract, relink, rename into place."""
+    from env_builder.unpack import extract_archive
+
+    say = progress or (lambda _message: None)
+    final = cache / "envs" / env_id
+    tmp_root = cache / "tmp"
+    with _file_lock(cache / "locks" / f"{env_id}.lock"):
+        manifest = env_store.manifest(env_id)
+        archive = manifest["archive"]
+        ready = _is_ready(final, env_id, archive["sha256"])
+        if ready is not None:
+            return ready  # another process on this node finished it while we waited for the lock
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # Holding the lock, any temporary of this env is a leftover of a killed rehydration.
+        for leftover in tmp_root.glob(f"{env_id}.*"):
+            _remove_tree(leftover)
+        if final.exists() or final.is_symlink():
+            say(f"cache entry {final} is incomplete or corrupted; rebuilding it")
+            trash = tmp_root / f"{env_id}.trash-{uuid.uuid4().hex}"
+            os.rename(final, trash)
+            _remove_tree(trash)
+        token = uuid.uuid4().hex
+        staging = tmp_root / f"{env_id}.{token}.d"
+        download = tmp_root / f"{env_id}.{token}.tar.zst"
+        try:
+            started = time.monotonic()
+            local = _local_archive(env_store, env_id)
+            if local is not None:
+                # A local store needs no download. The bytes we hash must be the bytes we extract, so
+                # we hash our own hard link (the store only ever replaces files, never rewrites
+                # them in place) or, across filesystems, our own copy.
+                try:
+                    os.link(local, download)
+                except OSError:
+                    shutil.copyfile(local, download)
+                sha256, size = _hash_file(str(download))
+                if size != int(archive["size"]):
+                    raise IntegrityError(
+                        f"archive of {env_id} in {env_store.url!r} has {size} bytes; "
+                        f"its manifest says {archive['size']}"
+                    )
+            else:
+                say(f"downloading {env_id} ({int(archive['size']) / 1e6:.1f} MB)")
+                sha256 = _download(env_store, env_id, download, int(archive["size"]))
+            if sha256 != archive["sha256"]:
+                raise IntegrityError(
+                    f"archive of {env_id} in {env_store.url!r} has sha256 {sha256}; its manifest says "
+                    f"{archive['sha256']}; refusing to extract it"
+                )
+            say(f"verified {env_id} in {time.monotonic() - started:.2f}s; extracting")
+            staging.mkdir(mode=0o755)
+            extract_archive(
+                download,
+                staging,
+                max_unpacked_size=int(archive.get("unpacked_size") or 0) or None,
+                label=f"archive of {env_id}",
+            )
+            download.unlink()
+            kind = manifest.get("kind", "pip")
+            marker = {"env_id": env_id, "sha256": sha256, "kind": kind, "rehydrated_at": time.time()}
+            if kind == "pip":
+                marker["base_interpreter"] = relink_interpreter(staging, manifest, base_python)
+                _write_marker(staging, marker)
+                os.rename(staging, final)
+            else:
+                # conda-unpack rewrites prefixes to where the env lives, so it runs in place; the
+                # marker, written after it, is what makes the entry count as ready.
+                os.rename(staging, final)
+                run_conda_unpack(final)
+                _write_marker(final, marker)
+            _fsync_dir(final.parent)
+            say(f"environment {env_id} ready at {final} after {time.monotonic() - started:.2f}s")
+        except BaseException:
+            for leftover in (staging, download):
+                _remove_tree(leftover)
+            if final.exists() and _read_marker(final, env_id) is None:
+                _remove_tree(final)
+            raise
+    return LocalEnv(env_id, final, sha256, manifest.get("kind", "pip"))
+
+
+def _write_marker(env_dir: Path, marker: Mapping[str, Any]) -> None:
+    with open(env_dir / READY_MARKER, "x") as fh:
+        fh.write(json.dumps(marker, sort_keys=True))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,346 @@
+"""The environment store on any fsspec URL (standard library and fsspec only: pods use it too).
+
+Layout under the store root::
+
+    envs/<env_id>.tar.zst            the packed environment
+    envs/<env_id>.lock               the lock it was built from (a rebuild is exact)
+    envs/<env_id>.manifest.json      written last: an environment exists once its manifest does
+    aliases/<team>/<project>/<name>/<tag>.json
+
+Every write is atomic: on a local filesystem a temporary name in the same directory is renamed
+into place (``os.link`` for create-only writes); on object stores a single PUT or completed
+multipart upload is already atomic, create-only writes use a conditional PUT (``If-None-Match``),
+and an archive's size is checked after upload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import posixpath
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from env_builder.errors import AliasError, EnvNotFoundError, StoreError
+from env_builder.refs import AliasRef, is_env_id, parse_alias
+
+MANIFEST_SUFFIX = ".manifest.json"
+ARCHIVE_SUFFIX = ".tar.zst"
+LOCK_SUFFIX = ".lock"
+_TEMP_MARK = ".tmp-"
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """A stored environment: content id, archive sha256 and size, and the archive's URL."""
+
+    id: str
+    sha256: str
+    size: int
+    uri: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "sha256": self.sha256, "size": self.size, "uri": self.uri}
+
+
+def default_store_url() -> str:
+    from airflow_provider_mlp.config import settings
+
+    return settings().env_store
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class EnvStore:
+    """Packed environments, their manifests and aliases under one fsspec URL."""
+
+    def __init__(self, url: str, fs: Any, root: str) -> None:
+        self.url = url.rstrip("/")
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    @classmethod
+    def open(cls, url: str | None = None, storage_options: Mapping[str, Any] | None = None) -> EnvStore:
+        """Open the store at ``url`` (default: settings().env_store, i.e. MLP_ENV_STORE)."""
+        import fsspec.core
+
+        url = url or default_store_url()
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        except (ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open environment store {url!r}: {exc}") from None
+        return cls(url, fs, root)
+
+    # -- paths -----------------------------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        protocol = self.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        return "file" in protocols or "local" in protocols
+
+    def _path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def _url(self, relative: str) -> str:
+        return f"{self.url}/{relative}"
+
+    @staticmethod
+    def archive_key(env_id: str) -> str:
+        return f"envs/{env_id}{ARCHIVE_SUFFIX}"
+
+    @staticmethod
+    def manifest_key(env_id: str) -> str:
+        return f"envs/{env_id}{MANIFEST_SUFFIX}"
+
+    @staticmethod
+    def lock_key(env_id: str) -> str:
+        return f"envs/{env_id}{LOCK_SUFFIX}"
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn transport failures into a StoreError that names the store and the operation."""
+        try:
+            yield
+        except (EnvNotFoundError, AliasError, StoreError):
+            raise
+        except FileNotFoundError:
+            raise
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            raise StoreError(f"environment store {self.url!r} failed while {what}: {exc}") from exc
+        except Exception as exc:
+            # botocore/aiohttp raise their own exception types for an unreachable endpoint.
+            if type(exc).__module__.split(".")[0] in {"botocore", "aiohttp", "aiobotocore", "s3fs", "gcsfs", "adlfs"}:
+                raise StoreError(f"environment store {self.url!r} failed while {what}: {exc}") from exc
+            raise
+
+    # -- atomic writes ---------------------------------------------------------------------------
+
+    def _write_bytes(self, relative: str, data: bytes, *, create: bool) -> bool:
+        """Write ``data``; with ``create`` only if absent. Returns False when it already existed."""
+        path = self._path(relative)
+        with self._errors(f"writing {relative}"):
+            if self.is_local:
+                return _local_atomic_write(path, lambda fh: fh.write(data), create=create)
+            if create:
+                try:
+                    self.fs.pipe_file(path, data, mode="create")
+                except FileExistsError:
+                    return False
+                except (NotImplementedError, TypeError):
+                    if self.fs.exists(path):
+                        return False
+                    self.fs.pipe_file(path, data)
+                return True
+            self.fs.pipe_file(path, data)
+            return True
+
+    def _put_file(self, relative: str, local_path: str, size: int) -> None:
+        """Upload a local file atomically; an identical object already there is kept."""
+        path = self._path(relative)
+        with self._errors(f"uploading {relative}"):
+            if self.is_local:
+
+                def copy(fh: Any) -> None:
+                    with open(local_path, "rb") as src:
+                        while chunk := src.read(8 << 20):
+                            fh.write(chunk)
+
+                _local_atomic_write(path, copy, create=False)
+                return
+            if self.fs.exists(path) and self.fs.info(path).get("size") == size:
+                return
+            self.fs.put_file(local_path, path)
+            self.fs.invalidate_cache(path)
+            stored = self.fs.info(path).get("size")
+            if stored != size:
+                raise StoreError(f"upload of {self._url(relative)} left {stored} bytes, expected {size}")
+
+    def _read_json(self, relative: str, missing: Callable[[], Exception]) -> dict[str, Any]:
+        path = self._path(relative)
+        with self._errors(f"reading {relative}"):
+            try:
+                with self.fs.open(path, "rb") as fh:
+                    raw = fh.read()
+            except FileNotFoundError:
+                raise missing() from None
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise StoreError(f"{self._url(relative)} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self._url(relative)} holds {type(data).__name__}, expected a JSON object")
+        return data
+
+    # -- environments ----------------------------------------------------------------------------
+
+    def has_env(self, env_id: str) -> bool:
+        with self._errors(f"looking up environment {env_id}"):
+            return bool(self.fs.exists(self._path(self.manifest_key(env_id))))
+
+    def manifest(self, env_id: str) -> dict[str, Any]:
+        return self._read_json(
+            self.manifest_key(env_id),
+            lambda: EnvNotFoundError(f"environment {env_id} is not in store {self.url!r}"),
+        )
+
+    def ref(self, env_id: str, manifest: Mapping[str, Any] | None = None) -> EnvRef:
+        manifest = manifest or self.manifest(env_id)
+        archive = manifest["archive"]
+        return EnvRef(env_id, archive["sha256"], int(archive["size"]), self._url(self.archive_key(env_id)))
+
+    def put_env(self, env_id: str, archive_path: str, manifest: Mapping[str, Any], lock_text: str) -> bool:
+        """Store an environment; returns False when another builder stored it first (both succeed)."""
+        size = int(manifest["archive"]["size"])
+        self._put_file(self.archive_key(env_id), archive_path, size)
+        self._write_bytes(self.lock_key(env_id), lock_text.encode(), create=False)
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        return self._write_bytes(self.manifest_key(env_id), body, create=True)
+
+    def open_archive(self, env_id: str) -> Any:
+        path = self._path(self.archive_key(env_id))
+        with self._errors(f"opening the archive of {env_id}"):
+            try:
+                return self.fs.open(path, "rb", block_size=8 << 20)
+            except FileNotFoundError:
+                raise EnvNotFoundError(f"archive {self._url(self.archive_key(env_id))} is missing") from None
+
+    def list_envs(self) -> list[str]:
+        with self._errors("listing environments"):
+            try:
+                names = self.fs.ls(self._path("envs"), detail=False)
+            except FileNotFoundError:
+                return []
+        ids = []
+        for name in names:
+            base = posixpath.basename(str(name))
+            if base.endswith(MANIFEST_SUFFIX) and is_env_id(base[: -len(MANIFEST_SUFFIX)]):
+                ids.append(base[: -len(MANIFEST_SUFFIX)])
+        return sorted(ids)
+
+    def delete_env(self, env_id: str) -> None:
+        """Delete an environment; the manifest goes first so that nobody starts fetching it meanwhile."""
+        with self._errors(f"deleting environment {env_id}"):
+            for key in (self.manifest_key(env_id), self.archive_key(env_id), self.lock_key(env_id)):
+                try:
+                    self.fs.rm_file(self._path(key))
+                except FileNotFoundError:
+                    pass
+
+    # -- aliases ---------------------------------------------------------------------------------
+
+    def resolve(self, reference: str) -> str:
+        """Env id of ``reference``: an env id or an alias (``team/project/name:tag``)."""
+        if is_env_id(reference):
+            if not self.has_env(reference):
+                raise EnvNotFoundError(f"environment {reference} is not in store {self.url!r}")
+            return reference
+        return self.get_alias(parse_alias(reference))["env_id"]
+
+    def get_alias(self, alias: AliasRef) -> dict[str, Any]:
+        return self._read_json(
+            alias.store_path, lambda: AliasError(f"unknown alias {alias} (no {self._url(alias.store_path)})")
+        )
+
+    def set_alias(self, alias: AliasRef | str, env_id: str) -> dict[str, Any]:
+        """Point ``alias`` at ``env_id``. Tags other than latest/candidate/stable can never be re-pointed."""
+        alias = parse_alias(alias) if isinstance(alias, str) else alias
+        if not self.has_env(env_id):
+            raise EnvNotFoundError(f"cannot alias {alias} to {env_id}: no such environment in {self.url!r}")
+        record = {"alias": str(alias), "env_id": env_id, "updated_at": utcnow().isoformat()}
+        body = json.dumps(record, indent=2, sort_keys=True).encode()
+        if alias.mutable:
+            self._write_bytes(alias.store_path, body, create=False)
+            return record
+        if self._write_bytes(alias.store_path, body, create=True):
+            return record
+        existing = self.get_alias(alias)
+        if existing.get("env_id") != env_id:
+            raise AliasError(
+                f"alias {alias} is immutable and already points at {existing.get('env_id')}; cannot re-point it "
+                f"to {env_id} (only the tags latest, candidate and stable move; use a new tag)"
+            )
+        return existing
+
+    def list_aliases(self) -> list[tuple[AliasRef, str]]:
+        with self._errors("listing aliases"):
+            try:
+                paths = self.fs.glob(self._path("aliases/*/*/*/*.json"))
+            except FileNotFoundError:
+                return []
+        aliases = []
+        for path in sorted(str(p) for p in paths):
+            team, project, name, file_name = path.rsplit("/", 4)[1:]
+            if _TEMP_MARK in file_name:
+                continue
+            alias = AliasRef(team, project, name, file_name[: -len(".json")])
+            try:
+                aliases.append((alias, str(self.get_alias(alias)["env_id"])))
+            except AliasError:
+                continue  # deleted since it was listed
+        return aliases
+
+    # -- garbage collection ----------------------------------------------------------------------
+
+    def gc(self, retention: dt.timedelta, *, dry_run: bool = False, now: dt.datetime | None = None) -> list[str]:
+        """Delete environments that no alias references and that are older than ``retention``."""
+        now = now or utcnow()
+        referenced = {env_id for _, env_id in self.list_aliases()}
+        removed = []
+        for env_id in self.list_envs():
+            if env_id in referenced:
+                continue
+            try:
+                created = dt.datetime.fromisoformat(self.manifest(env_id)["created_at"])
+            except (EnvNotFoundError, KeyError, ValueError):
+                continue
+            if now - created < retention:
+                continue
+            if not dry_run:
+                self.delete_env(env_id)
+            removed.append(env_id)
+        if not dry_run and self.is_local:
+            _remove_stale_temps(os.path.join(self.root, "envs"), now, retention)
+        return removed
+
+
+def _local_atomic_write(path: str, write: Callable[[Any], object], *, create: bool) -> bool:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    temp = os.path.join(directory, f".{os.path.basename(path)}{_TEMP_MARK}{uuid.uuid4().hex}")
+    try:
+        with open(temp, "xb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if create:
+            try:
+                os.link(temp, path)  # fails if the name exists: an atomic create-only write
+            except FileExistsError:
+                return False
+        else:
+            os.replace(temp, path)
+        return True
+    finally:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+
+
+def _remove_stale_temps(directory: str, now: dt.datetime, retention: dt.timedelta) -> None:
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if _TEMP_MARK in entry.name:
+            age = now.timestamp() - entry.stat(follow_symlinks=False).st_mtime
+            if age > retention.total_seconds():
+                os.unlink(entry.path)

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from env_builder.errors import BuildError, UnsafeArchiveError
+from env_builder.pack import pack_tree
+from env_builder.unpack import extract_archive
+from tests.unit.env_builder.helpers import make_venv_tree, member, tar_zst
+
+
+def _tree_listing(root: Path) -> dict[str, tuple[str, int, str]]:
+    listing = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            listing[rel] = ("link", 0, os.readlink(path))
+        elif path.is_dir():
+            listing[rel] = ("dir", 0, "")
+        else:
+            listing[rel] = ("file", path.stat().st_mode & 0o777, hashlib.sha256(path.read_bytes()).hexdigest())
+    return listing
+
+
+def test_same_tree_packs_to_identical_bytes_whatever_owners_mtimes_and_order(tmp_path: Path) -> None:
+    first = make_venv_tree(tmp_path / "a")
+    second = make_venv_tree(tmp_path / "b")
+    os.utime(second / "pyvenv.cfg", (1, 1))
+    (second / "bin" / "greet").chmod(0o700)  # still "executable": normalized to 0o755
+    (first / "lib" / "link").symlink_to("python3.11")
+    (second / "lib" / "link").symlink_to("python3.11")
+    a = pack_tree(first, tmp_path / "a.tar.zst")
+    b = pack_tree(second, tmp_path / "b.tar.zst", threads=1)
+    assert a == b
+    assert (tmp_path / "a.tar.zst").read_bytes() == (tmp_path / "b.tar.zst").read_bytes()
+    assert a.sha256 == hashlib.sha256((tmp_path / "a.tar.zst").read_bytes()).hexdigest()
+
+    with _open_tar(tmp_path / "a.tar.zst") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted([m.name for m in members], key=lambda n: n.split("/"))
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", 0)}
+    assert {m.name: m.mode for m in members}["bin/greet"] == 0o755
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    import io
+
+    import zstandard
+
+    data = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+    return tarfile.open(fileobj=io.BytesIO(data))
+
+
+def test_round_trip_keeps_files_modes_and_internal_symlinks(tmp_path: Path) -> None:
+    tree = make_venv_tree(tmp_path / "src")
+    (tree / "lib" / "alias").symlink_to("python3.11")
+    (tree / "empty").mkdir()
+    pack_tree(tree, tmp_path / "env.tar.zst")
+    out = tmp_path / "out"
+    out.mkdir()
+    extract_archive(tmp_path / "env.tar.zst", out)
+    assert _tree_listing(out) == _tree_listing(tree)
+
+
+def test_symlink_leaving_the_tree_cannot_be_packed(tmp_path: Path) -> None:
+    tree = make_venv_tree(tmp_path / "src")
+    (tree / "lib" / "escape").symlink_to("../../outside")
+    with pytest.raises(BuildError, match="lib/escape.*outside the environment"):
+        pack_tree(tree, tmp_path / "env.tar.zst")
+
+
+FILE = b"payload\n"
+ATTACKS: dict[str, list[tuple[tarfile.TarInfo, bytes | None]]] = {
+    "dotdot": [(member("../escaped.txt"), FILE)],
+    "nested_dotdot": [(member("lib/../../escaped.txt"), FILE)],
+    "absolute": [(member("/tmp/escaped.txt"), FILE)],
+    "symlink_absolute": [(member("lib", tarfile.SYMTYPE, linkname="/etc"), None)],
+    "symlink_dotdot": [(member("up", tarfile.SYMTYPE, linkname="../outside"), None)],
+    # each link is inside on its own; together "l" climbs out through "s" -> "."
+    "symlink_chain": [
+        (member("l", tarfile.SYMTYPE, linkname="s/.."), None),
+        (member("s", tarfile.SYMTYPE, linkname="."), None),
+    ],
+    "write_through_symlink": [
+        (member("d", tarfile.SYMTYPE, linkname="."), None),
+        (member("d/escaped.txt"), FILE),
+    ],
+    "symlink_over_directory": [
+        (member("d/inner.txt"), FILE),
+        (member("d", tarfile.SYMTYPE, linkname=".."), None),
+    ],
+    "hardlink_outside": [(member("hard", tarfile.LNKTYPE, linkname="../../etc/passwd"), None)],
+    "hardlink_absolute": [(member("hard", tarfile.LNKTYPE, linkname="/etc/passwd"), None)],
+    "hardlink_to_symlink": [
+        (member("s", tarfile.SYMTYPE, linkname="x"), None),
+        (member("hard", tarfile.LNKTYPE, linkname="s"), None),
+    ],
+    "char_device": [(member("null", tarfile.CHRTYPE), None)],
+    "block_device": [(member("disk", tarfile.BLKTYPE), None)],
+    "fifo": [(member("pipe", tarfile.FIFOTYPE), None)],
+    "setuid": [(member("bin/tool", mode=0o4755), FILE)],
+    "setgid": [(member("bin/tool", mode=0o2755), FILE)],
+    "duplicate": [(member("a.txt"), FILE), (member("a.txt"), b"second")],
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_malicious_archive_is_rejected_and_nothing_lands_outside(tmp_path: Path, attack: str) -> None:
+    archive = tmp_path / "evil.tar.zst"
+    archive.write_bytes(tar_zst(ATTACKS[attack]))
+    target = tmp_path / "sandbox" / "target"
+    target.mkdir(parents=True)
+    before = _tree_listing(tmp_path)
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(archive, target)
+    after = _tree_listing(tmp_path)
+    outside = {k: v for k, v in after.items() if not k.startswith("sandbox/target/")}
+    assert outside == {k: v for k, v in before.items() if not k.startswith("sandbox/target/")}
+
+
+def test_archive_larger_than_announced_is_rejected(tmp_path: Path) -> None:
+    archive = tmp_path / "big.tar.zst"
+    archive.write_bytes(tar_zst([(member("a.bin"), b"x" * 1000)]))
+    with pytest.raises(UnsafeArchiveError, match="more than the 10 bytes"):
+        extract_archive(archive, tmp_path, max_unpacked_size=10)
+
+
+def test_truncated_archive_is_rejected(tmp_path: Path) -> None:
+    tree = make_venv_tree(tmp_path / "src")
+    pack_tree(tree, tmp_path / "env.tar.zst")
+    data = (tmp_path / "env.tar.zst").read_bytes()
+    (tmp_path / "cut.tar.zst").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(tmp_path / "cut.tar.zst", out)

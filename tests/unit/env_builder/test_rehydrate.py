@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import env_builder.unpack
+from env_builder.errors import BaseInterpreterError, IntegrityError, UnsafeArchiveError
+from env_builder.rehydrate import READY_MARKER, cached, ensure
+from env_builder.store import EnvStore
+from tests.unit.env_builder.helpers import Publish, make_venv_tree, member, tar_zst
+
+
+def _cache_state(cache: Path) -> list[str]:
+    """Everything in the cache except lock files (which persist by design)."""
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if "locks" not in p.parts)
+
+
+def test_cold_rehydrate_relinks_the_interpreter_then_warm_hit_skips_the_store(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    cache = tmp_path / "cache"
+    env = ensure(env_id, store=store.url, cache_dir=cache)
+    assert env.path == cache / "envs" / env_id
+    assert os.path.realpath(env.python) == os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    cfg = (env.path / "pyvenv.cfg").read_text()
+    assert "/nonexistent" not in cfg and cfg.startswith("home = ")
+    out = subprocess.run(
+        [str(env.python), "-c", "import greeting, sys; print(greeting.MESSAGE, sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["tree-0", str(env.path)]
+    assert not list((cache / "tmp").iterdir())
+
+    # A warm hit needs no store at all: point at one that does not exist.
+    assert ensure(env_id, store=str(tmp_path / "gone"), cache_dir=cache) == env
+    assert cached(env_id, cache) == env
+
+
+def test_immutable_alias_is_remembered_on_the_node_mutable_tags_ask_the_store(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    first, second = publish(store), publish(store)
+    store.set_alias("t/p/model:v1", first)
+    store.set_alias("t/p/model:latest", first)
+    cache = tmp_path / "cache"
+    assert ensure("t/p/model:v1", store=store.url, cache_dir=cache).env_id == first
+    assert ensure("t/p/model:v1", store=str(tmp_path / "gone"), cache_dir=cache).env_id == first
+    store.set_alias("t/p/model:latest", second)
+    assert ensure("t/p/model@latest", store=store.url, cache_dir=cache).env_id == second
+
+
+def test_wrong_sha256_is_refused_before_extracting(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store, manifest_sha256="0" * 64)
+    cache = tmp_path / "cache"
+    with pytest.raises(IntegrityError, match=f"archive of {env_id} .* has sha256 .*refusing to extract"):
+        ensure(env_id, store=store.url, cache_dir=cache)
+    assert _cache_state(cache) == ["envs", "tmp"]
+
+
+def test_tampered_archive_in_store_is_refused(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    archive = tmp_path / "store" / "envs" / f"{env_id}.tar.zst"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="refusing to extract"):
+        ensure(env_id, store=store.url, cache_dir=tmp_path / "cache")
+    assert _cache_state(tmp_path / "cache") == ["envs", "tmp"]
+
+
+def test_malicious_archive_with_matching_sha256_leaves_nothing_in_the_cache(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    evil = tar_zst([(member("ok.txt"), b"fine"), (member("../../escaped.txt"), b"owned")])
+    env_id = publish(store, archive_bytes=evil, unpacked_size=100)
+    cache = tmp_path / "cache"
+    with pytest.raises(UnsafeArchiveError, match="contains '..'"):
+        ensure(env_id, store=store.url, cache_dir=cache)
+    assert _cache_state(cache) == ["envs", "tmp"]
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_exception_mid_extraction_leaves_no_half_environment(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    cache = tmp_path / "cache"
+    real_write = env_builder.unpack._write_file
+    calls = {"n": 0}
+
+    def failing_write(*args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device (injected)")
+        real_write(*args)
+
+    monkeypatch.setattr(env_builder.unpack, "_write_file", failing_write)
+    with pytest.raises(OSError, match="injected"):
+        ensure(env_id, store=store.url, cache_dir=cache)
+    monkeypatch.undo()
+    assert _cache_state(cache) == ["envs", "tmp"]
+    assert ensure(env_id, store=store.url, cache_dir=cache).env_id == env_id
+
+
+def test_killed_extraction_leaves_no_half_environment_and_the_next_run_cleans_up(
+    tmp_path: Path, publish: Publish
+) -> None:
+    tree = make_venv_tree(tmp_path / "tree")
+    for i in range(200):
+        (tree / "lib" / f"blob{i}.bin").write_bytes(os.urandom(1000))
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store, tree=tree)
+    cache = tmp_path / "cache"
+    started = tmp_path / "started"
+    # The child slows extraction down and tells us once files are being written; we SIGKILL it.
+    script = textwrap.dedent(
+        f"""
+        import os, time, pathlib
+        import env_builder.unpack as unpack
+        real_write = unpack._write_file
+        def slow_write(*args):
+            pathlib.Path({str(started)!r}).touch()
+            time.sleep(0.05)
+            real_write(*args)
+        unpack._write_file = slow_write
+        from env_builder.rehydrate import ensure
+        ensure({env_id!r}, store={store.url!r}, cache_dir={str(cache)!r})
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert child.poll() is None, "the child finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+    finally:
+        child.kill()
+        child.wait()
+    assert not (cache / "envs" / env_id).exists()
+    assert cached(env_id, cache) is None
+    leftovers = list((cache / "tmp").iterdir())
+    assert leftovers  # the killed child's staging directory
+    env = ensure(env_id, store=store.url, cache_dir=cache)
+    assert (env.path / "lib" / "blob199.bin").exists()
+    assert not list((cache / "tmp").iterdir())
+
+
+def test_corrupted_cache_entry_is_detected_and_rebuilt(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    cache = tmp_path / "cache"
+    env = ensure(env_id, store=store.url, cache_dir=cache)
+    marker = env.path / READY_MARKER
+    ref = store.ref(env_id)
+    for corruption in ("garbage", json.dumps({"env_id": "f" * 64, "sha256": ref.sha256}), None, "wrong-sha"):
+        if corruption is None:
+            marker.unlink()
+        elif corruption == "wrong-sha":
+            # Only detectable against the expected sha256: passing the EnvRef (or verify=True) checks it.
+            marker.write_text(json.dumps({"env_id": env_id, "sha256": "0" * 64}))
+        else:
+            marker.write_text(corruption)
+        (env.path / "lib" / "junk").write_text("left by a crash")
+        again = ensure(ref if corruption == "wrong-sha" else env_id, store=store.url, cache_dir=cache)
+        assert not (again.path / "lib" / "junk").exists()
+        assert json.loads(marker.read_text())["sha256"] == store.manifest(env_id)["archive"]["sha256"]
+
+
+def test_concurrent_rehydrations_on_one_node_extract_once(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    cache = tmp_path / "cache"
+    extractions = []
+    real_extract = env_builder.unpack.extract_archive
+
+    def counting_extract(*args: object, **kwargs: object) -> int:
+        extractions.append(1)
+        time.sleep(0.1)
+        return real_extract(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(env_builder.unpack, "extract_archive", counting_extract)
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(str(ensure(env_id, store=store.url, cache_dir=cache).path)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and len(set(results)) == 1
+    assert len(extractions) == 1
+
+
+def test_missing_base_interpreter_is_named(tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    manifest_path = tmp_path / "store" / "envs" / f"{env_id}.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["base_interpreter"] = {"path": "/opt/python3.99/bin/python3.99", "version": "3.99.0"}
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BaseInterpreterError, match="no Python 3.99 interpreter.*MLP_ENV_BASE_PYTHON"):
+        ensure(env_id, store=store.url, cache_dir=tmp_path / "cache")
+    assert _cache_state(tmp_path / "cache") == ["envs", "tmp"]

@@ -241,7 +241,7 @@ PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs) {
   task->divide = 1;
   task->kind = MLP_BUCKET_LONG;
   const char* format = column.input.format;
-  switch (column.storage_type) {
+  switch (column.type) {
     case NANOARROW_TYPE_STRING:
     case NANOARROW_TYPE_LARGE_STRING:
     case NANOARROW_TYPE_STRING_VIEW:

@@ -42,11 +42,13 @@ int MlpColumnOpen(PyObject* obj, const char* func, const char* argname,
   enum ArrowType storage_type = probe.storage_type;
   int dictionary = probe.dictionary != NULL;
   ArrowArrayViewReset(&probe);
-  int ok = !dictionary;
+  struct ArrowSchemaView schema_view;
+  int ok = !dictionary &&
+           ArrowSchemaViewInit(&schema_view, &out->input.schema, &error) == NANOARROW_OK;
   if (ok) {
     ok = 0;
     for (const enum ArrowType* t = accepted; *t != NANOARROW_TYPE_UNINITIALIZED; t++) {
-      if (*t == storage_type) ok = 1;
+      if (*t == schema_view.type) ok = 1;
     }
   }
   if (!ok) {
@@ -56,6 +58,7 @@ int MlpColumnOpen(PyObject* obj, const char* func, const char* argname,
     return -1;
   }
   out->storage_type = storage_type;
+  out->type = schema_view.type;
 
   int64_t n = out->input.n_chunks;
   out->views = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(struct ArrowArrayView));

@@ -13,12 +13,13 @@ typedef struct {
   MlpChunkedInput input;
   struct ArrowArrayView* views; /* n_chunks views, each set on its chunk */
   int64_t* starts;              /* n_chunks + 1 entries: the first row of each chunk, then length */
-  enum ArrowType storage_type;
+  enum ArrowType type;         /* the logical type (timestamp, date32, ...) */
+  enum ArrowType storage_type; /* its physical layout (int64, int32, ...) */
   int64_t length;
   int64_t null_count;
 } MlpColumn;
 
-/* Import `obj` (argument `argname` of `func`) and check that its storage type is one of
+/* Import `obj` (argument `argname` of `func`) and check that its logical type is one of
  * `accepted` (terminated by NANOARROW_TYPE_UNINITIALIZED); `expected` describes them for the
  * error message. Returns 0, or -1 with ArrowKernelError set. */
 int MlpColumnOpen(PyObject* obj, const char* func, const char* argname,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 NANOARROW_VERSION: str
 
@@ -28,7 +28,8 @@ def jaro_winkler_similarity(
 def levenshtein_similarity(
     left: Any, right: Any, *, token_sort: bool = False, threads: int | None = None
 ) -> ArrowResult: ...
-def match_pairs(
-    fields: Any, *, threshold: float | None = None, threads: int | None = None
-) -> ArrowResult | tuple[ArrowResult, ArrowResult]: ...
+@overload
+def match_pairs(fields: Any, *, threshold: None = None, threads: int | None = None) -> ArrowResult: ...
+@overload
+def match_pairs(fields: Any, *, threshold: float, threads: int | None = None) -> tuple[ArrowResult, ArrowResult]: ...
 def iceberg_bucket(values: Any, num_buckets: int, *, threads: int | None = None) -> ArrowResult: ...

@@ -1,0 +1,67 @@
+"""``mlp-env`` end to end on a real store: every command with --json, errors on stderr with exit 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from env_builder.cli import main
+from tests.integration.env_builder.conftest import BuiltEnv
+
+pytestmark = pytest.mark.integration
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str], expect_rc: int = 0) -> dict[str, object]:
+    assert main(argv) == expect_rc
+    return json.loads(capsys.readouterr().out)
+
+
+def test_every_command_with_json(
+    six_env: BuiltEnv, store_copy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--store", store_copy, "--json"]
+    resolved = _json(capsys, ["resolve", "six==1.17.0", "--python", "3.11", *common])
+    assert resolved["env_id"] == six_env.ref.id and resolved["req_id"] == six_env.spec.req_id
+
+    built = _json(capsys, ["build", "six==1.17.0", "--python", "3.11", "--alias", "ranking/six:v1", *common])
+    assert built["id"] == six_env.ref.id and built["alias"] == "ranking/default/six:v1"
+
+    shown = _json(capsys, ["show", "ranking/six:v1", *common])
+    assert shown["env_id"] == six_env.ref.id and shown["aliases"] == ["ranking/default/six:v1"]
+
+    assert _json(capsys, ["alias", "ranking/six:v1", "ranking/six:stable", *common])["env_id"] == six_env.ref.id
+    listed = _json(capsys, ["list", *common])
+    assert listed["environments"][0]["aliases"] == ["ranking/default/six:stable", "ranking/default/six:v1"]  # type: ignore[index]
+
+    fetched = _json(capsys, ["fetch", "ranking/six:stable", "--cache-dir", str(tmp_path / "cache"), *common])
+    assert Path(str(fetched["python"])).exists()
+
+    assert _json(capsys, ["gc", "--retention-days", "0", *common])["removed"] == []
+
+
+def test_errors_are_named_on_stderr_with_exit_status_1(store_copy: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "ranking/nope:v1", "--store", store_copy]) == 1
+    assert "mlp-env: error: unknown alias ranking/default/nope:v1" in capsys.readouterr().err
+    error = _json(capsys, ["resolve", "mlp-no-such-package-zz", "--json", "--quiet"], expect_rc=1)
+    assert error["type"] == "ResolutionError" and "mlp-no-such-package-zz" in str(error["error"])
+
+
+def test_console_script_entry_point_runs(six_env: BuiltEnv) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from env_builder.cli import main; raise SystemExit(main())",
+            "list",
+            "--store",
+            six_env.store,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and six_env.ref.id[:16] in proc.stdout

@@ -1,0 +1,95 @@
+"""The store on a real S3-protocol server (moto in server mode on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+
+from env_builder.builder import alias, build
+from env_builder.errors import AliasError, IntegrityError, StoreError
+from env_builder.rehydrate import ensure
+from env_builder.spec import EnvSpec
+from env_builder.store import EnvStore
+from tests.integration.env_builder.conftest import SIX_SPEC
+from tests.support.s3_server import S3Server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def s3_store(s3_server: S3Server, request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    bucket = "mlp-envs-" + request.node.name.replace("_", "-")[:40].lower().strip("-")
+    s3_server.create_bucket(bucket)
+    return f"s3://{bucket}/mlp/envs", s3_server.storage_options()
+
+
+def test_build_alias_and_rehydrate_through_s3(s3_store: tuple[str, dict[str, object]], tmp_path: Path) -> None:
+    url, options = s3_store
+    ref = build(SIX_SPEC, url, storage_options=options)
+    assert ref.uri == f"{url}/envs/{ref.id}.tar.zst"
+    store = EnvStore.open(url, options)
+    assert store.list_envs() == [ref.id]
+    alias(ref, "ranking/six:v1", store=url, storage_options=options)
+    alias(ref, "ranking/six:v1", store=url, storage_options=options)
+    other = build(EnvSpec(python="3.11", pip=["idna==3.10"]), url, storage_options=options)
+    with pytest.raises(AliasError, match="immutable"):
+        alias(other, "ranking/six:v1", store=url, storage_options=options)
+    alias(other, "ranking/six:latest", store=url, storage_options=options)
+    assert sorted((str(a), e) for a, e in store.list_aliases()) == [
+        ("ranking/default/six:latest", other.id),
+        ("ranking/default/six:v1", ref.id),
+    ]
+
+    env = ensure("ranking/six:v1", store=url, storage_options=options, cache_dir=tmp_path / "cache")
+    assert env.env_id == ref.id and (env.path / "lib" / "python3.11" / "site-packages" / "six.py").exists()
+    assert store.gc(dt.timedelta(0)) == []  # both referenced by aliases
+
+
+def test_concurrent_builders_on_s3_both_succeed(s3_store: tuple[str, dict[str, object]]) -> None:
+    url, options = s3_store
+    refs, errors = [], []
+
+    def run() -> None:
+        try:
+            refs.append(build(SIX_SPEC, url, storage_options=options))
+        except BaseException as exc:  # pragma: no cover - reported by the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and refs[0] == refs[1]
+    store = EnvStore.open(url, options)
+    assert sorted(p.rsplit("/", 1)[1] for p in store.fs.ls(f"{store.root}/envs", detail=False)) == sorted(
+        f"{refs[0].id}{suffix}" for suffix in (".tar.zst", ".lock", ".manifest.json")
+    )
+
+
+def test_archive_tampered_in_s3_is_refused(s3_store: tuple[str, dict[str, object]], tmp_path: Path) -> None:
+    url, options = s3_store
+    ref = build(SIX_SPEC, url, storage_options=options)
+    store = EnvStore.open(url, options)
+    path = f"{store.root}/envs/{ref.id}.tar.zst"
+    data = bytearray(store.fs.cat_file(path))
+    data[100] ^= 0xFF
+    store.fs.pipe_file(path, bytes(data))
+    with pytest.raises(IntegrityError, match="refusing to extract"):
+        ensure(ref.id, store=url, storage_options=options, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "envs" / ref.id).exists()
+    assert not list((tmp_path / "cache" / "tmp").iterdir())
+
+
+def test_unreachable_store_is_named(tmp_path: Path) -> None:
+    options = {
+        "key": "k",
+        "secret": "s",
+        "client_kwargs": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1},
+    }
+    with pytest.raises(StoreError, match="environment store 's3://nowhere/envs' failed"):
+        ensure("a" * 64, store="s3://nowhere/envs", storage_options=options, cache_dir=tmp_path / "cache")

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from env_builder.errors import SpecError
+from env_builder.spec import EnvSpec
+
+
+def test_canonical_form_ignores_order_duplicates_and_name_spelling() -> None:
+    a = EnvSpec(python="3.11", pip=["Scikit_Learn==1.5.*", "pandas", "pandas"])
+    b = EnvSpec(python="3.11", pip=("pandas", "scikit-learn==1.5.*"))
+    assert a == b and a.req_id == b.req_id
+    assert a.pip == ("pandas", "scikit-learn==1.5.*")
+    assert EnvSpec(python="3.12", pip=["pandas"]).req_id != EnvSpec(python="3.11", pip=["pandas"]).req_id
+    assert EnvSpec.from_dict(a.to_dict()) == a
+    assert a.kind == "pip" and EnvSpec(python="3.11", conda=["numpy=1.26"]).kind == "conda"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"python": "three"}, "EnvSpec.python 'three' is not a Python version"),
+        ({"pip": []}, "EnvSpec has no packages"),
+        ({"pip": ["-e ./src"]}, "editable requirement '-e ./src' is refused"),
+        ({"pip": ["pkg @ file:///src/pkg"]}, "points at a local path"),
+        ({"pip": ["--index-url https://x"]}, "pip option"),
+        ({"pip": ["pandas>>2"]}, "'pandas>>2' is not a valid requirement"),
+        ({"pip": ["six"], "channels": ["conda-forge"]}, "channels is set but EnvSpec.conda is empty"),
+        ({"conda": ["numpy; rm -rf /"]}, "is not a conda match spec"),
+    ],
+)
+def test_bad_specs_are_named(kwargs: dict[str, object], message: str) -> None:
+    kwargs.setdefault("python", "3.11")
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        EnvSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_from_requirements_follows_includes_and_names_the_bad_line(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text("six==1.17.0  # pinned\n")
+    (tmp_path / "req.txt").write_text("# comment\n-r base.txt\n\nidna>=3\n")
+    spec = EnvSpec.from_requirements(tmp_path / "req.txt", python="3.11")
+    assert spec.pip == ("idna>=3", "six==1.17.0")
+    (tmp_path / "bad.txt").write_text("six\n-e .\n")
+    with pytest.raises(SpecError, match=r"bad.txt:2: editable requirement"):
+        EnvSpec.from_requirements(tmp_path / "bad.txt")
+
+
+def test_from_environment_yml_splits_conda_pip_and_python(tmp_path: Path) -> None:
+    (tmp_path / "environment.yml").write_text(
+        "name: x\nchannels: [conda-forge, nodefaults]\ndependencies:\n"
+        "  - python=3.11\n  - numpy=1.26\n  - pip\n  - pip:\n      - six==1.17.0\n"
+    )
+    spec = EnvSpec.from_environment_yml(tmp_path / "environment.yml")
+    assert (spec.python, spec.conda, spec.pip, spec.channels) == (
+        "3.11",
+        ("numpy=1.26",),
+        ("six==1.17.0",),
+        ("conda-forge",),
+    )
+
+
+def test_from_pyproject_reads_dependencies_and_extras(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "m"\nversion = "1"\nrequires-python = ">=3.9"\n'
+        'dependencies = ["six"]\n[project.optional-dependencies]\nnet = ["idna"]\n'
+    )
+    assert EnvSpec.from_pyproject(tmp_path / "pyproject.toml", extras=["net"]).pip == ("idna", "six")
+    with pytest.raises(SpecError, match="has no optional-dependencies group 'gpu'"):
+        EnvSpec.from_pyproject(tmp_path / "pyproject.toml", extras=["gpu"])

@@ -1,0 +1,95 @@
+"""Bad input: each error names the table, namespace, column, filter or file that is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyiceberg.catalog import Catalog
+
+from airflow_provider_mlp.fastdata import (
+    ColumnNotFoundError,
+    DataFileError,
+    FilterError,
+    SnapshotError,
+    Table,
+    TableNotFoundError,
+    UnsupportedDeletesError,
+)
+from airflow_provider_mlp.fastdata.filters import filter_text, parse_filter
+from tests.unit.fastdata.helpers import add_equality_deletes
+
+
+def test_unknown_table_and_namespace(events: Table, catalog: Catalog) -> None:
+    with pytest.raises(TableNotFoundError, match=r"'demo\.missing'.*tables in namespace 'demo': demo\.events"):
+        _ = Table("demo.missing", catalog=catalog).schema
+    with pytest.raises(TableNotFoundError, match=r"namespace 'nowhere'.*namespaces: demo"):
+        Table("nowhere.t", catalog=catalog).read()
+    with pytest.raises(TableNotFoundError, match="namespace.table"):
+        Table("justaname")
+
+
+def test_unknown_column_and_bad_filters(events: Table) -> None:
+    with pytest.raises(ColumnNotFoundError, match="'nope'.*demo.events"):
+        events.read(columns=["event_id", "nope"])
+    with pytest.raises(ColumnNotFoundError, match="'nope'"):
+        events.shards(columns=["nope"])
+    with pytest.raises(FilterError, match="does not parse"):
+        events.read(row_filter="amount >>> 3")
+    with pytest.raises(FilterError, match="missing_col"):
+        events.shards(row_filter="missing_col = 1")
+    with pytest.raises(ColumnNotFoundError, match="'note'"):
+        events.read(columns=["event_id"], dictionary_columns=["note"])
+
+
+def test_unknown_snapshot(events: Table) -> None:
+    with pytest.raises(SnapshotError, match="snapshot 42"):
+        events.read(snapshot_id=42)
+    with pytest.raises(SnapshotError, match="no snapshot at or before"):
+        events.read(as_of=1)
+
+
+def test_missing_and_corrupt_data_files(events: Table) -> None:
+    paths = sorted(t.file.file_path for t in events.iceberg.scan().plan_files())
+    missing = Path(paths[0].removeprefix("file://"))
+    kept = missing.read_bytes()
+    missing.unlink()
+    with pytest.raises(DataFileError, match=f"{paths[0]} is missing"):
+        events.read()
+    missing.write_bytes(kept)
+    local = Path(paths[1].removeprefix("file://"))
+    data = local.read_bytes()
+    local.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFileError, match=str(local)):
+        events.read()
+    local.write_bytes(data[:-8] + b"\x00" * 8)
+    with pytest.raises(DataFileError, match=f"{paths[1]} is not Parquet"):
+        events.read()
+    local.write_bytes(data[:1000] + b"\xff" * 50_000 + data[51_000:])
+    with pytest.raises(DataFileError, match=f"{paths[1]} is corrupt"):
+        events.read()
+
+
+def test_equality_deletes_are_refused_naming_the_file(events: Table) -> None:
+    path = add_equality_deletes(events.iceberg, "event_id", [1, 2])
+    with pytest.raises(UnsupportedDeletesError, match=path):
+        events.refresh().read()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = 1",
+        "a != 'it''s'",
+        "(a < 1.5 and b >= -2) or not c is null",
+        "a in (1, 2, 3)",
+        "s like 'pre%'",
+        "s not like 'x\\%y%'",
+        "x is nan",
+        "x not in ('a', 'b')",
+        "true",
+    ],
+)
+def test_filters_round_trip_through_text(text: str) -> None:
+    expr = parse_filter(text)
+    assert parse_filter(filter_text(expr)) == expr

@@ -1,0 +1,100 @@
+"""Planning: pruning through pyiceberg's planner, balance by bytes, row-group splits, JSON descriptors."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog import Catalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField, StringType
+
+from airflow_provider_mlp.fastdata import ShardError, Table
+from tests.unit.fastdata.helpers import add_position_deletes, assert_same
+
+
+def _many_row_groups(catalog: Catalog) -> Table:
+    catalog.create_namespace_if_not_exists("rg")
+    schema = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "s", StringType(), required=False))
+    iceberg = catalog.create_table("rg.t", schema=schema, properties={"write.parquet.row-group-limit": "1000"})
+    for start in (0, 20_000):
+        ids = pa.array(range(start, start + 20_000), pa.int64())
+        iceberg.append(pa.table({"id": ids, "s": pa.array([f"value-{i:08d}" for i in range(20_000)])}))
+    return Table("rg.t", catalog=catalog)
+
+
+def test_shards_are_json_deterministic_and_cover_the_table(events: Table) -> None:
+    shards = events.shards(target_bytes=1)
+    assert json.loads(json.dumps(shards)) == shards
+    assert shards == events.shards(target_bytes=1)
+    assert len(shards) == 4
+    assert [s["index"] for s in shards] == [0, 1, 2, 3]
+    assert {s["snapshot_id"] for s in shards} == {events.current_snapshot_id}
+    paths = [f["path"] for s in shards for f in s["files"]]
+    assert len(paths) == len(set(paths)) == 4
+    whole = pa.concat_tables(events.read(s).to_arrow() for s in shards)
+    assert_same(whole, events.iceberg.scan().to_arrow(), "event_id")
+    assert len(events.shards()) == 1
+
+
+def test_partition_pruning_and_projection_travel_in_the_descriptor(events: Table) -> None:
+    shards = events.shards(target_bytes=1, row_filter="event_type = 'view'", columns=["event_id", "amount"])
+    assert len(shards) == 1
+    assert shards[0]["row_filter"] == "event_type = 'view'"
+    frame = events.read(shards[0]).to_arrow()
+    assert frame.column_names == ["event_id", "amount"]
+    theirs = events.iceberg.scan(row_filter="event_type = 'view'", selected_fields=("event_id", "amount")).to_arrow()
+    assert_same(frame, theirs, "event_id")
+    narrowed = events.read(shards[0], row_filter="amount > 40").to_arrow()
+    assert narrowed.num_rows == theirs.filter(pa.compute.greater(theirs["amount"], 40)).num_rows
+
+
+def test_large_files_split_by_row_groups_and_balance(catalog: Catalog) -> None:
+    table = _many_row_groups(catalog)
+    total = sum(t.file.file_size_in_bytes for t in table.iceberg.scan().plan_files())
+    shards = table.shards(target_bytes=total // 8)
+    assert len(shards) >= 6
+    split = [f for s in shards for f in s["files"] if f["row_groups"] is not None]
+    assert split, "expected files cut between row groups"
+    assert all(f["byte_range"][0] < f["byte_range"][1] for f in split)
+    sizes = [s["bytes"] for s in shards]
+    assert max(sizes) <= 2 * min(sizes)
+    assert shards == table.shards(target_bytes=total // 8)
+    parts = [table.read(s).to_arrow() for s in shards]
+    assert_same(pa.concat_tables(parts), table.iceberg.scan().to_arrow(), "id")
+    streamed = [b for s in shards for b in table.read_batches(s, batch_rows=4096)]
+    assert sum(b.num_rows for b in streamed) == 40_000
+
+
+def test_split_shards_with_deletes_and_filter(catalog: Catalog) -> None:
+    table = _many_row_groups(catalog)
+    first = sorted(t.file.file_path for t in table.iceberg.scan().plan_files())[0]
+    add_position_deletes(table.iceberg, first, list(range(500, 2500)) + [19_999])
+    table.refresh()
+    shards = table.shards(target_bytes=50_000, row_filter="id >= 1000 and id < 30000")
+    # An empty shard has pyiceberg's empty-table types (large_string): promote as pyiceberg does.
+    parts = pa.concat_tables((table.read(s).to_arrow() for s in shards), promote_options="permissive")
+    theirs = table.iceberg.scan(row_filter="id >= 1000 and id < 30000").to_arrow()
+    assert_same(parts.cast(theirs.schema), theirs, "id")
+    assert all(f["deletes"] for s in shards for f in s["files"] if f["path"] == first)
+
+
+def test_shard_from_another_table_or_snapshot_is_refused(events: Table, catalog: Catalog) -> None:
+    shard = events.shards()[0]
+    other = Table("demo.other", catalog=catalog)
+    with pytest.raises(ShardError, match="demo.events"):
+        other.read(shard)
+    foreign = dict(shard, snapshot_id=12345)
+    with pytest.raises(ShardError, match="12345"):
+        events.read(foreign)
+    run = "r"
+    events.overwrite(events.read(row_filter="event_type = 'view'").to_arrow(), "event_type = 'view'", run_id=run)
+    current = events.current_snapshot_id
+    stale = dict(shard, snapshot_id=current)
+    with pytest.raises(ShardError, match="does not have"):
+        events.read(stale)
+    with pytest.raises(ShardError, match="kind"):
+        events.read({"files": []})
+    with pytest.raises(ShardError, match="JSON"):
+        events.read("{not json")

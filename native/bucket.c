@@ -220,8 +220,11 @@ PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs) {
     num_buckets = -2;
   }
   if (num_buckets < 1 || num_buckets > 2147483647LL) {
-    return MlpRaise("%s() argument 'num_buckets': expected an int in [1, 2147483647], got %S",
-                    func, num_buckets_obj);
+    PyObject* repr = PyObject_Repr(num_buckets_obj);
+    MlpRaise("%s() argument 'num_buckets': expected an int in [1, 2147483647], got %s", func,
+             MlpReprText(repr));
+    Py_XDECREF(repr);
+    return NULL;
   }
   int threads;
   if (MlpParseThreads(threads_obj, func, &threads) != 0) return NULL;

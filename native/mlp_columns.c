@@ -438,3 +438,12 @@ int MlpParseThreads(PyObject* obj, const char* func, int* out) {
   *out = value > 256 ? 256 : (int)value;
   return 0;
 }
+
+const char* MlpReprText(PyObject* repr) {
+  const char* text = repr != NULL ? PyUnicode_AsUTF8(repr) : NULL;
+  if (text == NULL) {
+    PyErr_Clear();
+    return "?";
+  }
+  return text;
+}

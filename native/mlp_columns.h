@@ -60,6 +60,9 @@ void MlpOutputRelease(MlpOutput* out);
 typedef void (*MlpRangeFn)(void* ctx, int index, int64_t begin, int64_t end);
 int MlpParallelFor(int threads, int64_t n, int64_t align, MlpRangeFn fn, void* ctx);
 
+/* The UTF-8 text of a repr() result, or "?" (never NULL; clears any error). */
+const char* MlpReprText(PyObject* repr);
+
 /* Parse a threads= argument: None -> 1, otherwise an int >= 1 (capped at 256). */
 int MlpParseThreads(PyObject* obj, const char* func, int* out);
 

@@ -522,7 +522,7 @@ static int ParseMetricName(PyObject* obj, const char* func, const char* argname,
     PyObject* repr = PyObject_Repr(obj);
     MlpRaise("%s() argument '%s': expected one of 'jaro_winkler', 'levenshtein', "
              "'token_sort_jaro_winkler', 'token_sort_levenshtein', got %s",
-             func, argname, repr != NULL ? PyUnicode_AsUTF8(repr) : "?");
+             func, argname, MlpReprText(repr));
     Py_XDECREF(repr);
     return -1;
   }

@@ -1,0 +1,115 @@
+"""Build a portable environment at execution time and hand its id to downstream tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from env_builder.spec import EnvSpec
+
+
+def _spec_from(value: Any, store: str | None, storage_options: Mapping[str, Any] | None) -> EnvSpec:
+    from env_builder.errors import SpecError
+    from env_builder.spec import EnvSpec
+
+    if isinstance(value, EnvSpec):
+        return value
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Sequence):
+        return EnvSpec(pip=[str(item) for item in value])
+    if isinstance(value, Mapping):
+        data = dict(value)
+        extends = data.pop("extends", None)
+        if extends:
+            unexpected = set(data) - {"pip", "conda"}
+            if unexpected:
+                raise SpecError(f"spec with 'extends' takes only pip and conda additions, not {sorted(unexpected)}")
+            return EnvSpec.extending(
+                str(extends),
+                pip=data.get("pip", ()),
+                conda=data.get("conda", ()),
+                store=store,
+                storage_options=storage_options,
+            )
+        return EnvSpec.from_dict(data)
+    raise SpecError(f"spec must be an EnvSpec, a mapping or a list of pip requirements, not {type(value).__name__}")
+
+
+class BuildEnvironmentOperator(BaseOperator):
+    """Resolve, build, pack and store an environment when the task runs; return its env id (XCom).
+
+    ``spec`` is an ``EnvSpec``, a mapping of its fields (``{"python": "3.11", "pip": [...]}``, or
+    ``{"extends": "ranking/model-a@latest", "pip": ["shap"]}``) or a list of pip requirements;
+    strings inside a mapping or list are templated. ``name`` (templated, e.g.
+    ``"explainer-{{ params.model_type }}-{{ run_id }}"``) becomes the alias
+    ``team/project/<name>:<tag>``; characters an alias cannot hold (``:`` and ``+`` of a run id)
+    become ``-``. The alias is also pushed as XCom ``alias``, the full reference as ``env``.
+
+    :param spec: what to build.
+    :param name: alias name, optionally prefixed ``team/`` or ``team/project/``.
+    :param tag: alias tag (default ``latest``; other tags are immutable).
+    :param store: fsspec URL of the environment store (default: settings().env_store).
+    :param storage_options: fsspec options for the store.
+    :param base_python: interpreter to build against (default: ``uv python find`` for the spec's version).
+    """
+
+    template_fields: Sequence[str] = ("spec", "name", "tag", "store")
+    template_fields_renderers = {"spec": "json"}
+    ui_color = "#e8f4e4"
+
+    def __init__(
+        self,
+        *,
+        spec: EnvSpec | Mapping[str, Any] | Sequence[str] | str,
+        name: str | None = None,
+        tag: str = "latest",
+        store: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        base_python: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.name = name
+        self.tag = tag
+        self.store = store
+        self.storage_options = storage_options
+        self.base_python = base_python
+
+    def alias_name(self) -> str | None:
+        """The alias the rendered ``name`` and ``tag`` make (``None`` without a name)."""
+        from env_builder.refs import sanitize_component
+
+        if not self.name:
+            return None
+        parts = [sanitize_component(part) for part in str(self.name).split("/")]
+        return f"{'/'.join(parts)}:{sanitize_component(str(self.tag))}"
+
+    def execute(self, context: Context) -> str:
+        from env_builder.builder import build
+        from env_builder.store import EnvStore
+
+        spec = _spec_from(self.spec, self.store, self.storage_options)
+        self.log.info("Building environment %s (req_id %s)", spec.to_dict(), spec.req_id)
+        ref = build(
+            spec,
+            self.store,
+            storage_options=self.storage_options,
+            base_python=self.base_python,
+            progress=self.log.info,
+        )
+        self.log.info("Environment %s: %d bytes at %s", ref.id, ref.size, ref.uri)
+        ti = context["ti"]
+        alias_name = self.alias_name()
+        if alias_name:
+            record = EnvStore.open(self.store, self.storage_options).set_alias(alias_name, ref.id)
+            self.log.info("Alias %s -> %s", record["alias"], ref.id)
+            ti.xcom_push(key="alias", value=record["alias"])
+        ti.xcom_push(key="env", value=ref.to_dict())
+        return ref.id

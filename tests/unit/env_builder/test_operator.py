@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_mlp.operators.environment import BuildEnvironmentOperator
+
+
+def test_init_does_no_io_and_templates_name_and_spec(tmp_path: object) -> None:
+    op = BuildEnvironmentOperator(
+        task_id="build_env",
+        spec={"python": "3.11", "pip": ["shap=={{ params.shap_version }}"]},
+        name="ranking/explainer-{{ params.model_type }}-{{ run_id }}",
+        store="file:///definitely/not/there/{{ params.model_type }}",
+    )
+    assert isinstance(op.template_fields, tuple) and {"name", "spec"} <= set(op.template_fields)
+    context = {"params": {"model_type": "xgb", "shap_version": "0.46.0"}, "run_id": "manual__2026-01-01T00:00:00+00:00"}
+    op.render_template_fields(context)  # type: ignore[arg-type]
+    assert op.spec == {"python": "3.11", "pip": ["shap==0.46.0"]}
+    assert op.store == "file:///definitely/not/there/xgb"
+    assert op.alias_name() == "ranking/explainer-xgb-manual__2026-01-01T00-00-00-00-00:latest"
+
+
+def test_bad_spec_is_named_at_execution_not_at_parse_time() -> None:
+    from airflow_provider_mlp.operators.environment import _spec_from
+    from env_builder.errors import SpecError
+
+    op = BuildEnvironmentOperator(task_id="t", spec={"python": "3.11", "pip": ["six"], "gpu": True})
+    with pytest.raises(SpecError, match=r"unknown fields \['gpu'\]"):
+        _spec_from(op.spec, None, None)

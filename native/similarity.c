@@ -43,14 +43,14 @@ static inline uint32_t PmProbe(const MlpPatternMatch* pm, uint32_t c) {
   return i;
 }
 
-static inline uint64_t PmGet(const MlpPatternMatch* pm, uint32_t c) {
+static inline uint64_t PmGetWide(const MlpPatternMatch* pm, uint32_t c) {
   if (c < 256) return pm->ascii[c];
   if (!pm->has_map) return 0;
   return pm->values[PmProbe(pm, c)];
 }
 
 /* Only for patterns of at most 64 code points, so the map (128 slots) never fills. */
-static inline void PmBuild(MlpPatternMatch* pm, const uint32_t* s, int64_t n) {
+static inline void PmBuildWide(MlpPatternMatch* pm, const uint32_t* s, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     uint32_t c = s[i];
     uint64_t bit = (uint64_t)1 << i;
@@ -65,7 +65,7 @@ static inline void PmBuild(MlpPatternMatch* pm, const uint32_t* s, int64_t n) {
   }
 }
 
-static inline void PmClear(MlpPatternMatch* pm, const uint32_t* s, int64_t n) {
+static inline void PmClearWide(MlpPatternMatch* pm, const uint32_t* s, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     if (s[i] < 256) pm->ascii[s[i]] = 0;
   }
@@ -220,7 +220,7 @@ static int64_t TokenSort(uint32_t* cp, int64_t n, MlpToken* tokens, uint32_t** o
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Jaro and Jaro-Winkler                                                                      */
+/* The metrics, once for ASCII bytes and once for code points                                 */
 
 static inline double JaroFormula(int64_t len1, int64_t len2, int64_t common, int64_t trans) {
   trans /= 2;
@@ -231,166 +231,22 @@ static inline double JaroFormula(int64_t len1, int64_t len2, int64_t common, int
   return sim / 3.0;
 }
 
-static double Jaro(const uint32_t* s1, int64_t len1, const uint32_t* s2, int64_t len2,
-                   MlpScratch* scratch) {
-  if (len1 == 0 && len2 == 0) return 1.0;
-  if (len1 == 0 || len2 == 0) return 0.0;
-  if (len1 == 1 && len2 == 1) return s1[0] == s2[0] ? 1.0 : 0.0;
-  /* Parts of the longer string beyond the window of the shorter one can never match. */
-  int64_t n1 = len1;
-  int64_t n2 = len2;
-  int64_t bound;
-  if (len2 > len1) {
-    bound = len2 / 2 - 1;
-    if (len2 > len1 + bound) n2 = len1 + bound;
-  } else {
-    bound = len1 / 2 - 1;
-    if (len1 > len2 + bound) n1 = len2 + bound;
-  }
+#define MLP_CHAR uint8_t
+#define MLP_ASCII 1
+#define MLP_SUFFIX Ascii
+#include "similarity_metrics.h"
+#undef MLP_CHAR
+#undef MLP_ASCII
+#undef MLP_SUFFIX
 
-  int64_t common = 0;
-  int64_t trans = 0;
-  if (n1 <= 64 && n2 <= 64) {
-    MlpPatternMatch* pm = &scratch->pm;
-    PmBuild(pm, s2, n2);
-    uint64_t flags1 = 0;
-    uint64_t flags2 = 0;
-    for (int64_t i = 0; i < n1; i++) {
-      int64_t lo = i - bound > 0 ? i - bound : 0;
-      int64_t hi = i + bound < n2 - 1 ? i + bound : n2 - 1;
-      if (lo > hi) continue;
-      uint64_t window = (hi >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (hi + 1)) - 1)) &
-                        ~(((uint64_t)1 << lo) - 1);
-      uint64_t candidates = PmGet(pm, s1[i]) & window & ~flags2;
-      if (candidates) {
-        flags2 |= candidates & (~candidates + 1);
-        flags1 |= (uint64_t)1 << i;
-      }
-    }
-    PmClear(pm, s2, n2);
-    common = Popcount64(flags1);
-    if (common == 0) return 0.0;
-    while (flags1) {
-      int i = Ctz64(flags1);
-      int j = Ctz64(flags2);
-      trans += s1[i] != s2[j];
-      flags1 &= flags1 - 1;
-      flags2 &= flags2 - 1;
-    }
-  } else {
-    if (Grow((void**)&scratch->flags, &scratch->flags_capacity, n1 + n2, 1) != 0) {
-      scratch->out_of_memory = 1;
-      return 0.0;
-    }
-    uint8_t* flags1 = scratch->flags;
-    uint8_t* flags2 = scratch->flags + n1;
-    memset(flags1, 0, (size_t)(n1 + n2));
-    for (int64_t i = 0; i < n1; i++) {
-      int64_t lo = i - bound > 0 ? i - bound : 0;
-      int64_t hi = i + bound < n2 - 1 ? i + bound : n2 - 1;
-      for (int64_t j = lo; j <= hi; j++) {
-        if (!flags2[j] && s2[j] == s1[i]) {
-          flags1[i] = flags2[j] = 1;
-          common++;
-          break;
-        }
-      }
-    }
-    if (common == 0) return 0.0;
-    int64_t k = 0;
-    for (int64_t i = 0; i < n1; i++) {
-      if (!flags1[i]) continue;
-      while (!flags2[k]) k++;
-      trans += s1[i] != s2[k];
-      k++;
-    }
-  }
-  return JaroFormula(len1, len2, common, trans);
-}
+#define MLP_CHAR uint32_t
+#define MLP_ASCII 0
+#define MLP_SUFFIX CodePoints
+#include "similarity_metrics.h"
+#undef MLP_CHAR
+#undef MLP_ASCII
+#undef MLP_SUFFIX
 
-static double JaroWinkler(const uint32_t* s1, int64_t len1, const uint32_t* s2, int64_t len2,
-                          double prefix_weight, double boost_threshold, MlpScratch* scratch) {
-  int64_t max_prefix = len1 < len2 ? len1 : len2;
-  if (max_prefix > 4) max_prefix = 4;
-  int64_t prefix = 0;
-  while (prefix < max_prefix && s1[prefix] == s2[prefix]) prefix++;
-  double sim = Jaro(s1, len1, s2, len2, scratch);
-  if (sim > boost_threshold) sim += (double)prefix * prefix_weight * (1.0 - sim);
-  return sim;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Levenshtein                                                                                */
-
-static int64_t Levenshtein(const uint32_t* s1, int64_t len1, const uint32_t* s2, int64_t len2,
-                           MlpScratch* scratch) {
-  /* Common prefixes and suffixes never change the distance. */
-  while (len1 > 0 && len2 > 0 && s1[0] == s2[0]) {
-    s1++;
-    s2++;
-    len1--;
-    len2--;
-  }
-  while (len1 > 0 && len2 > 0 && s1[len1 - 1] == s2[len2 - 1]) {
-    len1--;
-    len2--;
-  }
-  if (len1 == 0) return len2;
-  if (len2 == 0) return len1;
-  if (len1 > len2) {
-    const uint32_t* s = s1;
-    s1 = s2;
-    s2 = s;
-    int64_t n = len1;
-    len1 = len2;
-    len2 = n;
-  }
-  if (len1 <= 64) {
-    /* Hyyro 2003: the pattern s1 in one machine word, one step per code point of s2. */
-    MlpPatternMatch* pm = &scratch->pm;
-    PmBuild(pm, s1, len1);
-    uint64_t vp = len1 == 64 ? ~(uint64_t)0 : (((uint64_t)1 << len1) - 1);
-    uint64_t vn = 0;
-    uint64_t last = (uint64_t)1 << (len1 - 1);
-    int64_t distance = len1;
-    for (int64_t j = 0; j < len2; j++) {
-      uint64_t pm_j = PmGet(pm, s2[j]);
-      uint64_t x = pm_j | vn;
-      uint64_t d0 = (((x & vp) + vp) ^ vp) | x;
-      uint64_t hp = vn | ~(d0 | vp);
-      uint64_t hn = vp & d0;
-      distance += (hp & last) != 0;
-      distance -= (hn & last) != 0;
-      hp = (hp << 1) | 1;
-      hn = hn << 1;
-      vp = hn | ~(d0 | hp);
-      vn = hp & d0;
-    }
-    PmClear(pm, s1, len1);
-    return distance;
-  }
-  /* Both strings are long: one row of the dynamic programme over the shorter one. */
-  if (Grow((void**)&scratch->row, &scratch->row_capacity, len1 + 1, sizeof(int64_t)) != 0) {
-    scratch->out_of_memory = 1;
-    return 0;
-  }
-  int64_t* row = scratch->row;
-  for (int64_t i = 0; i <= len1; i++) row[i] = i;
-  for (int64_t j = 1; j <= len2; j++) {
-    int64_t diagonal = row[0];
-    row[0] = j;
-    uint32_t c = s2[j - 1];
-    for (int64_t i = 1; i <= len1; i++) {
-      int64_t above = row[i];
-      int64_t best = diagonal + (s1[i - 1] != c);
-      if (above + 1 < best) best = above + 1;
-      if (row[i - 1] + 1 < best) best = row[i - 1] + 1;
-      row[i] = best;
-      diagonal = above;
-    }
-  }
-  return row[len1];
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* One pair                                                                                   */
@@ -404,8 +260,26 @@ typedef struct {
   double boost_threshold;
 } MlpMetric;
 
+static inline int IsAscii(const uint8_t* s, int64_t n) {
+  uint64_t bits = 0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    memcpy(&word, s + i, 8);
+    bits |= word;
+  }
+  for (; i < n; i++) bits |= s[i];
+  return (bits & 0x8080808080808080ULL) == 0;
+}
+
 static double PairScore(const MlpMetric* metric, const uint8_t* a, int64_t na, const uint8_t* b,
                         int64_t nb, MlpScratch* scratch) {
+  int is_jaro_winkler = metric->kind == MLP_METRIC_JARO_WINKLER;
+  if (!metric->token_sort && IsAscii(a, na) && IsAscii(b, nb)) {
+    /* ASCII fast path: bytes are code points, compared in place. */
+    return ScoreAscii(is_jaro_winkler, a, na, b, nb, metric->prefix_weight,
+                      metric->boost_threshold, scratch);
+  }
   int64_t factor = metric->token_sort ? 3 : 1;
   if (Grow((void**)&scratch->cp[0], &scratch->cp_capacity[0], na * factor + 1,
            sizeof(uint32_t)) != 0 ||
@@ -428,14 +302,8 @@ static double PairScore(const MlpMetric* metric, const uint8_t* a, int64_t na, c
     len1 = TokenSort(s1, len1, scratch->tokens, &s1);
     len2 = TokenSort(s2, len2, scratch->tokens, &s2);
   }
-  if (metric->kind == MLP_METRIC_JARO_WINKLER) {
-    return JaroWinkler(s1, len1, s2, len2, metric->prefix_weight, metric->boost_threshold,
-                       scratch);
-  }
-  int64_t longest = len1 > len2 ? len1 : len2;
-  if (longest == 0) return 1.0;
-  int64_t distance = Levenshtein(s1, len1, s2, len2, scratch);
-  return 1.0 - (double)distance / (double)longest;
+  return ScoreCodePoints(is_jaro_winkler, s1, len1, s2, len2, metric->prefix_weight,
+                         metric->boost_threshold, scratch);
 }
 
 /* Scores of rows [begin, end) into scores[row - begin], validity (0/1) into valid[row - begin].

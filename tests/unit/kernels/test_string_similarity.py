@@ -75,6 +75,9 @@ KNOWN = [
     ("😀😀a", "😀a😀"),
     ("x" * 70 + "abc", "x" * 69 + "acb"),
     ("abcdefghij" * 20, "abcdefghij" * 19 + "jihgfedcba"),
+    # Long non-ASCII strings: the code point fallbacks past 64 code points.
+    ("é" * 70 + "xyz", "é" * 69 + "xzyé"),
+    ("日本" * 40 + "a", "本日" * 41),
 ]
 
 

@@ -179,6 +179,9 @@ class Table:
     # -- planning ---------------------------------------------------------------------------------
 
     def _resolve_snapshot(self, snapshot_id: int | None, as_of: datetime | int | None) -> int | None:
+        if snapshot_id is None and self._table is not None:
+            # "Current" means the catalog's current snapshot now, not when this object first loaded it.
+            self.refresh()
         table = self.iceberg
         if snapshot_id is not None and as_of is not None:
             raise SnapshotError(f"give snapshot_id or as_of for table {self.identifier!r}, not both")

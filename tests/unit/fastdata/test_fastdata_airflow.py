@@ -1,0 +1,94 @@
+"""Airflow side: the hook's embedded fallback and connections, the shard/commit operators, asset URIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog import Catalog
+
+from airflow_provider_mlp.assets import create_asset, sanitize_uri, table_asset_uri
+from airflow_provider_mlp.fastdata import Table
+from airflow_provider_mlp.hooks.iceberg import MlpIcebergHook
+from airflow_provider_mlp.operators.fastdata import (
+    IcebergCommitOperator,
+    IcebergShardsOperator,
+    iceberg_table_asset,
+    stage_to_table,
+)
+
+
+def test_hook_falls_back_to_the_embedded_catalog(events: Table) -> None:
+    for hook in (MlpIcebergHook(iceberg_conn_id=None), MlpIcebergHook()):
+        assert hook.uses_embedded_catalog
+        assert hook.catalog_name == "mlp"
+        assert hook.get_table("demo.events").read().num_rows == 20_000
+        assert hook.list_tables("demo") == ["demo.events"]
+
+
+def test_named_connection_selects_its_catalog(events: Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = {"type": "sql", "uri": f"sqlite:///{tmp_path / 'other.db'}", "warehouse": (tmp_path / "wh").as_uri()}
+    (tmp_path / "wh").mkdir()
+    monkeypatch.setenv("AIRFLOW_CONN_OTHER_ICEBERG", json.dumps({"conn_type": "iceberg", "extra": extra}))
+    hook = MlpIcebergHook(iceberg_conn_id="other_iceberg")
+    assert not hook.uses_embedded_catalog
+    assert hook.catalog_name == "other_iceberg"
+    hook.catalog.create_namespace("ns")
+    hook.catalog.create_table("ns.t", schema=events.schema)
+    table = Table("ns.t", conn_id="other_iceberg")
+    assert table.catalog_name == "other_iceberg"
+    staged = table.stage(events.read(row_filter="event_id < 10").to_arrow(), shard_id=0, run_id="r")
+    table.commit(staged, run_id="r")
+    assert table.read().num_rows == 10
+    assert Table("demo.events").read().num_rows == 20_000  # the embedded catalog is untouched
+
+
+class _Events(dict[Any, Any]):
+    def __missing__(self, key: Any) -> Any:
+        event = type("Event", (), {"extra": {}})()
+        self[key] = event
+        return event
+
+
+def test_operators_fan_out_and_commit_once(events: Table, catalog: Catalog) -> None:
+    catalog.create_table("demo.copy", schema=events.schema, partition_spec=events.spec)
+    plan = IcebergShardsOperator(task_id="plan", table="demo.events", target_bytes=1, columns=None)
+    shards = plan.execute(context={})  # type: ignore[arg-type]
+    assert len(shards) == 4 and json.loads(json.dumps(shards)) == shards
+    staged = [
+        stage_to_table("demo.copy", Table("demo.events").read(s).to_arrow(), shard=s, run_id="manual__1")
+        for s in shards
+    ]
+    commit = IcebergCommitOperator(task_id="commit", table="demo.copy", staged=staged)
+    asset = iceberg_table_asset("demo.copy")
+    assert commit.outlets == [asset]
+    outlet_events = _Events()
+    result = commit.execute(context={"run_id": "manual__1", "outlet_events": outlet_events})  # type: ignore[arg-type]
+    assert result["uri"] == "iceberg://mlp/demo/copy"
+    assert outlet_events[asset].extra == {"snapshot_id": result["snapshot_id"], "run_id": "manual__1"}
+    again = commit.execute(context={"run_id": "manual__1"})  # type: ignore[arg-type]
+    assert again["snapshot_id"] == result["snapshot_id"]
+    copy = Table("demo.copy")
+    assert copy.read().num_rows == 20_000 and len(copy.snapshots()) == 1
+    replace = IcebergCommitOperator(
+        task_id="replace",
+        table="demo.copy",
+        staged=[stage_to_table("demo.copy", pa.Table.from_pylist([], schema=copy.arrow_schema), shard=0, run_id="r2")],
+        overwrite_filter="event_type = 'view'",
+    )
+    replace.execute(context={"run_id": "r2"})  # type: ignore[arg-type]
+    assert copy.read(row_filter="event_type = 'view'").num_rows == 0
+
+
+def test_asset_uris() -> None:
+    assert table_asset_uri("mlp", "content.raw.titles") == "iceberg://mlp/content.raw/titles"
+    for uri in ("iceberg://mlp/content/raw/titles/", "iceberg://mlp/content.raw/titles"):
+        assert sanitize_uri(urlsplit(uri)).geturl() == "iceberg://mlp/content.raw/titles"
+    for bad in ("iceberg:///ns/t", "iceberg://mlp/t", "iceberg://mlp/ns/t?x=1"):
+        with pytest.raises(ValueError, match="iceberg"):
+            sanitize_uri(urlsplit(bad))
+    assert create_asset(catalog="mlp", table="demo.events").uri == "iceberg://mlp/demo/events"

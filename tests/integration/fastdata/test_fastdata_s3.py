@@ -59,7 +59,7 @@ def test_stage_commit_exactly_once_over_s3(s3_catalog: dict[str, str], s3_server
     snapshot = table.commit(staged, run_id="s3-run")
     assert table.commit(staged, run_id="s3-run") == snapshot
     assert table.refresh().read().num_rows == 40
-    fs = s3fs.S3FileSystem(**s3_server.storage_options())  # type: ignore[arg-type]
+    fs = s3fs.S3FileSystem(**s3_server.storage_options())
     victim = sorted(t.file.file_path for t in table.iceberg.scan().plan_files())[0]
     fs.rm(victim)
     with pytest.raises(DataFileError, match=victim.removeprefix("s3://")):

@@ -57,7 +57,7 @@ class _Events(dict[Any, Any]):
 def test_operators_fan_out_and_commit_once(events: Table, catalog: Catalog) -> None:
     catalog.create_table("demo.copy", schema=events.schema, partition_spec=events.spec)
     plan = IcebergShardsOperator(task_id="plan", table="demo.events", target_bytes=1, columns=None)
-    shards = plan.execute(context={})  # type: ignore[arg-type]
+    shards = plan.execute(context={})
     assert len(shards) == 4 and json.loads(json.dumps(shards)) == shards
     staged = [
         stage_to_table("demo.copy", Table("demo.events").read(s).to_arrow(), shard=s, run_id="manual__1")
@@ -67,10 +67,10 @@ def test_operators_fan_out_and_commit_once(events: Table, catalog: Catalog) -> N
     asset = iceberg_table_asset("demo.copy")
     assert commit.outlets == [asset]
     outlet_events = _Events()
-    result = commit.execute(context={"run_id": "manual__1", "outlet_events": outlet_events})  # type: ignore[arg-type]
+    result = commit.execute(context={"run_id": "manual__1", "outlet_events": outlet_events})
     assert result["uri"] == "iceberg://mlp/demo/copy"
     assert outlet_events[asset].extra == {"snapshot_id": result["snapshot_id"], "run_id": "manual__1"}
-    again = commit.execute(context={"run_id": "manual__1"})  # type: ignore[arg-type]
+    again = commit.execute(context={"run_id": "manual__1"})
     assert again["snapshot_id"] == result["snapshot_id"]
     copy = Table("demo.copy")
     assert copy.read().num_rows == 20_000 and len(copy.snapshots()) == 1
@@ -80,7 +80,7 @@ def test_operators_fan_out_and_commit_once(events: Table, catalog: Catalog) -> N
         staged=[stage_to_table("demo.copy", pa.Table.from_pylist([], schema=copy.arrow_schema), shard=0, run_id="r2")],
         overwrite_filter="event_type = 'view'",
     )
-    replace.execute(context={"run_id": "r2"})  # type: ignore[arg-type]
+    replace.execute(context={"run_id": "r2"})
     assert copy.read(row_filter="event_type = 'view'").num_rows == 0
 
 

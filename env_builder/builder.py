@@ -163,39 +163,60 @@ def build(
             say(f"building venv {env_id} on Python {base['version']}")
             links = build_venv(lock, env_dir, base, progress=say)
         built_s = time.monotonic() - started
-        archive_path = Path(tmp, "env.tar.zst")
-        say("packing")
-        started = time.monotonic()
-        packed = pack_tree(env_dir, archive_path)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "env_id": env_id,
-            "req_id": spec.req_id,
-            "kind": lock.kind,
-            "spec": {**spec.to_dict(), "base_ref": spec.base_ref},
-            "lock": lock.to_dict(),
-            "archive": {
-                "path": EnvStore.archive_key(env_id),
-                "format": "tar+zstd",
-                "sha256": packed.sha256,
-                "size": packed.size,
-                "unpacked_size": packed.unpacked_size,
-                "files": packed.files,
-            },
-            "base_interpreter": {k: base[k] for k in ("path", "version", "implementation") if k in base},
-            "interpreter_links": links,
-            "created_at": utcnow().isoformat(),
-            "builder": {
-                "name": BUILDER_NAME,
-                "uv": _uv_version() if lock.kind == "pip" else None,
-                "python": platform.python_version(),
-                "host_platform": sys.platform,
-                "build_s": round(built_s, 3),
-                "pack_s": round(time.monotonic() - started, 3),
-            },
-        }
-        say(f"storing {packed.size / 1e6:.1f} MB in {env_store.url}")
+        publish_tree(spec, lock, env_dir, base, links, env_store, build_s=built_s, progress=say)
+    return env_store.ref(env_id)
+
+
+def publish_tree(
+    spec: EnvSpec,
+    lock: Lock,
+    env_dir: Path,
+    base: Mapping[str, str],
+    interpreter_links: list[str],
+    env_store: EnvStore,
+    *,
+    build_s: float | None = None,
+    progress: Progress | None = None,
+) -> EnvRef:
+    """Pack a built environment tree, write its manifest and store both (atomically)."""
+    say = progress or _quiet
+    env_id = lock.env_id
+    archive_path = env_dir.parent / f"{env_dir.name}.tar.zst"
+    say("packing")
+    started = time.monotonic()
+    packed = pack_tree(env_dir, archive_path)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "env_id": env_id,
+        "req_id": spec.req_id,
+        "kind": lock.kind,
+        "spec": {**spec.to_dict(), "base_ref": spec.base_ref},
+        "lock": lock.to_dict(),
+        "archive": {
+            "path": EnvStore.archive_key(env_id),
+            "format": "tar+zstd",
+            "sha256": packed.sha256,
+            "size": packed.size,
+            "unpacked_size": packed.unpacked_size,
+            "files": packed.files,
+        },
+        "base_interpreter": {k: base[k] for k in ("path", "version", "implementation") if k in base},
+        "interpreter_links": interpreter_links,
+        "created_at": utcnow().isoformat(),
+        "builder": {
+            "name": BUILDER_NAME,
+            "uv": _uv_version(),
+            "python": platform.python_version(),
+            "host_platform": sys.platform,
+            "build_s": None if build_s is None else round(build_s, 3),
+            "pack_s": round(time.monotonic() - started, 3),
+        },
+    }
+    say(f"storing {packed.size / 1e6:.1f} MB in {env_store.url}")
+    try:
         env_store.put_env(env_id, str(archive_path), manifest, lock.lock_text())
+    finally:
+        archive_path.unlink(missing_ok=True)
     return env_store.ref(env_id)
 
 

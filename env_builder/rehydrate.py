@@ -84,6 +84,8 @@ def _read_marker(env_dir: Path, env_id: str) -> dict[str, Any] | None:
         return None
     if not isinstance(marker, dict) or marker.get("env_id") != env_id or not marker.get("sha256"):
         return None
+    if marker.get("boot_id") is not None and marker["boot_id"] != _boot_id():
+        return None  # written before a reboot without being flushed: rebuild rather than trust it
     return marker
 
 
@@ -160,8 +162,14 @@ def find_base_interpreter(recorded: Mapping[str, Any], override: str | None = No
     on_path = shutil.which(f"python{version}")
     if on_path:
         candidates.append(on_path)
+    own = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    own_version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for candidate in candidates:
-        if os.path.exists(candidate) and _version_of(candidate) == version:
+        if not os.path.exists(candidate):
+            continue
+        # Our own interpreter needs no probe (a subprocess costs tens of milliseconds).
+        known = own_version if os.path.realpath(candidate) == own else _version_of(candidate)
+        if known == version:
             return os.path.abspath(candidate)
     raise BaseInterpreterError(
         f"no Python {version} interpreter for this environment: tried {candidates or 'nothing'}; the manifest "
@@ -357,7 +365,7 @@ def rehydrate(
             )
             download.unlink()
             kind = manifest.get("kind", "pip")
-            marker = {"env_id": env_id, "sha256": sha256, "kind": kind, "rehydrated_at": time.time()}
+            marker: dict[str, Any] = {"env_id": env_id, "sha256": sha256, "kind": kind, "rehydrated_at": time.time()}
             if kind == "pip":
                 marker["base_interpreter"] = relink_interpreter(staging, manifest, base_python)
                 _write_marker(staging, marker)
@@ -368,7 +376,6 @@ def rehydrate(
                 os.rename(staging, final)
                 run_conda_unpack(final)
                 _write_marker(final, marker)
-            _fsync_dir(final.parent)
             say(f"environment {env_id} ready at {final} after {time.monotonic() - started:.2f}s")
         except BaseException:
             for leftover in (staging, download):
@@ -379,16 +386,22 @@ def rehydrate(
     return LocalEnv(env_id, final, sha256, manifest.get("kind", "pip"))
 
 
-def _write_marker(env_dir: Path, marker: Mapping[str, Any]) -> None:
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def _write_marker(env_dir: Path, marker: dict[str, Any]) -> None:
+    # Nothing is fsynced: flushing a freshly written tree costs more than extracting it. Within one
+    # boot the page cache is coherent, so the marker is enough; an entry from an earlier boot (a
+    # hostPath cache after a node crash) may have lost data, so the boot id makes it count as stale.
+    # Where there is no boot id, everything is flushed before the marker is written.
+    boot_id = _boot_id()
+    marker["boot_id"] = boot_id
+    if boot_id is None:
+        os.sync()
     with open(env_dir / READY_MARKER, "x") as fh:
         fh.write(json.dumps(marker, sort_keys=True))
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

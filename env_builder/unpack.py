@@ -15,6 +15,8 @@ import os
 import posixpath
 import stat
 import tarfile
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -22,6 +24,14 @@ from env_builder.errors import UnsafeArchiveError
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _COPY_CHUNK = 4 << 20
+# tarfile's stream mode re-slices its buffer on every read: a small buffer keeps that cheap.
+_TAR_BUFSIZE = 64 << 10
+_LARGE_FILE = 32 << 20
+_MAX_IN_FLIGHT = 128 << 20
+_MAX_PENDING = 256
+_WRITER_THREADS = 4
+_DECOMPRESS_CHUNK = 1 << 20
+_PREFETCH_CHUNKS = 32
 _MAX_LINK_HOPS = 40
 
 
@@ -77,12 +87,26 @@ def extract_archive(
     label = label or os.fspath(archive_path)
     target = os.fspath(target)
     with open(archive_path, "rb") as raw:
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)
-        return _extract_stream(reader, target, max_unpacked_size, label)
+        reader = _PrefetchingReader(zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20), label)
+        try:
+            return _extract_stream(reader, target, max_unpacked_size, label)  # type: ignore[arg-type]
+        finally:
+            reader.close()
 
 
-def _write_file(path: str, source: IO[bytes], size: int, mode: int, label: str) -> None:
+def _write_file(path: str, data: bytes | memoryview, mode: int) -> None:
     # O_EXCL | O_NOFOLLOW: never follow or overwrite anything already at that name.
+    fd = os.open(path, _OPEN_FLAGS, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _write_large_file(path: str, source: IO[bytes], size: int, mode: int, label: str) -> None:
     fd = os.open(path, _OPEN_FLAGS, 0o600)
     try:
         remaining = size
@@ -99,13 +123,103 @@ def _write_file(path: str, source: IO[bytes], size: int, mode: int, label: str) 
         os.close(fd)
 
 
+class _PrefetchingReader:
+    """Decompresses on its own thread (zstandard releases the GIL) while the caller parses tar
+    headers: the same pipelining ``zstd -d | tar -x`` gets from two processes."""
+
+    def __init__(self, source: IO[bytes], label: str) -> None:
+        import queue
+        import threading
+
+        self.source = source
+        self.label = label
+        self.chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_PREFETCH_CHUNKS)
+        self.current = memoryview(b"")
+        self.done = False
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._fill, name="mlp-unpack-decompress", daemon=True)
+        self.thread.start()
+
+    def _fill(self) -> None:
+        import queue
+
+        try:
+            while not self.stopped.is_set():
+                chunk = self.source.read(_DECOMPRESS_CHUNK)
+                item: bytes | BaseException | None = chunk or None
+                while not self.stopped.is_set():
+                    try:
+                        self.chunks.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self.chunks.put(exc)
+
+    def read(self, size: int = -1) -> bytes:
+        import zstandard
+
+        while not self.current and not self.done:
+            item = self.chunks.get()
+            if item is None:
+                self.done = True
+            elif isinstance(item, zstandard.ZstdError):
+                raise UnsafeArchiveError(f"{self.label}: corrupt zstd stream: {item}") from item
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                self.current = memoryview(item)
+        if size < 0 or size >= len(self.current):
+            data, self.current = bytes(self.current), memoryview(b"")
+        else:
+            data, self.current = bytes(self.current[:size]), self.current[size:]
+        return data
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+class _Writers:
+    """Writes small files on a few threads: creating many files is syscall-latency bound, and
+    open/write/close release the GIL, so overlapping them keeps up with decompression."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="mlp-unpack")
+        self.pending: deque[tuple[Future[None], int]] = deque()
+        self.in_flight = 0
+
+    def submit(self, path: str, data: bytes, mode: int) -> None:
+        self.pending.append((self.pool.submit(_write_file, path, data, mode), len(data)))
+        self.in_flight += len(data)
+        while self.in_flight > _MAX_IN_FLIGHT or len(self.pending) > _MAX_PENDING:
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        future, size = self.pending.popleft()
+        self.in_flight -= size
+        future.result()
+
+    def drain(self) -> None:
+        while self.pending:
+            self._wait_oldest()
+
+    def close(self) -> None:
+        # Wait for every write (even after an error) so nothing writes into a tree being removed.
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _extract_stream(fileobj: BinaryIO, target: str, max_unpacked_size: int | None, label: str) -> int:
     dirs: dict[str, int] = {}
     files: set[str] = set()
     links: dict[str, str] = {}
     written = 0
     try:
-        tar = tarfile.open(fileobj=fileobj, mode="r|", bufsize=1 << 20)  # noqa: SIM115 - closed below
+        tar = tarfile.open(fileobj=fileobj, mode="r|", bufsize=_TAR_BUFSIZE)  # noqa: SIM115 - closed below
     except tarfile.TarError as exc:
         raise UnsafeArchiveError(f"{label}: not a readable tar stream: {exc}") from None
 
@@ -121,6 +235,7 @@ def _extract_stream(fileobj: BinaryIO, target: str, max_unpacked_size: int | Non
             os.mkdir(os.path.join(target, directory), 0o700)
             dirs[directory] = 0o755
 
+    writers = _Writers()
     try:
         with tar:
             for member in tar:
@@ -140,7 +255,15 @@ def _extract_stream(fileobj: BinaryIO, target: str, max_unpacked_size: int | Non
                     ensure_parents(name)
                     source = tar.extractfile(member)
                     assert source is not None
-                    _write_file(os.path.join(target, name), source, member.size, member.mode & 0o777, label)
+                    path = os.path.join(target, name)
+                    if member.size > _LARGE_FILE:
+                        writers.drain()
+                        _write_large_file(path, source, member.size, member.mode & 0o777, label)
+                    else:
+                        data = source.read()
+                        if len(data) != member.size:
+                            raise UnsafeArchiveError(f"{label}: member {name!r} is truncated")
+                        writers.submit(path, data, member.mode & 0o777)
                     files.add(name)
                 elif member.isdir():
                     ensure_parents(name)
@@ -161,15 +284,19 @@ def _extract_stream(fileobj: BinaryIO, target: str, max_unpacked_size: int | Non
                             "extracted before it"
                         )
                     ensure_parents(name)
+                    writers.drain()  # the source file must be complete before it gains a second name
                     os.link(os.path.join(target, source_name), os.path.join(target, name), follow_symlinks=False)
                     files.add(name)
                 else:
                     kind = "FIFO" if member.isfifo() else "device" if member.isdev() else f"type {member.type!r}"
                     raise UnsafeArchiveError(f"{label}: member {name!r} is a {kind}; only files and links are allowed")
+            writers.drain()
     except tarfile.TarError as exc:
         raise UnsafeArchiveError(f"{label}: corrupt tar stream: {exc}") from None
     except EOFError as exc:
         raise UnsafeArchiveError(f"{label}: archive ends early: {exc}") from None
+    finally:
+        writers.close()
 
     # Symlinks last: each must resolve inside the tree through all the others, and no extracted
     # member may live under a symlink's name.

@@ -166,7 +166,9 @@ def test_corrupted_cache_entry_is_detected_and_rebuilt(tmp_path: Path, publish: 
     env = ensure(env_id, store=store.url, cache_dir=cache)
     marker = env.path / READY_MARKER
     ref = store.ref(env_id)
-    for corruption in ("garbage", json.dumps({"env_id": "f" * 64, "sha256": ref.sha256}), None, "wrong-sha"):
+    from_before_a_reboot = json.dumps({"env_id": env_id, "sha256": ref.sha256, "boot_id": "an-earlier-boot"})
+    corruptions = ("garbage", json.dumps({"env_id": "f" * 64, "sha256": ref.sha256}), None, from_before_a_reboot)
+    for corruption in (*corruptions, "wrong-sha"):
         if corruption is None:
             marker.unlink()
         elif corruption == "wrong-sha":

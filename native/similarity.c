@@ -5,8 +5,8 @@
  *   max(len)/2 - 1, prefix of at most 4 code points, boost only above boost_threshold), computed
  *   bit-parallel when both (window-trimmed) strings have at most 64 code points;
  * - normalized Levenshtein similarity 1 - distance / max(len), computed with Hyyro's
- *   bit-parallel form of Myers' algorithm when the shorter string has at most 64 code points,
- *   and with a single-row Wagner-Fischer otherwise;
+ *   bit-parallel form of Myers' algorithm: in one machine word when the shorter string has at
+ *   most 64 code points, in blocks of 64 otherwise;
  * - token-sort variants: case-fold, split on separators, sort the tokens, join with one space,
  *   then compare (see reference.py for the exact normalization).
  * A null on either side gives a null score. Work is split into row ranges over pthreads; every
@@ -91,8 +91,10 @@ typedef struct {
   int64_t cp_capacity[2];
   MlpToken* tokens;
   int64_t tokens_capacity;
-  int64_t* row; /* Wagner-Fischer row */
+  int64_t* row; /* the long Levenshtein's vertical delta words */
   int64_t row_capacity;
+  MlpPatternMatch* blocks; /* the long Levenshtein's per-word pattern tables, kept zeroed */
+  int64_t blocks_capacity;
   uint8_t* flags; /* Jaro fallback flags */
   int64_t flags_capacity;
   MlpPatternMatch pm;
@@ -107,6 +109,19 @@ static void ScratchFree(MlpScratch* scratch) {
   free(scratch->tokens);
   free(scratch->row);
   free(scratch->flags);
+  free(scratch->blocks);
+}
+
+static int GrowBlocks(MlpScratch* scratch, int64_t needed) {
+  if (needed <= scratch->blocks_capacity) return 0;
+  MlpPatternMatch* grown = realloc(scratch->blocks, (size_t)needed * sizeof(MlpPatternMatch));
+  if (grown == NULL) return -1;
+  /* Tables are zero between uses; only the new ones need clearing. */
+  memset(grown + scratch->blocks_capacity, 0,
+         (size_t)(needed - scratch->blocks_capacity) * sizeof(MlpPatternMatch));
+  scratch->blocks = grown;
+  scratch->blocks_capacity = needed;
+  return 0;
 }
 
 static int Grow(void** buffer, int64_t* capacity, int64_t needed, size_t element) {

@@ -166,27 +166,59 @@ static int64_t MLP_FN(Levenshtein)(const MLP_CHAR* s1, int64_t len1, const MLP_C
     MLP_FN(PmClear)(pm, s1, len1);
     return distance;
   }
-  /* Both strings are long: one row of the dynamic programme over the shorter one. */
-  if (Grow((void**)&scratch->row, &scratch->row_capacity, len1 + 1, sizeof(int64_t)) != 0) {
+  /* Both strings are long: the same recurrence on ceil(len1 / 64) words per step, each word
+   * passing its horizontal deltas (the top bit) to the next as carries (Hyyro's block form). */
+  int64_t words = (len1 + 63) / 64;
+  if (GrowBlocks(scratch, words) != 0 ||
+      Grow((void**)&scratch->row, &scratch->row_capacity, 2 * words, sizeof(int64_t)) != 0) {
     scratch->out_of_memory = 1;
     return 0;
   }
-  int64_t* row = scratch->row;
-  for (int64_t i = 0; i <= len1; i++) row[i] = i;
-  for (int64_t j = 1; j <= len2; j++) {
-    int64_t diagonal = row[0];
-    row[0] = j;
-    MLP_CHAR c = s2[j - 1];
-    for (int64_t i = 1; i <= len1; i++) {
-      int64_t above = row[i];
-      int64_t best = diagonal + (s1[i - 1] != c);
-      if (above + 1 < best) best = above + 1;
-      if (row[i - 1] + 1 < best) best = row[i - 1] + 1;
-      row[i] = best;
-      diagonal = above;
-    }
+  MlpPatternMatch* blocks = scratch->blocks;
+  for (int64_t w = 0; w < words; w++) {
+    int64_t n = len1 - 64 * w < 64 ? len1 - 64 * w : 64;
+    MLP_FN(PmBuild)(&blocks[w], s1 + 64 * w, n);
   }
-  return row[len1];
+  uint64_t* vps = (uint64_t*)scratch->row;
+  uint64_t* vns = vps + words;
+  for (int64_t w = 0; w < words; w++) {
+    vps[w] = ~(uint64_t)0;
+    vns[w] = 0;
+  }
+  uint64_t last = (uint64_t)1 << ((len1 - 1) % 64);
+  int64_t distance = len1;
+  for (int64_t j = 0; j < len2; j++) {
+    uint64_t hp_carry = 1;
+    uint64_t hn_carry = 0;
+    MLP_CHAR c = s2[j];
+    for (int64_t w = 0; w < words; w++) {
+      uint64_t vp = vps[w];
+      uint64_t vn = vns[w];
+      uint64_t x = MLP_FN(PmGet)(&blocks[w], c) | hn_carry;
+      uint64_t d0 = (((x & vp) + vp) ^ vp) | x | vn;
+      uint64_t hp = vn | ~(d0 | vp);
+      uint64_t hn = d0 & vp;
+      uint64_t hp_in = hp_carry;
+      uint64_t hn_in = hn_carry;
+      if (w < words - 1) {
+        hp_carry = hp >> 63;
+        hn_carry = hn >> 63;
+      } else {
+        hp_carry = (hp & last) != 0;
+        hn_carry = (hn & last) != 0;
+      }
+      hp = (hp << 1) | hp_in;
+      hn = (hn << 1) | hn_in;
+      vps[w] = hn | ~(d0 | hp);
+      vns[w] = hp & d0;
+    }
+    distance += (int64_t)hp_carry - (int64_t)hn_carry;
+  }
+  for (int64_t w = 0; w < words; w++) {
+    int64_t n = len1 - 64 * w < 64 ? len1 - 64 * w : 64;
+    MLP_FN(PmClear)(&blocks[w], s1 + 64 * w, n);
+  }
+  return distance;
 }
 
 static double MLP_FN(Score)(int is_jaro_winkler, const MLP_CHAR* s1, int64_t len1,

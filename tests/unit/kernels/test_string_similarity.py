@@ -110,14 +110,14 @@ def test_levenshtein_matches_rapidfuzz(pairs: list[tuple[str | None, str | None]
     assert_scores(reference.levenshtein_similarity(left, right), expected)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    pairs=st.lists(
-        st.tuples(st.text(alphabet="abcdefgh", min_size=60, max_size=300), st.text(alphabet="abcdefgh", max_size=300)),
-        min_size=1,
-        max_size=4,
+def long_text(min_size: int) -> st.SearchStrategy[str]:
+    return st.sampled_from(["abcdefgh", "ab日é😀"]).flatmap(
+        lambda chars: st.text(chars, min_size=min_size, max_size=400)
     )
-)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs=st.lists(st.tuples(long_text(65), long_text(0)), min_size=1, max_size=4))
 def test_long_strings_take_the_fallbacks_correctly(pairs: list[tuple[str, str]]) -> None:
     left, right = columns(list(pairs))
     lefts, rights = left.to_pylist(), right.to_pylist()
@@ -251,3 +251,95 @@ def test_result_is_shared_zero_copy() -> None:
     # The imported arrays keep the buffers alive after the result object is gone.
     del result
     assert first.to_pylist() == [1.0, None, pytest.approx(2 / 3)]
+
+
+def split(values: list[str | None], cuts: list[int], string_type: Any) -> Any:
+    bounds = sorted({min(cut, len(values)) for cut in cuts})
+    pieces = [values[start:stop] for start, stop in zip([0, *bounds], [*bounds, len(values)], strict=True)]
+    return pa.chunked_array(pieces, type=string_type)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(MAYBE_TEXT, MAYBE_TEXT), min_size=1, max_size=40),
+    left_cuts=st.lists(st.integers(0, 40), max_size=5),
+    right_cuts=st.lists(st.integers(0, 40), max_size=5),
+    types=st.tuples(st.sampled_from(STRING_TYPES), st.sampled_from(STRING_TYPES)),
+    offset=st.integers(0, 5),
+    threads=st.integers(1, 4),
+)
+def test_any_chunking_of_either_side_gives_the_same_scores(
+    pairs: list[tuple[str | None, str | None]],
+    left_cuts: list[int],
+    right_cuts: list[int],
+    types: tuple[Any, Any],
+    offset: int,
+    threads: int,
+) -> None:
+    lefts = [a for a, _ in pairs]
+    rights = [b for _, b in pairs]
+    left = split(lefts, left_cuts, types[0]).slice(min(offset, len(pairs)))
+    right = split(rights, right_cuts, types[1]).slice(min(offset, len(pairs)))
+    expected = expected_scores(lefts[offset:], rights[offset:], rapidfuzz_levenshtein)
+    assert_scores(native.levenshtein_similarity(left, right, threads=threads), expected)
+
+
+class StreamOnly:
+    """A producer with only __arrow_c_stream__, as readers and some libraries offer."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        return self.values.__arrow_c_stream__(requested_schema)
+
+
+class ArrayOnly:
+    """A producer with only __arrow_c_array__, as nanoarrow arrays offer."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        return self.values.__arrow_c_array__(requested_schema)
+
+
+def test_any_pycapsule_producer(impl: Any) -> None:
+    lefts = ["alpha", None, "gamma", "delta"]
+    rights = ["alpah", "beta", None, "delta"]
+    expected = expected_scores(lefts, rights, rapidfuzz_jaro_winkler)
+    stream = StreamOnly(pa.chunked_array([lefts[:1], lefts[1:]], type=pa.large_string()))
+    assert_scores(impl.jaro_winkler_similarity(stream, ArrayOnly(pa.array(rights))), expected)
+    chunked_series = pl.concat([pl.Series(lefts[:2]), pl.Series(lefts[2:])], rechunk=False)
+    assert chunked_series.n_chunks() == 2
+    assert_scores(impl.jaro_winkler_similarity(chunked_series, pl.Series(rights)), expected)
+
+
+def test_kernels_release_the_gil() -> None:
+    import threading
+    import time
+
+    # Long strings: blocked bit-parallel Levenshtein, a few hundred milliseconds of pure C.
+    lefts = pa.array(["ab" * 10_000 + str(i) for i in range(24)])
+    rights = pa.array(["ba" * 10_000 + str(i) for i in range(24)])
+    start = time.perf_counter()
+    native.levenshtein_similarity(lefts, rights)
+    alone = time.perf_counter() - start
+
+    done = threading.Event()
+
+    def work() -> None:
+        native.levenshtein_similarity(lefts, rights)
+        done.set()
+
+    worker = threading.Thread(target=work)
+    longest_gap = 0.0
+    last = time.perf_counter()
+    worker.start()
+    while not done.is_set():
+        now = time.perf_counter()
+        longest_gap = max(longest_gap, now - last)
+        last = now
+    worker.join()
+    # Holding the GIL would stall this loop for the whole kernel; released, it keeps running.
+    assert longest_gap < max(alone / 2, 0.05), (longest_gap, alone)

@@ -93,10 +93,11 @@ def _is_ready(env_dir: Path, env_id: str, sha256: str | None) -> LocalEnv | None
     marker = _read_marker(env_dir, env_id)
     if marker is None or (sha256 is not None and marker["sha256"] != sha256):
         return None
+    kind = marker.get("kind", "pip")
     # The interpreter link must still lead somewhere (the base image may have changed under a hostPath).
-    if not os.path.exists(env_dir / "bin" / "python"):
+    if kind == "pip" and not os.path.exists(env_dir / "bin" / "python"):
         return None
-    return LocalEnv(env_id, env_dir, marker["sha256"], marker.get("kind", "pip"))
+    return LocalEnv(env_id, env_dir, marker["sha256"], kind)
 
 
 def cached(env_id: str, cache_dir: str | Path | None = None) -> LocalEnv | None:
@@ -202,7 +203,10 @@ def run_conda_unpack(env_dir: Path) -> None:
     script = env_dir / "bin" / "conda-unpack"
     if not script.exists():
         raise EnvBuilderError(f"{env_dir} was packed by conda-pack but has no bin/conda-unpack")
-    proc = subprocess.run([str(env_dir / "bin" / "python"), str(script)], capture_output=True, text=True, check=False)
+    # conda-unpack is a standard-library script: the env's own Python runs it, or ours if it has none.
+    env_python = env_dir / "bin" / "python"
+    python = str(env_python) if env_python.exists() else sys.executable
+    proc = subprocess.run([python, str(script)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise EnvBuilderError(f"conda-unpack failed in {env_dir}: {proc.stderr.strip()}")
 

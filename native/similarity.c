@@ -76,7 +76,6 @@ static inline void PmClearWide(MlpPatternMatch* pm, const uint32_t* s, int64_t n
 }
 
 static inline int Ctz64(uint64_t x) { return __builtin_ctzll(x); }
-static inline int Popcount64(uint64_t x) { return __builtin_popcountll(x); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Per-thread scratch space                                                                   */

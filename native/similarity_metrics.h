@@ -63,11 +63,11 @@ static double MLP_FN(Jaro)(const MLP_CHAR* s1, int64_t len1, const MLP_CHAR* s2,
       uint64_t candidates = MLP_FN(PmGet)(pm, s1[i]) & window & ~flags2;
       flags2 |= candidates & (~candidates + 1);
       flags1 |= (uint64_t)(candidates != 0) << i;
+      common += candidates != 0;
       if (i + bound + 1 < n2) window |= (uint64_t)1 << (i + bound + 1);
       if (i >= bound) window &= ~((uint64_t)1 << (i - bound));
     }
     MLP_FN(PmClear)(pm, s2, n2);
-    common = Popcount64(flags1);
     if (common == 0) return 0.0;
     while (flags1) {
       int i = Ctz64(flags1);

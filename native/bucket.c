@@ -75,8 +75,11 @@ static inline uint32_t Murmur3Long(int64_t value) {
   return Fmix32(h1);
 }
 
-static inline int32_t BucketOf(uint32_t hash, int32_t n) {
-  return (int32_t)((hash & 0x7fffffffu) % (uint32_t)n);
+/* n_mask is n - 1 when n is a power of two (the usual bucket counts), else 0: a mask then
+ * gives the same result as the modulo without a division per value. */
+static inline int32_t BucketOf(uint32_t hash, uint32_t n, uint32_t n_mask) {
+  uint32_t positive = hash & 0x7fffffffu;
+  return (int32_t)(n_mask != 0 ? positive & n_mask : positive % n);
 }
 
 static inline int64_t FloorDiv(int64_t a, int64_t b) {
@@ -94,7 +97,8 @@ typedef struct {
   MlpBucketKind kind;
   int64_t multiply; /* long value = floor(value * multiply / divide) */
   int64_t divide;
-  int32_t num_buckets;
+  uint32_t num_buckets;
+  uint32_t num_buckets_mask;
   int32_t* out;
   uint8_t* validity;
   int64_t null_counts[256];
@@ -124,6 +128,8 @@ static inline int64_t ReadInteger(const struct ArrowArrayView* view, int64_t i) 
 static void BucketRange(void* ctx, int index, int64_t begin, int64_t end) {
   MlpBucketTask* task = (MlpBucketTask*)ctx;
   const MlpColumn* column = task->column;
+  const uint32_t n_buckets = task->num_buckets;
+  const uint32_t n_mask = task->num_buckets_mask;
   int64_t nulls = 0;
   if (begin < end) {
     int64_t chunk = MlpColumnChunkOf(column, begin);
@@ -140,14 +146,14 @@ static void BucketRange(void* ctx, int index, int64_t begin, int64_t end) {
           task->multiply == 1 && task->divide == 1) {
         /* The common case, kept branch-free for the compiler. */
         const int64_t* values = view->buffer_views[1].data.as_int64 + view->offset + local;
-        for (int64_t i = 0; i < n; i++) out[i] = BucketOf(Murmur3Long(values[i]), task->num_buckets);
+        for (int64_t i = 0; i < n; i++) out[i] = BucketOf(Murmur3Long(values[i]), n_buckets, n_mask);
       } else if (task->kind == MLP_BUCKET_LONG) {
         for (int64_t i = 0; i < n; i++) {
           int64_t value = ReadInteger(view, local + i);
           /* Wrapping multiply, as Java's long arithmetic does; never undefined behaviour. */
           if (task->multiply != 1) value = (int64_t)((uint64_t)value * (uint64_t)task->multiply);
           if (task->divide != 1) value = FloorDiv(value, task->divide);
-          out[i] = BucketOf(Murmur3Long(value), task->num_buckets);
+          out[i] = BucketOf(Murmur3Long(value), n_buckets, n_mask);
         }
       } else {
         for (int64_t i = 0; i < n; i++) {
@@ -156,8 +162,8 @@ static void BucketRange(void* ctx, int index, int64_t begin, int64_t end) {
             continue;
           }
           struct ArrowBufferView bytes = ArrowArrayViewGetBytesUnsafe(view, local + i);
-          out[i] = BucketOf(Murmur3Bytes(bytes.data.as_uint8, bytes.size_bytes),
-                            task->num_buckets);
+          out[i] = BucketOf(Murmur3Bytes(bytes.data.as_uint8, bytes.size_bytes), n_buckets,
+                            n_mask);
         }
       }
       if (nullable) {
@@ -239,7 +245,9 @@ PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs) {
     return PyErr_NoMemory();
   }
   task->column = &column;
-  task->num_buckets = (int32_t)num_buckets;
+  task->num_buckets = (uint32_t)num_buckets;
+  task->num_buckets_mask =
+      (num_buckets & (num_buckets - 1)) == 0 ? (uint32_t)(num_buckets - 1) : 0;
   task->multiply = 1;
   task->divide = 1;
   task->kind = MLP_BUCKET_LONG;

@@ -16,7 +16,7 @@ const enum ArrowType MlpStringTypes[] = {NANOARROW_TYPE_STRING, NANOARROW_TYPE_L
 
 void MlpColumnClose(MlpColumn* column) {
   if (column->views != NULL) {
-    for (int64_t i = 0; i < column->input.n_chunks; i++) ArrowArrayViewReset(&column->views[i]);
+    for (int64_t i = 0; i < column->n_views; i++) ArrowArrayViewReset(&column->views[i]);
     PyMem_Free(column->views);
     column->views = NULL;
   }
@@ -71,14 +71,14 @@ int MlpColumnOpen(PyObject* obj, const char* func, const char* argname,
   int64_t row = 0;
   for (int64_t i = 0; i < n; i++) {
     /* Views are initialised one by one so that Close resets exactly the initialised ones. */
-    if (ArrowArrayViewInitFromSchema(&out->views[i], &out->input.schema, &error) !=
-            NANOARROW_OK ||
+    int ok = ArrowArrayViewInitFromSchema(&out->views[i], &out->input.schema, &error) ==
+             NANOARROW_OK;
+    /* A view that failed to initialise has already been reset by nanoarrow. */
+    if (ok) out->n_views = i + 1;
+    if (!ok ||
         ArrowArrayViewSetArray(&out->views[i], &out->input.chunks[i], &error) != NANOARROW_OK) {
       MlpRaise("%s() argument '%s': invalid Arrow array with format '%s' in chunk %lld: %s",
                func, argname, out->input.format, (long long)i, error.message);
-      /* Reset the views set up so far, including this one (Reset is safe on an initialised
-       * view whether or not SetArray succeeded). */
-      out->input.n_chunks = i + 1;
       MlpColumnClose(out);
       return -1;
     }

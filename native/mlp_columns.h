@@ -12,6 +12,7 @@
 typedef struct {
   MlpChunkedInput input;
   struct ArrowArrayView* views; /* n_chunks views, each set on its chunk */
+  int64_t n_views;              /* how many of them are initialised */
   int64_t* starts;              /* n_chunks + 1 entries: the first row of each chunk, then length */
   enum ArrowType type;         /* the logical type (timestamp, date32, ...) */
   enum ArrowType storage_type; /* its physical layout (int64, int32, ...) */

@@ -211,9 +211,10 @@ def run_conda_unpack(env_dir: Path) -> None:
         raise EnvBuilderError(f"conda-unpack failed in {env_dir}: {proc.stderr.strip()}")
 
 
-def _download(store: Any, env_id: str, destination: Path, expected_size: int) -> str:
+def _download(store: Any, env_id: str, destination: Path, expected_size: int, say: Callable[[str], None]) -> str:
     digest = hashlib.sha256()
     size = 0
+    last_report = started = time.monotonic()
     with store.open_archive(env_id) as src, open(destination, "xb") as dst:
         while chunk := src.read(_DOWNLOAD_CHUNK):
             digest.update(chunk)
@@ -221,6 +222,11 @@ def _download(store: Any, env_id: str, destination: Path, expected_size: int) ->
             size += len(chunk)
             if size > expected_size:
                 break
+            now = time.monotonic()
+            if now >= last_report + 2:
+                last_report = now
+                rate = size / max(now - started, 1e-6) / 1e6
+                say(f"downloaded {size / 1e6:.1f}/{expected_size / 1e6:.1f} MB ({rate:.1f} MB/s)")
     if size != expected_size:
         raise IntegrityError(
             f"archive of {env_id} in {store.url!r} has {size}{'+' if size > expected_size else ''} bytes; "
@@ -353,7 +359,7 @@ def rehydrate(
                     )
             else:
                 say(f"downloading {env_id} ({int(archive['size']) / 1e6:.1f} MB)")
-                sha256 = _download(env_store, env_id, download, int(archive["size"]))
+                sha256 = _download(env_store, env_id, download, int(archive["size"]), say)
             if sha256 != archive["sha256"]:
                 raise IntegrityError(
                     f"archive of {env_id} in {env_store.url!r} has sha256 {sha256}; its manifest says "

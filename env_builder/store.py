@@ -305,9 +305,32 @@ class EnvStore:
             if not dry_run:
                 self.delete_env(env_id)
             removed.append(env_id)
-        if not dry_run and self.is_local:
-            _remove_stale_temps(os.path.join(self.root, "envs"), now, retention)
+        if not dry_run:
+            self._remove_orphans(now, retention)
         return removed
+
+    def _remove_orphans(self, now: dt.datetime, retention: dt.timedelta) -> None:
+        """Archives and locks whose manifest never got written (a builder died) and stale temporaries."""
+        with self._errors("listing environments"):
+            try:
+                entries = self.fs.ls(self._path("envs"), detail=True)
+            except FileNotFoundError:
+                return
+        manifests = set(self.list_envs())
+        for entry in entries:
+            name = posixpath.basename(str(entry["name"]))
+            env_id = name.split(".", 1)[0].lstrip(".")
+            temporary = _TEMP_MARK in name
+            if not temporary and (env_id in manifests or not is_env_id(env_id)):
+                continue
+            modified = _modified(entry)
+            if modified is None or now - modified < retention:
+                continue
+            with self._errors(f"removing {name}"):
+                try:
+                    self.fs.rm_file(str(entry["name"]))
+                except FileNotFoundError:
+                    pass
 
 
 def _local_atomic_write(path: str, write: Callable[[Any], object], *, create: bool) -> bool:
@@ -334,13 +357,18 @@ def _local_atomic_write(path: str, write: Callable[[Any], object], *, create: bo
             pass
 
 
-def _remove_stale_temps(directory: str, now: dt.datetime, retention: dt.timedelta) -> None:
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        if _TEMP_MARK in entry.name:
-            age = now.timestamp() - entry.stat(follow_symlinks=False).st_mtime
-            if age > retention.total_seconds():
-                os.unlink(entry.path)
+def _modified(entry: Mapping[str, Any]) -> dt.datetime | None:
+    """Last-modified time of an fsspec listing entry (local ``mtime``, S3 ``LastModified``, ...)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = entry.get(key)
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        if isinstance(value, int | float):
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        if isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return None

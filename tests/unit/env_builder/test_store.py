@@ -114,3 +114,23 @@ def test_gc_removes_only_unaliased_envs_older_than_retention(tmp_path: Path, pub
     assert store.gc(dt.timedelta(days=7)) == [old]
     assert sorted(store.list_envs()) == sorted([kept_by_alias, recent])
     assert not list((tmp_path / "store" / "envs").glob(f"{old}*"))
+
+
+def test_gc_removes_old_orphaned_archives_and_temporaries(tmp_path: Path, publish: Publish) -> None:
+    import os
+    import time
+
+    store = EnvStore.open(str(tmp_path / "store"))
+    kept = publish(store)
+    envs = tmp_path / "store" / "envs"
+    old_orphan = envs / f"{'d' * 64}.tar.zst"  # a builder died before writing the manifest
+    old_temp = envs / f".{'e' * 64}.tar.zst.tmp-0123"
+    new_orphan = envs / f"{'f' * 64}.tar.zst"  # maybe a builder still uploading: kept
+    for path in (old_orphan, old_temp, new_orphan):
+        path.write_bytes(b"partial")
+    month_ago = time.time() - 30 * 86400
+    for path in (old_orphan, old_temp):
+        os.utime(path, (month_ago, month_ago))
+    assert store.gc(dt.timedelta(days=7)) == []
+    assert not old_orphan.exists() and not old_temp.exists()
+    assert new_orphan.exists() and store.has_env(kept)

@@ -51,17 +51,12 @@ def test_errors_are_named_on_stderr_with_exit_status_1(store_copy: str, capsys: 
 
 
 def test_console_script_entry_point_runs(six_env: BuiltEnv) -> None:
+    script = Path(sys.executable).with_name("mlp-env")  # installed from [project.scripts]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from env_builder.cli import main; raise SystemExit(main())",
-            "list",
-            "--store",
-            six_env.store,
-        ],
+        [str(script), "show", six_env.ref.id, "--store", six_env.store, "--json"],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert proc.returncode == 0 and six_env.ref.id[:16] in proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["env_id"] == six_env.ref.id

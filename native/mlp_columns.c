@@ -10,6 +10,9 @@
 const enum ArrowType MlpStringTypes[] = {NANOARROW_TYPE_STRING, NANOARROW_TYPE_LARGE_STRING,
                                          NANOARROW_TYPE_STRING_VIEW,
                                          NANOARROW_TYPE_UNINITIALIZED};
+const enum ArrowType MlpTextTypes[] = {NANOARROW_TYPE_STRING,      NANOARROW_TYPE_LARGE_STRING,
+                                       NANOARROW_TYPE_STRING_VIEW, NANOARROW_TYPE_LIST,
+                                       NANOARROW_TYPE_LARGE_LIST,  NANOARROW_TYPE_UNINITIALIZED};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Columns                                                                                    */

@@ -32,6 +32,11 @@ int64_t MlpColumnChunkOf(const MlpColumn* column, int64_t row);
 
 extern const enum ArrowType MlpStringTypes[];
 #define MLP_STRING_EXPECTED "a string column: string 'u', large_string 'U' or string_view 'vu'"
+/* Text columns: strings, or lists of strings (whose non-null items are joined by a space). */
+extern const enum ArrowType MlpTextTypes[];
+#define MLP_TEXT_EXPECTED                                                                    \
+  "a string column (string 'u', large_string 'U' or string_view 'vu') or a list of strings " \
+  "(list '+l' or large_list '+L' of those)"
 
 /* The result type: create from a finished ArrowArray and its schema (both moved in). */
 extern PyTypeObject MlpResultType;

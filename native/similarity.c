@@ -96,6 +96,8 @@ typedef struct {
   int64_t blocks_capacity;
   uint8_t* flags; /* Jaro fallback flags */
   int64_t flags_capacity;
+  uint8_t* joined[2]; /* list items of each side joined by spaces */
+  int64_t joined_capacity[2];
   MlpPatternMatch pm;
   int out_of_memory;
 } MlpScratch;
@@ -109,6 +111,8 @@ static void ScratchFree(MlpScratch* scratch) {
   free(scratch->row);
   free(scratch->flags);
   free(scratch->blocks);
+  free(scratch->joined[0]);
+  free(scratch->joined[1]);
 }
 
 static int GrowBlocks(MlpScratch* scratch, int64_t needed) {
@@ -320,6 +324,48 @@ static double PairScore(const MlpMetric* metric, const uint8_t* a, int64_t na, c
                          metric->boost_threshold, scratch);
 }
 
+static inline int IsListType(enum ArrowType type) {
+  return type == NANOARROW_TYPE_LIST || type == NANOARROW_TYPE_LARGE_LIST;
+}
+
+/* The text of row i of a list-of-strings view: its non-null items joined by one space, in the
+ * side's scratch buffer. */
+static struct ArrowBufferView JoinListItems(const struct ArrowArrayView* view, int64_t i,
+                                            MlpScratch* scratch, int side) {
+  const struct ArrowArrayView* items = view->children[0];
+  int64_t first;
+  int64_t stop;
+  if (view->storage_type == NANOARROW_TYPE_LIST) {
+    first = view->buffer_views[1].data.as_int32[view->offset + i];
+    stop = view->buffer_views[1].data.as_int32[view->offset + i + 1];
+  } else {
+    first = view->buffer_views[1].data.as_int64[view->offset + i];
+    stop = view->buffer_views[1].data.as_int64[view->offset + i + 1];
+  }
+  struct ArrowBufferView joined;
+  joined.data.as_uint8 = NULL;
+  joined.size_bytes = 0;
+  int64_t size = 0;
+  for (int64_t k = first; k < stop; k++) {
+    if (ArrowArrayViewIsNull(items, k)) continue;
+    struct ArrowBufferView item = ArrowArrayViewGetBytesUnsafe(items, k);
+    int64_t needed = size + (size > 0) + item.size_bytes;
+    if (Grow((void**)&scratch->joined[side], &scratch->joined_capacity[side], needed + 1, 1) !=
+        0) {
+      scratch->out_of_memory = 1;
+      return joined;
+    }
+    if (size > 0) scratch->joined[side][size++] = ' ';
+    if (item.size_bytes > 0) {
+      memcpy(scratch->joined[side] + size, item.data.as_uint8, (size_t)item.size_bytes);
+    }
+    size += item.size_bytes;
+  }
+  joined.data.as_uint8 = scratch->joined[side];
+  joined.size_bytes = size;
+  return joined;
+}
+
 /* Scores of rows [begin, end) into scores[row - begin], validity (0/1) into valid[row - begin].
  * The two columns may be chunked differently: the walk advances through both chunk lists. */
 static void PairRange(const MlpColumn* left, const MlpColumn* right, const MlpMetric* metric,
@@ -341,6 +387,8 @@ static void PairRange(const MlpColumn* left, const MlpColumn* right, const MlpMe
     int64_t ro = row - right->starts[rc];
     int l_nullable = lv->buffer_views[0].data.data != NULL;
     int r_nullable = rv->buffer_views[0].data.data != NULL;
+    int l_list = IsListType(lv->storage_type);
+    int r_list = IsListType(rv->storage_type);
     for (int64_t r = row; r < stop; r++) {
       int64_t li = lo + (r - row);
       int64_t ri = ro + (r - row);
@@ -351,8 +399,10 @@ static void PairRange(const MlpColumn* left, const MlpColumn* right, const MlpMe
         valid[k] = 0;
         continue;
       }
-      struct ArrowBufferView a = ArrowArrayViewGetBytesUnsafe(lv, li);
-      struct ArrowBufferView b = ArrowArrayViewGetBytesUnsafe(rv, ri);
+      struct ArrowBufferView a =
+          l_list ? JoinListItems(lv, li, scratch, 0) : ArrowArrayViewGetBytesUnsafe(lv, li);
+      struct ArrowBufferView b =
+          r_list ? JoinListItems(rv, ri, scratch, 1) : ArrowArrayViewGetBytesUnsafe(rv, ri);
       scores[k] = PairScore(metric, a.data.as_uint8, a.size_bytes, b.data.as_uint8,
                             b.size_bytes, scratch);
       valid[k] = 1;
@@ -411,15 +461,40 @@ static int ParseMetricName(PyObject* obj, const char* func, const char* argname,
   return 0;
 }
 
+/* Open a text column: strings, or lists whose items are strings. */
+static int OpenText(PyObject* obj, const char* func, const char* argname, MlpColumn* column) {
+  if (MlpColumnOpen(obj, func, argname, MlpTextTypes, MLP_TEXT_EXPECTED, column) != 0) return -1;
+  if (!IsListType(column->type)) return 0;
+  struct ArrowSchemaView items;
+  struct ArrowError error;
+  error.message[0] = '\0';
+  const struct ArrowSchema* child =
+      column->input.schema.n_children == 1 ? column->input.schema.children[0] : NULL;
+  int ok = child != NULL && ArrowSchemaViewInit(&items, child, &error) == NANOARROW_OK &&
+           child->dictionary == NULL;
+  if (ok) {
+    ok = 0;
+    for (const enum ArrowType* t = MlpStringTypes; *t != NANOARROW_TYPE_UNINITIALIZED; t++) {
+      if (*t == items.type) ok = 1;
+    }
+  }
+  if (!ok) {
+    MlpRaise("%s() argument '%s': unsupported Arrow type with format '%s' (items of format "
+             "'%s'); expected %s",
+             func, argname, column->input.format,
+             child != NULL && child->format != NULL ? child->format : "?", MLP_TEXT_EXPECTED);
+    MlpColumnClose(column);
+    return -1;
+  }
+  return 0;
+}
+
 /* Open the left/right string columns named `left_name`/`right_name` and check their lengths. */
 static int OpenPair(PyObject* left_obj, PyObject* right_obj, const char* func,
                     const char* left_name, const char* right_name, MlpColumn* left,
                     MlpColumn* right) {
-  if (MlpColumnOpen(left_obj, func, left_name, MlpStringTypes, MLP_STRING_EXPECTED, left) != 0) {
-    return -1;
-  }
-  if (MlpColumnOpen(right_obj, func, right_name, MlpStringTypes, MLP_STRING_EXPECTED, right) !=
-      0) {
+  if (OpenText(left_obj, func, left_name, left) != 0) return -1;
+  if (OpenText(right_obj, func, right_name, right) != 0) {
     MlpColumnClose(left);
     return -1;
   }

@@ -10,9 +10,12 @@ Kernels:
 
 - ``jaro_winkler_similarity(left, right, *, prefix_weight=0.1, boost_threshold=0.7,
   token_sort=False, threads=None)`` and ``levenshtein_similarity(left, right, *,
-  token_sort=False, threads=None)``: one float64 score per aligned pair of two string columns;
+  token_sort=False, threads=None)``: one float64 score per aligned pair of two text columns
+  (strings, or lists of strings whose non-null items are joined by one space); a null on either
+  side gives a null score;
 - ``match_pairs(fields, *, threshold=None, threads=None)``: the weighted mean of several such
-  scores, and with a threshold also the int64 indices of the rows that reach it;
+  scores (fields with a null drop out of a row's mean; a row with none left is null), and with
+  a threshold also the int64 indices of the rows that reach it;
 - ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform.
 """
 

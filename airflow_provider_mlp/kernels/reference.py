@@ -38,6 +38,10 @@ def array_stats(values: Any) -> tuple[int, int]:
 
 
 _STRING_EXPECTED = "a string column: string 'u', large_string 'U' or string_view 'vu'"
+_TEXT_EXPECTED = (
+    "a string column (string 'u', large_string 'U' or string_view 'vu') or a list of strings "
+    "(list '+l' or large_list '+L' of those)"
+)
 _BUCKET_EXPECTED = (
     "an int8/16/32/64, uint8/16/32, date32/date64, time32/time64, timestamp, string, large_string, "
     "string_view, binary, large_binary, binary_view or fixed_size_binary column"
@@ -79,9 +83,41 @@ def _is_string(data_type: Any) -> bool:
     return bool(data_type in (pa.string(), pa.large_string(), pa.string_view()))
 
 
+def _is_string_list(data_type: Any) -> bool:
+    import pyarrow as pa
+
+    is_list = pa.types.is_list(data_type) or pa.types.is_large_list(data_type)
+    return is_list and _is_string(data_type.value_type)
+
+
+def _text_column(values: Any, func: str, argname: str) -> Any:
+    """A string column, or a list-of-strings column whose items are checked too."""
+    import pyarrow as pa
+
+    def accepted(data_type: Any) -> bool:
+        return _is_string(data_type) or pa.types.is_list(data_type) or pa.types.is_large_list(data_type)
+
+    array = _column(values, func, argname, accepted, _TEXT_EXPECTED)
+    if (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)) and not _is_string_list(array.type):
+        raise ArrowKernelError(
+            f"{func}() argument '{argname}': unsupported Arrow type with format '{_arrow_format(array.type)}' "
+            f"(items of format '{_arrow_format(array.type.value_type)}'); expected {_TEXT_EXPECTED}"
+        )
+    return array
+
+
+def _texts(array: Any) -> list[str | None]:
+    """Row texts: strings as they are, lists as their non-null items joined by one space."""
+    if _is_string(array.type):
+        return list(array.to_pylist())
+    return [
+        None if items is None else " ".join(item for item in items if item is not None) for items in array.to_pylist()
+    ]
+
+
 def _string_pair(left: Any, right: Any, func: str, left_name: str, right_name: str) -> tuple[list[Any], list[Any]]:
-    left_array = _column(left, func, left_name, _is_string, _STRING_EXPECTED)
-    right_array = _column(right, func, right_name, _is_string, _STRING_EXPECTED)
+    left_array = _text_column(left, func, left_name)
+    right_array = _text_column(right, func, right_name)
     if len(left_array) != len(right_array):
         raise ArrowKernelError(
             f"{func}() argument '{right_name}': length {len(right_array)} (format "
@@ -89,7 +125,7 @@ def _string_pair(left: Any, right: Any, func: str, left_name: str, right_name: s
             f"{len(left_array)} (format '{_arrow_format(left_array.type)}'); expected two aligned "
             "columns of equal length"
         )
-    return left_array.to_pylist(), right_array.to_pylist()
+    return _texts(left_array), _texts(right_array)
 
 
 def _check_threads(threads: Any, func: str) -> None:
@@ -250,7 +286,10 @@ def jaro_winkler_similarity(
     token_sort: bool = False,
     threads: int | None = None,
 ) -> Any:
-    """Jaro-Winkler similarity of each aligned pair of two string columns, as a float64 pyarrow Array."""
+    """Jaro-Winkler similarity of each aligned pair of two text columns, as a float64 pyarrow Array.
+
+    Text columns are strings, or lists of strings whose non-null items are joined by one space.
+    """
     import pyarrow as pa
 
     func = "jaro_winkler_similarity"

@@ -42,16 +42,18 @@ def test_mismatched_lengths(impl: Any, kernel: str) -> None:
         (pa.array([1, 2, 3]), "'l'"),
         (pa.array([b"a", b"b", b"c"]), "'z'"),
         (pa.array([1.0, 2.0, 3.0]), "'g'"),
-        (pa.array([["a"], ["b"], ["c"]]), "'+l'"),
+        (pa.array([[1], [2], [3]]), "'+l' (items of format 'l')"),
+        (pa.array([{"a": "x"}, {"a": "y"}, {"a": "z"}]), "'+s'"),
         (pa.array(["a", "b", "a"]).dictionary_encode(), "'i' (dictionary-encoded)"),
     ],
-    ids=["int64", "binary", "float64", "list", "dictionary"],
+    ids=["int64", "binary", "float64", "list-of-int", "struct", "dictionary"],
 )
 def test_unsupported_types_for_similarity(impl: Any, column: Any, format_string: str) -> None:
     message = raised_message(impl.jaro_winkler_similarity, column, STRINGS)
     assert "jaro_winkler_similarity() argument 'left'" in message
     assert f"unsupported Arrow type with format {format_string}" in message
-    assert "expected a string column: string 'u', large_string 'U' or string_view 'vu'" in message
+    assert "expected a string column (string 'u', large_string 'U' or string_view 'vu')" in message
+    assert "or a list of strings (list '+l' or large_list '+L' of those)" in message
     message = raised_message(impl.levenshtein_similarity, STRINGS, column)
     assert "argument 'right'" in message
     assert format_string in message

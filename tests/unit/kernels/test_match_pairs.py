@@ -160,3 +160,17 @@ def test_results_do_not_depend_on_threads() -> None:
         scores, indices = native.match_pairs(fields, threshold=0.85, threads=threads)
         assert pa.array(scores).equals(pa.array(single_scores))
         assert pa.array(indices).equals(pa.array(single_indices))
+
+
+def test_people_as_a_list_column_equal_people_as_a_joined_string(impl: Any) -> None:
+    people = [["Marlon Brando", "Al Pacino"], ["Al Pacino", None, "Robert De Niro"], None, []]
+    joined = ["Al Pacino Marlon Brando", "Robert De Niro, Al Pacino", "Brad Pitt", ""]
+    titles = pa.array(["The Godfather", "Heat", "Se7en", "Ran"])
+    fields_with_lists = [
+        (titles, titles, 1.0, "jaro_winkler"),
+        (pa.array(people, type=pa.list_(pa.string())), pa.array(joined), 2.0, "token_sort_levenshtein"),
+    ]
+    scores, indices = impl.match_pairs(fields_with_lists, threshold=1.0)
+    # Rows 0 and 1: same people in another order; row 2: null list, title only; row 3: empty list is "".
+    assert pa.array(scores).to_pylist() == [1.0, 1.0, 1.0, 1.0]
+    assert pa.array(indices).to_pylist() == [0, 1, 2, 3]

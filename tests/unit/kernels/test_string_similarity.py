@@ -343,3 +343,39 @@ def test_kernels_release_the_gil() -> None:
     worker.join()
     # Holding the GIL would stall this loop for the whole kernel; released, it keeps running.
     assert longest_gap < max(alone / 2, 0.05), (longest_gap, alone)
+
+
+ITEMS = st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab cé日,"), max_size=8)), max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.one_of(st.none(), ITEMS), MAYBE_TEXT), min_size=1, max_size=20),
+    list_type=st.sampled_from([pa.list_(pa.string()), pa.large_list(pa.string_view()), pa.list_(pa.large_string())]),
+    offset=st.integers(0, 3),
+    token_sort=st.booleans(),
+)
+def test_lists_of_strings_compare_their_items_joined_by_a_space(
+    rows: list[tuple[list[str | None] | None, str | None]], list_type: Any, offset: int, token_sort: bool
+) -> None:
+    items = [row[0] for row in rows]
+    texts = [row[1] for row in rows]
+    joined = [None if row is None else " ".join(item for item in row if item is not None) for row in items]
+    left = pa.chunked_array([items[:2], items[2:]], type=list_type).slice(min(offset, len(rows)))
+    right = pa.array(texts, type=pa.string()).slice(min(offset, len(rows)))
+    normalize = reference.token_sort_normalize if token_sort else str
+
+    def score(a: str, b: str) -> float:
+        return rapidfuzz_jaro_winkler(normalize(a), normalize(b))
+
+    expected = expected_scores(joined[offset:], texts[offset:], score)
+    for impl in (native, reference):
+        assert_scores(impl.jaro_winkler_similarity(left, right, token_sort=token_sort), expected)
+        assert_scores(impl.jaro_winkler_similarity(right, left, token_sort=token_sort), expected)
+
+
+def test_polars_list_column(impl: Any) -> None:
+    people = pl.Series("people", [["Al Pacino", "Robert De Niro"], None, [], ["Brad Pitt", None]])
+    joined = pl.Series("cast", ["Robert De Niro Al Pacino", "x", "", "Pitt, Brad"])
+    scores = pa.array(impl.levenshtein_similarity(people, joined, token_sort=True)).to_pylist()
+    assert scores == [1.0, None, 1.0, 1.0]

@@ -1,6 +1,8 @@
 /* String similarity over two aligned string columns, and the fused multi-field matcher.
  *
- * Metrics work on Unicode code points (UTF-8 is decoded; ASCII is widened without decoding):
+ * Metrics work on Unicode code points: pairs of pure-ASCII strings are compared in place as
+ * bytes, any other pair is first decoded from UTF-8. Text is a string, or a list of strings whose
+ * non-null items are joined by one space. The metrics:
  * - Jaro-Winkler, defined as rapidfuzz defines it (greedy matching within the window
  *   max(len)/2 - 1, prefix of at most 4 code points, boost only above boost_threshold), computed
  *   bit-parallel when both (window-trimmed) strings have at most 64 code points;
@@ -82,7 +84,7 @@ static inline int Ctz64(uint64_t x) { return __builtin_ctzll(x); }
 
 typedef struct {
   uint32_t* start;
-  int32_t length;
+  int64_t length;
 } MlpToken;
 
 typedef struct {
@@ -200,8 +202,8 @@ static inline uint32_t FoldCase(uint32_t c) {
 static int CompareTokens(const void* left, const void* right) {
   const MlpToken* a = (const MlpToken*)left;
   const MlpToken* b = (const MlpToken*)right;
-  int32_t n = a->length < b->length ? a->length : b->length;
-  for (int32_t i = 0; i < n; i++) {
+  int64_t n = a->length < b->length ? a->length : b->length;
+  for (int64_t i = 0; i < n; i++) {
     if (a->start[i] != b->start[i]) return a->start[i] < b->start[i] ? -1 : 1;
   }
   return (a->length > b->length) - (a->length < b->length);
@@ -223,7 +225,7 @@ static int64_t TokenSort(uint32_t* cp, int64_t n, MlpToken* tokens, uint32_t** o
       i++;
     }
     tokens[n_tokens].start = folded + start;
-    tokens[n_tokens].length = (int32_t)(i - start);
+    tokens[n_tokens].length = i - start;
     n_tokens++;
   }
   if (n_tokens > 1) qsort(tokens, (size_t)n_tokens, sizeof(MlpToken), CompareTokens);

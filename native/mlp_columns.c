@@ -114,7 +114,8 @@ int64_t MlpColumnChunkOf(const MlpColumn* column, int64_t row) {
 /* The result type                                                                            */
 
 typedef struct {
-  PyObject_HEAD struct ArrowSchema schema;
+  PyObject_HEAD
+  struct ArrowSchema schema;
   struct ArrowArray array;
 } MlpResultObject;
 

@@ -22,6 +22,7 @@ FIXED_MTIME = 0
 ZSTD_LEVEL = 3
 _BLOCK = tarfile.BLOCKSIZE
 _FLUSH_AT = 4 << 20
+_READ_AHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _walk(root: str, relative: str = "") -> Iterator[tuple[str, os.DirEntry[str]
             yield from _walk(root, name)
 
 
-def _header(name: str, kind: bytes, mode: int, size: int = 0, linkname: str = "") -> bytes:
+def _pax_header(name: str, kind: bytes, mode: int, size: int, linkname: str) -> bytes:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
@@ -69,6 +70,53 @@ def _header(name: str, kind: bytes, mode: int, size: int = 0, linkname: str = ""
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+# A ustar header with every constant field filled in (owners 0, no names, mtime FIXED_MTIME,
+# magic, device numbers); _header fills in name, mode, size, type, link name and checksum.
+_TEMPLATE = bytearray(_BLOCK)
+_TEMPLATE[108:116] = b"0000000\0"  # uid
+_TEMPLATE[116:124] = b"0000000\0"  # gid
+_TEMPLATE[136:148] = b"%011o\0" % FIXED_MTIME
+_TEMPLATE[257:265] = b"ustar\x0000"
+_TEMPLATE[329:337] = b"0000000\0"  # devmajor
+_TEMPLATE[337:345] = b"0000000\0"  # devminor
+_MAX_USTAR_SIZE = 8**11 - 1
+
+
+def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
+    """(prefix, name) fitting ustar's 155 + 100 bytes, or None where a pax header is needed."""
+    if len(name) <= 100:
+        return b"", name
+    cut = name.find(b"/", len(name) - 101)
+    while cut != -1 and cut <= 155:
+        if cut > 0 and len(name) - cut - 1 <= 100:
+            return name[:cut], name[cut + 1 :]
+        cut = name.find(b"/", cut + 1)
+    return None
+
+
+def _header(name: str, kind: bytes, mode: int, size: int = 0, linkname: str = "") -> bytes:
+    """The tar header of one member: plain ustar when it fits (the common case, built without
+    tarfile's per-field Python code), tarfile's pax form for long or non-ASCII names."""
+    if not name.isascii() or not linkname.isascii() or len(linkname) > 100 or size > _MAX_USTAR_SIZE:
+        return _pax_header(name, kind, mode, size, linkname)
+    split = _split_ustar(name.encode())
+    if split is None:
+        return _pax_header(name, kind, mode, size, linkname)
+    prefix, short = split
+    header = _TEMPLATE[:]
+    header[0 : len(short)] = short
+    header[100:108] = b"%07o\0" % mode
+    header[124:136] = b"%011o\0" % size
+    header[148:156] = b"        "
+    header[156:157] = kind
+    if linkname:
+        header[157 : 157 + len(linkname)] = linkname.encode()
+    if prefix:
+        header[345 : 345 + len(prefix)] = prefix
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
 
 
 def _check_link(name: str, target: str) -> None:
@@ -93,46 +141,83 @@ def pack_tree(
 
     root = os.fspath(root)
     compressor = zstandard.ZstdCompressor(level=level, threads=threads)
-    unpacked = files = 0
+    counts = [0, 0]  # unpacked bytes, files
     with open(output, "wb") as raw:
         hashing = _HashingWriter(raw)
         with compressor.stream_writer(hashing, closefd=False) as writer:  # type: ignore[arg-type]
+            for chunk in _tar_stream(root, counts):
+                writer.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+    return PackResult(sha256=hashing.digest.hexdigest(), size=hashing.size, unpacked_size=counts[0], files=counts[1])
+
+
+def _tar_stream(root: str, counts: list[int]) -> Iterator[bytearray]:
+    """The tar stream of ``root`` in chunks of about _FLUSH_AT bytes, read ahead on a thread:
+    file reads and zstd's workers release the GIL, so reading overlaps compressing."""
+    import queue
+    import threading
+
+    chunks: queue.Queue[bytearray | BaseException | None] = queue.Queue(maxsize=_READ_AHEAD)
+    stop = threading.Event()
+
+    def put(item: bytearray | BaseException | None) -> None:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for chunk in _tar_chunks(root, counts):
+                put(chunk)
+                if stop.is_set():
+                    return
+            put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="mlp-pack-read", daemon=True)
+    thread.start()
+    try:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _tar_chunks(root: str, counts: list[int]) -> Iterator[bytearray]:
+    pending = bytearray()
+    for name, entry in _walk(root):
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            pending += _header(name, tarfile.DIRTYPE, 0o755)
+        elif stat.S_ISLNK(st.st_mode):
+            target = os.readlink(entry.path)
+            _check_link(name, target)
+            pending += _header(name, tarfile.SYMTYPE, 0o777, linkname=target)
+        elif stat.S_ISREG(st.st_mode):
+            mode = 0o755 if st.st_mode & 0o111 else 0o644
+            with open(entry.path, "rb") as fh:
+                data = fh.read()
+            if len(data) != st.st_size:
+                raise BuildError(f"cannot pack {name}: it changed size while being packed")
+            pending += _header(name, tarfile.REGTYPE, mode, size=len(data))
+            pending += data
+            remainder = len(data) % _BLOCK
+            if remainder:
+                pending += bytes(_BLOCK - remainder)
+            counts[0] += len(data)
+            counts[1] += 1
+        else:
+            raise BuildError(f"cannot pack {name}: it is a socket, FIFO or device, not a file")
+        if len(pending) >= _FLUSH_AT:
+            yield pending
             pending = bytearray()
-
-            def emit(data: bytes | bytearray | memoryview) -> None:
-                nonlocal pending
-                pending += data
-                if len(pending) >= _FLUSH_AT:
-                    writer.write(pending)
-                    if progress is not None:
-                        progress(len(pending))
-                    pending = bytearray()
-
-            for name, entry in _walk(root):
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    emit(_header(name, tarfile.DIRTYPE, 0o755))
-                elif stat.S_ISLNK(st.st_mode):
-                    target = os.readlink(entry.path)
-                    _check_link(name, target)
-                    emit(_header(name, tarfile.SYMTYPE, 0o777, linkname=target))
-                elif stat.S_ISREG(st.st_mode):
-                    mode = 0o755 if st.st_mode & 0o111 else 0o644
-                    with open(entry.path, "rb") as fh:
-                        data = fh.read()
-                    if len(data) != st.st_size:
-                        raise BuildError(f"cannot pack {name}: it changed size while being packed")
-                    emit(_header(name, tarfile.REGTYPE, mode, size=len(data)))
-                    emit(data)
-                    remainder = len(data) % _BLOCK
-                    if remainder:
-                        emit(bytes(_BLOCK - remainder))
-                    unpacked += len(data)
-                    files += 1
-                else:
-                    raise BuildError(f"cannot pack {name}: it is a socket, FIFO or device, not a file")
-            emit(bytes(2 * _BLOCK))
-            writer.write(pending)
-            if progress is not None:
-                progress(len(pending))
-    return PackResult(sha256=hashing.digest.hexdigest(), size=hashing.size, unpacked_size=unpacked, files=files)
+    pending += bytes(2 * _BLOCK)
+    yield pending

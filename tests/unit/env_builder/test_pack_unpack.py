@@ -59,6 +59,12 @@ def test_round_trip_keeps_files_modes_and_internal_symlinks(tmp_path: Path) -> N
     tree = make_venv_tree(tmp_path / "src")
     (tree / "lib" / "alias").symlink_to("python3.11")
     (tree / "empty").mkdir()
+    # Names past ustar's 100 bytes (split into its prefix field), past 255 (pax), and non-ASCII.
+    deep = tree / ("d" * 60) / ("e" * 60) / ("f" * 60)
+    deep.mkdir(parents=True)
+    (deep / ("g" * 90)).write_text("split")
+    (deep / ("h" * 200)).write_text("pax")
+    (tree / "donn\u00e9es.txt").write_text("utf-8")
     pack_tree(tree, tmp_path / "env.tar.zst")
     out = tmp_path / "out"
     out.mkdir()

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from env_builder.builder import build
-from env_builder.spec import EnvSpec
+from env_builder.spec import EnvSpec, running_python
 from env_builder.store import EnvRef
 
-SIX_SPEC = EnvSpec(python="3.11", pip=["six==1.17.0"])
+# Builds use this interpreter's Python version, so its base interpreter is always there.
+PY = running_python()
+SIX_SPEC = EnvSpec(python=PY, pip=["six==1.17.0"])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from env_builder.cli import main
-from tests.integration.env_builder.conftest import BuiltEnv
+from tests.integration.env_builder.conftest import PY, BuiltEnv
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +24,10 @@ def test_every_command_with_json(
     six_env: BuiltEnv, store_copy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = ["--store", store_copy, "--json"]
-    resolved = _json(capsys, ["resolve", "six==1.17.0", "--python", "3.11", *common])
+    resolved = _json(capsys, ["resolve", "six==1.17.0", "--python", PY, *common])
     assert resolved["env_id"] == six_env.ref.id and resolved["req_id"] == six_env.spec.req_id
 
-    built = _json(capsys, ["build", "six==1.17.0", "--python", "3.11", "--alias", "ranking/six:v1", *common])
+    built = _json(capsys, ["build", "six==1.17.0", "--python", PY, "--alias", "ranking/six:v1", *common])
     assert built["id"] == six_env.ref.id and built["alias"] == "ranking/default/six:v1"
 
     shown = _json(capsys, ["show", "ranking/six:v1", *common])

@@ -9,7 +9,7 @@ import pytest
 from airflow_provider_mlp.operators.environment import BuildEnvironmentOperator
 from env_builder.rehydrate import ensure
 from env_builder.store import EnvStore
-from tests.integration.env_builder.conftest import BuiltEnv
+from tests.integration.env_builder.conftest import PY, BuiltEnv
 
 pytestmark = pytest.mark.integration
 
@@ -46,4 +46,4 @@ def test_execute_builds_aliases_and_returns_the_env_id(six_env: BuiltEnv, store_
     assert dict(map(tuple, store.manifest(env_id)["lock"]["packages"])) == {"idna": "3.10", "six": "1.17.0"}
     # A downstream task in the same run uses the environment that did not exist at deploy time.
     env = ensure(env_id, store=store_copy, cache_dir=tmp_path / "cache")
-    assert (env.path / "lib" / "python3.11" / "site-packages" / "idna").is_dir()
+    assert (env.path / "lib" / f"python{PY}" / "site-packages" / "idna").is_dir()

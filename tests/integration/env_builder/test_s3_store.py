@@ -13,7 +13,7 @@ from env_builder.errors import AliasError, IntegrityError, StoreError
 from env_builder.rehydrate import ensure
 from env_builder.spec import EnvSpec
 from env_builder.store import EnvStore
-from tests.integration.env_builder.conftest import SIX_SPEC
+from tests.integration.env_builder.conftest import PY, SIX_SPEC
 from tests.support.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_build_alias_and_rehydrate_through_s3(s3_store: tuple[str, dict[str, obj
     assert store.list_envs() == [ref.id]
     alias(ref, "ranking/six:v1", store=url, storage_options=options)
     alias(ref, "ranking/six:v1", store=url, storage_options=options)
-    other = build(EnvSpec(python="3.11", pip=["idna==3.10"]), url, storage_options=options)
+    other = build(EnvSpec(python=PY, pip=["idna==3.10"]), url, storage_options=options)
     with pytest.raises(AliasError, match="immutable"):
         alias(other, "ranking/six:v1", store=url, storage_options=options)
     alias(other, "ranking/six:latest", store=url, storage_options=options)
@@ -44,7 +44,7 @@ def test_build_alias_and_rehydrate_through_s3(s3_store: tuple[str, dict[str, obj
     ]
 
     env = ensure("ranking/six:v1", store=url, storage_options=options, cache_dir=tmp_path / "cache")
-    assert env.env_id == ref.id and (env.path / "lib" / "python3.11" / "site-packages" / "six.py").exists()
+    assert env.env_id == ref.id and (env.path / "lib" / f"python{PY}" / "site-packages" / "six.py").exists()
     assert store.gc(dt.timedelta(0)) == []  # both referenced by aliases
 
 

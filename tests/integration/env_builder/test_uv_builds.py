@@ -15,7 +15,7 @@ from env_builder.rehydrate import ensure
 from env_builder.resolve import find_uv, resolve, uv_env
 from env_builder.spec import EnvSpec
 from env_builder.store import EnvStore
-from tests.integration.env_builder.conftest import BuiltEnv
+from tests.integration.env_builder.conftest import PY, BuiltEnv
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,8 @@ def test_lock_manifest_and_rehydrated_env_run_the_locked_packages(six_env: Built
     assert manifest["lock"]["packages"] == [["six", "1.17.0"]]
     assert "--hash=sha256:" in manifest["lock"]["requirements"]
     assert manifest["req_id"] == six_env.spec.req_id
-    assert manifest["base_interpreter"]["version"].startswith("3.11")
-    assert manifest["interpreter_links"] == ["bin/python", "bin/python3", "bin/python3.11"]
+    assert manifest["base_interpreter"]["version"].startswith(PY)
+    assert manifest["interpreter_links"] == ["bin/python", "bin/python3", f"bin/python{PY}"]
     assert {"sha256", "size", "unpacked_size", "files"} <= set(manifest["archive"])
     assert manifest["builder"]["uv"].startswith("uv ")
     lock_text = (Path(six_env.store) / "envs" / f"{six_env.ref.id}.lock").read_text()
@@ -52,7 +52,7 @@ def test_lock_manifest_and_rehydrated_env_run_the_locked_packages(six_env: Built
 
 
 def test_same_spec_resolves_to_the_same_ids_and_a_rebuild_is_byte_identical(six_env: BuiltEnv, tmp_path: Path) -> None:
-    again = EnvSpec(python="3.11", pip=["SIX==1.17.0"])
+    again = EnvSpec(python=PY, pip=["SIX==1.17.0"])
     assert again.req_id == six_env.spec.req_id
     assert resolve(again).env_id == six_env.ref.id
     rebuilt = build(again, str(tmp_path / "other-store"))
@@ -67,9 +67,9 @@ def test_same_spec_resolves_to_the_same_ids_and_a_rebuild_is_byte_identical(six_
 
 def test_unknown_package_and_unsatisfiable_spec_are_named() -> None:
     with pytest.raises(ResolutionError, match="mlp-no-such-package-zz.*not found"):
-        resolve(EnvSpec(python="3.11", pip=["mlp-no-such-package-zz"]))
+        resolve(EnvSpec(python=PY, pip=["mlp-no-such-package-zz"]))
     with pytest.raises(ResolutionError, match=r"six==99.*no version of six==99"):
-        resolve(EnvSpec(python="3.11", pip=["six==99"]))
+        resolve(EnvSpec(python=PY, pip=["six==99"]))
 
 
 def test_extending_an_aliased_env_keeps_its_pins_and_adds_packages(six_env: BuiltEnv, store_copy: str) -> None:
@@ -95,7 +95,7 @@ def test_editable_install_is_refused(tmp_path: Path) -> None:
     )
     venv = tmp_path / "venv"
     uv = find_uv()
-    subprocess.run([uv, "venv", "--python", "3.11", str(venv)], check=True, env=uv_env(), capture_output=True)
+    subprocess.run([uv, "venv", "--python", PY, str(venv)], check=True, env=uv_env(), capture_output=True)
     subprocess.run(
         [uv, "pip", "install", "--python", str(venv / "bin" / "python"), "-e", str(project)],
         check=True,
@@ -112,7 +112,7 @@ def test_two_builders_of_the_same_env_at_once_both_succeed_with_one_archive(tmp_
 
     def run() -> None:
         try:
-            refs.append(build(EnvSpec(python="3.11", pip=["six==1.17.0"]), store))
+            refs.append(build(EnvSpec(python=PY, pip=["six==1.17.0"]), store))
         except BaseException as exc:  # pragma: no cover - reported by the assertion
             errors.append(exc)
 

@@ -62,6 +62,11 @@ class LocalEnv:
         env.pop("PYTHONHOME", None)
         return env
 
+    def activate(self) -> None:
+        """Activate it for this process's future subprocesses (``os.environ``), like ``source bin/activate``."""
+        os.environ.clear()
+        os.environ.update(self.environ())
+
     def run(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         """Run a command inside the environment."""
         return subprocess.run(argv, env=self.environ(), check=False, **kwargs)

@@ -42,6 +42,14 @@ def test_cold_rehydrate_relinks_the_interpreter_then_warm_hit_skips_the_store(tm
     assert out.stdout.split() == ["tree-0", str(env.path)]
     assert not list((cache / "tmp").iterdir())
 
+    ran = env.run([str(env.bin_dir / "greet")], capture_output=True)
+    assert ran.stdout == b"hi\n"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", dict(os.environ))
+        env.activate()
+        assert os.environ["VIRTUAL_ENV"] == str(env.path)
+        assert os.environ["PATH"].split(os.pathsep)[0] == str(env.bin_dir)
+
     # A warm hit needs no store at all: point at one that does not exist.
     assert ensure(env_id, store=str(tmp_path / "gone"), cache_dir=cache) == env
     assert cached(env_id, cache) == env

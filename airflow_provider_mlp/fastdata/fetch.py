@@ -41,6 +41,11 @@ def io_pool(concurrency: int = DEFAULT_IO_CONCURRENCY) -> Executor:
 
 @lru_cache(maxsize=32)
 def _filesystem(scheme: str, properties: tuple[tuple[str, str], ...]) -> AbstractFileSystem:
+    if scheme == "file":
+        # Local files need no properties: skip importing every cloud file system pyiceberg knows.
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem()
     from pyiceberg.io.fsspec import FsspecFileIO
 
     # pyiceberg's fsspec FileIO already maps catalog properties (s3.endpoint, credentials, gcs.*,
@@ -71,6 +76,15 @@ class RemoteFile:
         self.size = size
         self.fs = filesystem_for(path, properties)
         self.pool = io_pool(concurrency)
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.local_path: str | None = (
+            LocalFileSystem._strip_protocol(path) if isinstance(self.fs, LocalFileSystem) else None
+        )
+
+    def row_group_source(self) -> RowGroupSource:
+        """Where one row group's column chunks are decoded from (see ``RowGroupSource``)."""
+        return RowGroupSource(self)
 
     def _cat(self, start: int, end: int) -> bytes:
         try:
@@ -123,6 +137,51 @@ class RemoteFile:
             return
         for future in [self.pool.submit(fetch, span) for span in spans]:
             future.result()
+
+
+class RowGroupSource:
+    """The bytes one row-group read decodes from.
+
+    Remote files: a sparse in-memory buffer into which ``fetch`` writes the requested column chunks,
+    fetched in parallel. Local files: the file memory-mapped, so nothing is copied; it is mapped
+    per row group and unmapped after, so that streaming reads do not keep a whole file resident.
+    """
+
+    def __init__(self, remote: RemoteFile) -> None:
+        import pyarrow as pa
+
+        self.remote = remote
+        self.buffer: pa.Buffer | None = None
+        self.mapped: pa.MemoryMappedFile | None = None
+        if remote.local_path is not None:
+            try:
+                self.mapped = pa.memory_map(remote.local_path)
+            except FileNotFoundError:
+                raise DataFileError(f"data file {remote.path} is missing") from None
+            if self.mapped.size() != remote.size:
+                raise DataFileError(
+                    f"data file {remote.path} has {self.mapped.size()} bytes, its manifest says {remote.size}"
+                )
+        else:
+            self.buffer = sparse_buffer(remote.size)
+
+    def fetch(self, ranges: Sequence[tuple[int, int]]) -> None:
+        if self.buffer is not None:
+            self.remote.read_ranges_into(self.buffer, ranges)
+
+    def reader(self) -> pa.NativeFile:
+        import pyarrow as pa
+
+        if self.mapped is not None:
+            return self.mapped
+        assert self.buffer is not None
+        return pa.BufferReader(self.buffer)
+
+    def close(self) -> None:
+        # Dropped, not closed: Arrow may hand out zero-copy slices of the mapping (uncompressed
+        # pages), which keep it alive; it is unmapped when the last of them goes.
+        self.mapped = None
+        self.buffer = None
 
 
 def sparse_buffer(size: int) -> pa.Buffer:

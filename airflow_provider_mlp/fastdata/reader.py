@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.errors import DataFileError, UnsupportedDeletesError
-from airflow_provider_mlp.fastdata.fetch import RemoteFile, sparse_buffer
+from airflow_provider_mlp.fastdata.fetch import RemoteFile, RowGroupSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +42,9 @@ class ReadPlan:
     downcast_ns_timestamp_to_us: bool | None
     dictionary_columns: tuple[str, ...] = ()
     io_concurrency: int = 16
-    decode_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    # Threads decoding row groups, each also column-parallel inside Arrow: two per core keeps cores
+    # busy while another thread waits on I/O or the GIL.
+    decode_workers: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 2)))
 
     @classmethod
     def create(
@@ -280,20 +282,47 @@ def _fully_deleted(opened: OpenFile, rg: int) -> bool:
     return bool(hi - lo == end - start)
 
 
-def _decode(opened: OpenFile, buffer: pa.Buffer, rg: int, columns: Sequence[str]) -> pa.Table:
+def _dictionary_coded(opened: OpenFile, rg: int, column: str) -> bool:
+    """Whether a string/binary column chunk's pages are (almost) all dictionary indices.
+
+    Plain-encoded strings take at least 4 bytes a value (their length prefix); indices take fewer.
+    Such chunks decode several times faster to a dictionary array, then one vectorised take.
+    """
+    leaves = opened.leaves.get(column, ())
+    if len(leaves) != 1:
+        return False
+    chunk = opened.parquet.row_group(rg).column(leaves[0])
+    if chunk.physical_type != "BYTE_ARRAY" or not chunk.has_dictionary_page or chunk.num_values == 0:
+        return False
+    return bool(chunk.total_uncompressed_size < 4 * chunk.num_values)
+
+
+def _decode(opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence[str]) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    source.fetch(opened.ranges(rg, columns))
+    asked = [c for c in opened.dictionary_columns if c in columns]
+    as_dictionary = [c for c in columns if c not in asked and _dictionary_coded(opened, rg, c)]
     try:
         reader = pq.ParquetFile(
-            pa.BufferReader(buffer),
+            source.reader(),
             metadata=opened.parquet,
-            read_dictionary=[c for c in opened.dictionary_columns if c in columns] or None,
+            read_dictionary=(asked + as_dictionary) or None,
             pre_buffer=False,
         )
-        return reader.read_row_group(rg, columns=list(columns), use_threads=True)
+        table = reader.read_row_group(rg, columns=list(columns), use_threads=True)
     except (OSError, pa.ArrowException) as exc:
         raise DataFileError(f"data file {opened.remote.path} is corrupt in row group {rg}: {exc}") from exc
+    for name in as_dictionary:
+        # Back to the plain type the caller did not ask to change: same values, same type.
+        index = table.schema.get_field_index(name)
+        column = table.column(index)
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(
+                index, table.schema.field(index).with_type(column.type.value_type), column.cast(column.type.value_type)
+            )
+    return table
 
 
 def _kept_positions(opened: OpenFile, rg: int) -> np.ndarray | None:
@@ -311,38 +340,50 @@ def _kept_positions(opened: OpenFile, rg: int) -> np.ndarray | None:
     return np.flatnonzero(keep)
 
 
-def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
-    """Decode one row group: filter columns first, the rest only if some row survives."""
+def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
+    """The row group's surviving rows (deletes and filter applied), in file column names."""
     import numpy as np
     import pyarrow as pa
-    from pyiceberg.io.pyarrow import _to_requested_schema
 
-    size = opened.remote.size
-    buffer = sparse_buffer(size)
     kept = _kept_positions(opened, rg)
     if opened.pyarrow_filter is not None:
         first = opened.filter_columns
-        opened.remote.read_ranges_into(buffer, opened.ranges(rg, first))
-        head = _decode(opened, buffer, rg, first)
+        head = _decode(opened, source, rg, first)
         indexed = head.append_column(ROW_INDEX, pa.array(np.arange(head.num_rows, dtype=np.int64)))
         if kept is not None:
             indexed = indexed.take(pa.array(kept))
         matched = indexed.filter(opened.pyarrow_filter).column(ROW_INDEX)
         if len(matched) == 0:
-            return []
+            return head.slice(0, 0)
         rest = [c for c in opened.columns if c not in first]
-        if rest:
-            opened.remote.read_ranges_into(buffer, opened.ranges(rg, rest))
-            table = _decode(opened, buffer, rg, opened.columns)
-        else:
-            table = head
-        if len(matched) < table.num_rows:
-            table = table.take(matched)
-    else:
-        opened.remote.read_ranges_into(buffer, opened.ranges(rg, opened.columns))
-        table = _decode(opened, buffer, rg, opened.columns)
-        if kept is not None:
-            table = table.take(pa.array(kept))
+        if len(matched) < head.num_rows:
+            head = head.take(matched)
+        if not rest:
+            return head
+        # Only now the other columns: a row group no row of which matches never has them fetched or decoded.
+        others = _decode(opened, source, rg, rest)
+        if len(matched) < others.num_rows:
+            others = others.take(matched)
+        columns = {
+            **dict(zip(head.column_names, head.columns, strict=True)),
+            **dict(zip(rest, others.columns, strict=True)),
+        }
+        return pa.Table.from_arrays([columns[c] for c in opened.columns], names=opened.columns)
+    table = _decode(opened, source, rg, opened.columns)
+    if kept is not None:
+        table = table.take(pa.array(kept))
+    return table
+
+
+def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
+    """Decode one row group: filter columns first, the rest only if some row survives."""
+    from pyiceberg.io.pyarrow import _to_requested_schema
+
+    source = opened.remote.row_group_source()
+    try:
+        table = _read_rows(opened, source, rg)
+    finally:
+        source.close()
     if table.num_rows == 0:
         return []
     return [

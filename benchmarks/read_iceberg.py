@@ -1,0 +1,280 @@
+"""Read an Iceberg table: this package's reader vs pyiceberg ``scan().to_arrow()`` vs polars ``scan_iceberg``.
+
+Generates (once, cached under benchmarks/.data/) a table of ~30M rows in 20 zstd Parquet files:
+an int, a float, a 15-25 character string and a 2,000-value string. Each contender runs in its own
+subprocess, so that its peak RSS is its own. Cases: full scan, 2-column projection, a 10 %-selective
+filter, a streaming full scan (peak RSS), and the full scan over a local S3-protocol server.
+
+Usage: python benchmarks/read_iceberg.py [--quick] [--repeat N]
+The last line is ``bench: full_vs_pyiceberg=R full_vs_polars=R filter_vs_pyiceberg=R rss_vs_pyiceberg=R
+s3_vs_pyiceberg=R`` (ours / theirs; lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / ".data"
+FULL = {"rows": 30_000_000, "files": 20}
+QUICK = {"rows": 2_000_000, "files": 20}
+IDENTIFIER = "bench.reads"
+FILTER = "value < 0.1"
+PROJECTION = ["id", "category"]
+
+
+def _catalog_props(directory: Path) -> dict[str, str]:
+    return {
+        "name": "bench",
+        "type": "sql",
+        "uri": f"sqlite:///{directory / 'catalog.db'}",
+        "warehouse": (directory / "warehouse").as_uri(),
+    }
+
+
+def _generate_file(rows: int, seed: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(15, 26, rows)
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    chars = rng.integers(97, 123, int(offsets[-1]), dtype=np.uint8)
+    name = pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(chars))
+    vocabulary = pa.array([f"category-{i:04d}" for i in range(2000)])
+    category = vocabulary.take(pa.array(rng.integers(0, 2000, rows)))
+    return pa.table(
+        {
+            "id": pa.array(np.arange(seed * rows, (seed + 1) * rows, dtype=np.int64)),
+            "value": pa.array(rng.random(rows)),
+            "name": name,
+            "category": category,
+        }
+    )
+
+
+def ensure_table(size: dict[str, int]) -> Path:
+    """Create the table once per size; later runs reuse it."""
+    directory = DATA / f"read_iceberg-{size['rows']}x{size['files']}"
+    done = directory / "READY"
+    if done.exists():
+        return directory
+    import shutil
+
+    import pyarrow.parquet as pq
+    from pyiceberg.catalog import load_catalog
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import DoubleType, LongType, NestedField, StringType
+
+    shutil.rmtree(directory, ignore_errors=True)
+    (directory / "warehouse").mkdir(parents=True)
+    props = _catalog_props(directory)
+    catalog = load_catalog(props.pop("name"), **props)
+    catalog.create_namespace("bench")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "value", DoubleType(), required=False),
+        NestedField(3, "name", StringType(), required=False),
+        NestedField(4, "category", StringType(), required=False),
+    )
+    del pyarrow_to_schema
+    table = catalog.create_table(IDENTIFIER, schema=schema)
+    per_file = size["rows"] // size["files"]
+    paths = []
+    for index in range(size["files"]):
+        path = f"{table.location()}/data/part-{index:03d}.parquet"
+        local = path.removeprefix("file://")
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(_generate_file(per_file, index), local, compression="zstd", row_group_size=1 << 20)
+        paths.append(path)
+        print(f"generated {index + 1}/{size['files']} files", file=sys.stderr)
+    table.add_files(paths)
+    done.write_text("ok")
+    return directory
+
+
+# -- workers: one contender, one case, in its own process ------------------------------------------
+
+
+def _load(props: dict[str, str]) -> Any:
+    from pyiceberg.catalog import load_catalog
+
+    props = dict(props)
+    return load_catalog(props.pop("name"), **props).load_table(IDENTIFIER)
+
+
+def worker(contender: str, case: str, props: dict[str, str]) -> dict[str, Any]:
+    import resource
+
+    table = _load(props)
+    # One-time module imports are not part of a read: pay them for every contender before timing.
+    import pyiceberg.io.pyarrow
+
+    if contender == "ours":
+        import airflow_provider_mlp.fastdata.reader
+        import airflow_provider_mlp.fastdata.table  # noqa: F401
+
+        if props.get("warehouse", "").startswith("s3://"):
+            import pyiceberg.io.fsspec  # noqa: F401
+            import s3fs  # noqa: F401
+    elif contender == "polars":
+        import polars  # noqa: F401
+    started = time.perf_counter()
+    rows = 0
+    if contender == "ours":
+        from airflow_provider_mlp.fastdata import Table
+
+        ours = Table(IDENTIFIER, catalog=props)
+        if case == "stream":
+            for batch in ours.read_batches(batch_rows=65_536):
+                rows += batch.num_rows
+        else:
+            columns = PROJECTION if case == "projection" else None
+            row_filter = FILTER if case == "filter" else None
+            rows = ours.read(columns=columns, row_filter=row_filter).num_rows
+    elif contender == "pyiceberg":
+        scan_args: dict[str, Any] = {}
+        if case == "projection":
+            scan_args["selected_fields"] = tuple(PROJECTION)
+        if case == "filter":
+            scan_args["row_filter"] = FILTER
+        if case == "stream":
+            for batch in table.scan(**scan_args).to_arrow_batch_reader():
+                rows += batch.num_rows
+        else:
+            rows = table.scan(**scan_args).to_arrow().num_rows
+    elif contender == "polars":
+        import polars as pl
+
+        frame = pl.scan_iceberg(table)
+        if case == "projection":
+            frame = frame.select(PROJECTION)
+        if case == "filter":
+            frame = frame.filter(pl.col("value") < 0.1)
+        rows = frame.collect().height
+    else:
+        raise ValueError(contender)
+    wall = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"contender": contender, "case": case, "wall_s": wall, "rows": rows, "peak_rss_mib": peak_kib / 1024}
+
+
+def run_worker(contender: str, case: str, props: dict[str, str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", contender, case, json.dumps(props)]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env or dict(os.environ), check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{contender}/{case} failed:\n{proc.stderr[-4000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def best(contender: str, case: str, props: dict[str, str], repeat: int, env: dict[str, str] | None = None) -> dict:
+    runs = [run_worker(contender, case, props, env) for _ in range(repeat)]
+    result = min(runs, key=lambda r: r["wall_s"])
+    result["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+    print(
+        f"{case:10s} {contender:9s} wall={result['wall_s']:7.3f}s rss={result['peak_rss_mib']:8.1f}MiB "
+        f"rows={result['rows']}",
+        flush=True,
+    )
+    return result
+
+
+def s3_props(server: Any, directory: Path) -> dict[str, str]:
+    """Copy the cached table's data files to the S3 server and register them in a fresh catalog there."""
+    import s3fs
+    from pyiceberg.catalog import load_catalog
+
+    bucket = "bench"
+    server.create_bucket(bucket)
+    local = _load(_catalog_props(directory))
+    s3_dir = directory / "s3-catalog"
+    import shutil
+
+    shutil.rmtree(s3_dir, ignore_errors=True)
+    s3_dir.mkdir()
+    props = {
+        "name": "bench_s3",
+        "type": "sql",
+        "uri": f"sqlite:///{s3_dir / 'catalog.db'}",
+        "warehouse": f"s3://{bucket}/warehouse",
+        **server.pyiceberg_properties(),
+    }
+    catalog = load_catalog("bench_s3", **{k: v for k, v in props.items() if k != "name"})
+    catalog.create_namespace("bench")
+    table = catalog.create_table(IDENTIFIER, schema=local.schema())
+    fs = s3fs.S3FileSystem(**server.storage_options())
+    paths = []
+    for task in local.scan().plan_files():
+        source = task.file.file_path.removeprefix("file://")
+        target = f"{bucket}/data/{Path(source).name}"
+        fs.put_file(source, target)
+        paths.append(f"s3://{target}")
+    table.add_files(sorted(paths))
+    return props
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="a 2M-row table: the whole run in under a minute")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender and case (best wall time)")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3-protocol case")
+    parser.add_argument("--worker", nargs=3, metavar=("CONTENDER", "CASE", "PROPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        contender, case, props = args.worker
+        print(json.dumps(worker(contender, case, json.loads(props))))
+        return
+
+    size = QUICK if args.quick else FULL
+    directory = ensure_table(size)
+    props = _catalog_props(directory)
+    print(f"table: {size['rows']:,} rows in {size['files']} files at {directory.name}; filter {FILTER!r}", flush=True)
+    results: dict[tuple[str, str], dict] = {}
+    for case, contenders in (
+        ("full", ("ours", "pyiceberg", "polars")),
+        ("projection", ("ours", "pyiceberg", "polars")),
+        ("filter", ("ours", "pyiceberg", "polars")),
+        ("stream", ("ours", "pyiceberg")),
+    ):
+        for contender in contenders:
+            results[(case, contender)] = best(contender, case, props, args.repeat)
+    s3_ratio = float("nan")
+    if not args.no_s3:
+        sys.path.insert(0, str(ROOT.parent))
+        from tests.support.s3_server import CREDENTIALS, running_s3_server
+
+        env = {**os.environ, **CREDENTIALS}
+        os.environ.update(CREDENTIALS)
+        with running_s3_server() as server:
+            remote = s3_props(server, directory)
+            ours = best("ours", "full", remote, args.repeat, env)
+            theirs = best("pyiceberg", "full", remote, args.repeat, env)
+            s3_ratio = ours["wall_s"] / theirs["wall_s"]
+
+    def ratio(case: str, other: str, key: str = "wall_s", mine: str = "ours") -> float:
+        return float(results[(case, mine)][key] / results[(case, other)][key])
+
+    print("ratios (ours / theirs, lower is better):")
+    for case in ("full", "projection", "filter"):
+        print(f"  {case:10s} vs pyiceberg {ratio(case, 'pyiceberg'):.2f}  vs polars {ratio(case, 'polars'):.2f}")
+    rss = results[("stream", "ours")]["peak_rss_mib"] / results[("full", "pyiceberg")]["peak_rss_mib"]
+    print(f"  streaming peak RSS vs pyiceberg to_arrow {rss:.2f}")
+    print(f"  s3 full scan vs pyiceberg {s3_ratio:.2f}")
+    print(
+        f"bench: full_vs_pyiceberg={ratio('full', 'pyiceberg'):.2f} full_vs_polars={ratio('full', 'polars'):.2f} "
+        f"filter_vs_pyiceberg={ratio('filter', 'pyiceberg'):.2f} rss_vs_pyiceberg={rss:.2f} "
+        f"s3_vs_pyiceberg={s3_ratio:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -348,16 +348,19 @@ static struct ArrowBufferView JoinListItems(const struct ArrowArrayView* view, i
   joined.data.as_uint8 = NULL;
   joined.size_bytes = 0;
   int64_t size = 0;
+  int64_t joined_items = 0;
   for (int64_t k = first; k < stop; k++) {
     if (ArrowArrayViewIsNull(items, k)) continue;
     struct ArrowBufferView item = ArrowArrayViewGetBytesUnsafe(items, k);
-    int64_t needed = size + (size > 0) + item.size_bytes;
+    /* A space between every two non-null items, empty ones included (as str.join does). */
+    int separator = joined_items++ > 0;
+    int64_t needed = size + separator + item.size_bytes;
     if (Grow((void**)&scratch->joined[side], &scratch->joined_capacity[side], needed + 1, 1) !=
         0) {
       scratch->out_of_memory = 1;
       return joined;
     }
-    if (size > 0) scratch->joined[side][size++] = ' ';
+    if (separator) scratch->joined[side][size++] = ' ';
     if (item.size_bytes > 0) {
       memcpy(scratch->joined[side] + size, item.data.as_uint8, (size_t)item.size_bytes);
     }

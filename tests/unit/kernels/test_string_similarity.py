@@ -374,6 +374,12 @@ def test_lists_of_strings_compare_their_items_joined_by_a_space(
         assert_scores(impl.jaro_winkler_similarity(right, left, token_sort=token_sort), expected)
 
 
+def test_empty_list_items_are_joined_like_str_join(impl: Any) -> None:
+    items = pa.array([["", ""], ["", "a", None, ""], [None, None], [None, "", "b"]])
+    texts = pa.array([" ", " a ", "", " b"])
+    assert pa.array(impl.levenshtein_similarity(items, texts)).to_pylist() == [1.0, 1.0, 1.0, 1.0]
+
+
 def test_polars_list_column(impl: Any) -> None:
     people = pl.Series("people", [["Al Pacino", "Robert De Niro"], None, [], ["Brad Pitt", None]])
     joined = pl.Series("cast", ["Robert De Niro Al Pacino", "x", "", "Pitt, Brad"])

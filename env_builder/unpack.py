@@ -28,7 +28,8 @@ _COPY_CHUNK = 4 << 20
 _TAR_BUFSIZE = 64 << 10
 _LARGE_FILE = 32 << 20
 _MAX_IN_FLIGHT = 128 << 20
-_MAX_PENDING = 256
+_BATCH_FILES = 64
+_BATCH_BYTES = 4 << 20
 _WRITER_THREADS = 4
 _DECOMPRESS_CHUNK = 1 << 20
 _PREFETCH_CHUNKS = 32
@@ -182,9 +183,15 @@ class _PrefetchingReader:
         self.thread.join()
 
 
+def _write_batch(batch: list[tuple[str, bytes, int]]) -> None:
+    for path, data, mode in batch:
+        _write_file(path, data, mode)
+
+
 class _Writers:
-    """Writes small files on a few threads: creating many files is syscall-latency bound, and
-    open/write/close release the GIL, so overlapping them keeps up with decompression."""
+    """Writes small files on a few threads, in batches: creating many files is bound by syscall
+    latency, and open/write/close release the GIL, so overlapping them keeps up with
+    decompression; batching keeps the thread hand-offs (futex calls) few."""
 
     def __init__(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -192,11 +199,22 @@ class _Writers:
         self.pool = ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="mlp-unpack")
         self.pending: deque[tuple[Future[None], int]] = deque()
         self.in_flight = 0
+        self.batch: list[tuple[str, bytes, int]] = []
+        self.batch_bytes = 0
 
     def submit(self, path: str, data: bytes, mode: int) -> None:
-        self.pending.append((self.pool.submit(_write_file, path, data, mode), len(data)))
-        self.in_flight += len(data)
-        while self.in_flight > _MAX_IN_FLIGHT or len(self.pending) > _MAX_PENDING:
+        self.batch.append((path, data, mode))
+        self.batch_bytes += len(data)
+        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.batch:
+            return
+        self.pending.append((self.pool.submit(_write_batch, self.batch), self.batch_bytes))
+        self.in_flight += self.batch_bytes
+        self.batch, self.batch_bytes = [], 0
+        while self.in_flight > _MAX_IN_FLIGHT:
             self._wait_oldest()
 
     def _wait_oldest(self) -> None:
@@ -205,6 +223,7 @@ class _Writers:
         future.result()
 
     def drain(self) -> None:
+        self._flush()
         while self.pending:
             self._wait_oldest()
 

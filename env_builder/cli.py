@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace, progress: _Progress) -> tuple[Any, str]:
         progress(f"resolving {len(spec.pip) + len(spec.conda)} requirements")
         lock = resolve(spec)
         result = {"req_id": spec.req_id, "env_id": lock.env_id, "spec": spec.to_dict(), "lock": lock.to_dict()}
-        pins = "\n".join(f"  {name}=={version}" for name, version in lock.packages)
+        pins = "\n".join(f"  {name}=={version}" for name, version in (*lock.packages, *lock.conda_packages))
         return result, f"req_id {spec.req_id}\nenv_id {lock.env_id}\n{pins}"
     if args.command == "build":
         from env_builder.builder import build
@@ -158,7 +158,8 @@ def _run(args: argparse.Namespace, progress: _Progress) -> tuple[Any, str]:
         manifest = store.manifest(env_id)
         aliases = [str(a) for a, target in store.list_aliases() if target == env_id]
         manifest["aliases"] = aliases
-        pins = ", ".join(f"{n}=={v}" for n, v in manifest.get("lock", {}).get("packages", []))
+        lock = manifest.get("lock", {})
+        pins = ", ".join(f"{n}=={v}" for n, v in [*lock.get("packages", []), *lock.get("conda_packages", [])])
         archive = manifest["archive"]
         text = (
             f"env_id     {env_id}\nkind       {manifest.get('kind')}\npython     "

@@ -144,3 +144,39 @@ def test_truncated_archive_is_rejected(tmp_path: Path) -> None:
     out.mkdir()
     with pytest.raises(UnsafeArchiveError):
         extract_archive(tmp_path / "cut.tar.zst", out)
+
+
+def _raw_tar(format: int, pax_headers: dict[str, str] | None = None, name: str = "a.txt") -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=format, pax_headers=pax_headers) as tar:
+        info = member(name)
+        info.size = len(FILE)
+        tar.addfile(info, io.BytesIO(FILE))
+    return buffer.getvalue()
+
+
+def _corrupt_checksum(data: bytes) -> bytes:
+    return data[:10] + bytes([data[10] ^ 0x01]) + data[11:]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (_raw_tar(tarfile.GNU_FORMAT, name="long/" * 30 + "name.txt"), "not a POSIX ustar header"),
+        (_raw_tar(tarfile.PAX_FORMAT, pax_headers={"comment": "global"}), "global"),
+        (_corrupt_checksum(_raw_tar(tarfile.USTAR_FORMAT)), "checksum mismatch"),
+        (_raw_tar(tarfile.USTAR_FORMAT)[:700], "ends early"),
+    ],
+    ids=["gnu_longname", "pax_global", "bad_checksum", "truncated_data"],
+)
+def test_only_strict_ustar_and_pax_streams_are_parsed(tmp_path: Path, raw: bytes, message: str) -> None:
+    import zstandard
+
+    archive = tmp_path / "odd.tar.zst"
+    archive.write_bytes(zstandard.ZstdCompressor().compress(raw))
+    target = tmp_path / "target"
+    target.mkdir()
+    with pytest.raises(UnsafeArchiveError, match=message):
+        extract_archive(archive, target)

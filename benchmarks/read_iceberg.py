@@ -222,11 +222,55 @@ def s3_props(server: Any, directory: Path) -> dict[str, str]:
     return props
 
 
+def profile(props: dict[str, str]) -> None:
+    """Where the time goes: one file decoded by each reader, and each column decoded by Arrow alone."""
+    import pyarrow.parquet as pq
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import ArrowScan
+
+    import airflow_provider_mlp.fastdata.reader as reader
+    from airflow_provider_mlp.fastdata import Table
+
+    table = _load(props)
+    ours = Table(IDENTIFIER, catalog=props)
+    plan, parts = ours._read_plan(None, None, None, None, None, ())
+    task = parts[0][0]
+    opened = reader.open_parts(plan, parts[:1])[0][0]
+    scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
+    local = task.file.file_path.removeprefix("file://")
+
+    def best_of(fn: Any, times: int = 5) -> float:
+        runs = []
+        for _ in range(times):
+            started = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - started)
+        return min(runs)
+
+    rows = task.file.record_count
+    print(f"profile: one file, {rows:,} rows, {task.file.file_size_in_bytes / 2**20:.1f} MiB, best of 5:")
+    groups = range(opened.parquet.num_row_groups)
+    for name, fn in (
+        ("ours (row groups, decode+project)", lambda: [reader.read_row_group(opened, rg) for rg in groups]),
+        (
+            "pyiceberg (_task_to_record_batches)",
+            lambda: list(scan._record_batches_from_scan_tasks_and_deletes([task], {})),
+        ),
+        ("arrow alone (pq.read_table)", lambda: pq.read_table(local)),
+    ):
+        print(f"profile:   {name:38s} {best_of(fn):.3f}s")
+    print("profile: Arrow decode per column of that file (one thread):")
+    for column in table.schema().column_names:
+        seconds = best_of(lambda c=column: pq.read_table(local, columns=[c], use_threads=False))
+        print(f"profile:   {column:10s} {seconds:.3f}s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a 2M-row table: the whole run in under a minute")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender and case (best wall time)")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3-protocol case")
+    parser.add_argument("--profile", action="store_true", help="also show where the decode time goes")
     parser.add_argument("--worker", nargs=3, metavar=("CONTENDER", "CASE", "PROPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -263,6 +307,8 @@ def main() -> None:
     def ratio(case: str, other: str, key: str = "wall_s", mine: str = "ours") -> float:
         return float(results[(case, mine)][key] / results[(case, other)][key])
 
+    if args.profile:
+        profile(props)
     print("ratios (ours / theirs, lower is better):")
     for case in ("full", "projection", "filter"):
         print(f"  {case:10s} vs pyiceberg {ratio(case, 'pyiceberg'):.2f}  vs polars {ratio(case, 'polars'):.2f}")

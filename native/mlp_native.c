@@ -26,7 +26,7 @@ static PyMethodDef MlpNativeMethods[] = {
 static struct PyModuleDef MlpNativeModule = {
     PyModuleDef_HEAD_INIT, "_native",
     "Arrow kernels on nanoarrow, fed through the Arrow PyCapsule protocol.", -1,
-    MlpNativeMethods,
+    MlpNativeMethods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {

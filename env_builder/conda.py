@@ -24,6 +24,7 @@ from env_builder.resolve import Lock
 from env_builder.spec import EnvSpec
 
 _CONDA_EXTENSIONS = (".conda", ".tar.bz2")
+_PLACEHOLD = ("_placehold" * 13)[:128]
 
 
 def conda_available() -> bool:
@@ -139,8 +140,10 @@ def build_conda(spec: EnvSpec, lock: Lock, env_dir: Path, progress: Callable[[st
     home = settings().home
     # The prefix path ends up inside the packed files (conda-unpack rewrites it later), so it must
     # not be random: one path per env id, serialized between concurrent builders on this host.
+    # It is also long, as conda-build's own build prefixes are: conda-unpack can only rewrite a
+    # prefix inside binary files to one no longer than it was (it pads with NUL bytes).
     root = Path(tempfile.gettempdir()) / "mlp-conda-build"
-    prefix = root / lock.env_id
+    prefix = root / lock.env_id / _PLACEHOLD
     with _prefix_lock(root / f"{lock.env_id}.lock"):
         if prefix.exists():
             shutil.rmtree(prefix)
@@ -154,7 +157,7 @@ def build_conda(spec: EnvSpec, lock: Lock, env_dir: Path, progress: Callable[[st
             except conda_pack.CondaPackException as exc:
                 raise BuildError(f"conda-pack cannot pack {lock.env_id}: {exc}") from None
         finally:
-            shutil.rmtree(prefix, ignore_errors=True)
+            shutil.rmtree(prefix.parent, ignore_errors=True)
     # conda-pack moves its (empty) temporary archive file into a no-archive output directory.
     for entry in os.scandir(env_dir):
         if entry.name.startswith("tmp") and entry.name not in before and entry.is_file() and not entry.stat().st_size:

@@ -164,8 +164,6 @@ def check_schema(table_name: str, schema: Schema, arrow_schema: pa.Schema, forma
 
 def stage(table: IcebergTable, table_name: str, data: Any, *, shard_id: Any, run_id: str) -> dict[str, Any]:
     """Write ``data`` as Parquet files under the table's location; return their JSON metadata."""
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
-
     if not run_id:
         raise ValueError(f"stage into table {table_name!r} needs a non-empty run_id")
     shard_key = str(shard_id)
@@ -191,11 +189,56 @@ def stage(table: IcebergTable, table_name: str, data: Any, *, shard_id: Any, run
     check_schema(table_name, schema, arrow.schema, metadata.format_version)
     if arrow.num_rows == 0:
         return record
-    files = _dataframe_to_data_files(
-        metadata, arrow, table.io, write_uuid=write_uuid(table_name, run_id, shard_key), counter=itertools.count(0)
-    )
+    files = _write_data_files(table, arrow, write_uuid(table_name, run_id, shard_key))
     record["files"] = [data_file_to_json(f, spec, schema) for f in files]
     return record
+
+
+def _write_data_files(table: IcebergTable, arrow: pa.Table, file_uuid: uuid.UUID) -> list[DataFile]:
+    """pyiceberg's own writer, with partitions taken in key order so file names never depend on
+    the order a (multi-threaded) group-by happened to find them in: the same data gets the same names."""
+    from pyiceberg.io.pyarrow import (
+        _dataframe_to_data_files,
+        _determine_partitions,
+        bin_pack_arrow_table,
+        pyarrow_to_schema,
+        write_file,
+    )
+    from pyiceberg.table import DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE, TableProperties, WriteTask
+    from pyiceberg.utils.config import Config
+    from pyiceberg.utils.properties import property_as_int
+
+    metadata = table.metadata
+    counter = itertools.count(0)
+    if metadata.spec().is_unpartitioned():
+        return list(_dataframe_to_data_files(metadata, arrow, table.io, write_uuid=file_uuid, counter=counter))
+    target_file_size = property_as_int(
+        metadata.properties,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+    )
+    task_schema = pyarrow_to_schema(
+        arrow.schema,
+        name_mapping=metadata.schema().name_mapping,
+        downcast_ns_timestamp_to_us=Config().get_bool(DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE) or False,
+        format_version=metadata.format_version,
+    )
+    partitions = sorted(
+        _determine_partitions(spec=metadata.spec(), schema=metadata.schema(), arrow_table=arrow),
+        key=lambda partition: partition.partition_key.to_path(),
+    )
+    tasks = (
+        WriteTask(
+            write_uuid=file_uuid,
+            task_id=next(counter),
+            record_batches=batches,
+            partition_key=partition.partition_key,
+            schema=task_schema,
+        )
+        for partition in partitions
+        for batches in bin_pack_arrow_table(partition.arrow_table_partition, target_file_size)  # type: ignore[arg-type]
+    )
+    return list(write_file(io=table.io, table_metadata=metadata, tasks=tasks))
 
 
 def flatten_staged(staged: Any, table_name: str, run_id: str) -> list[dict[str, Any]]:

@@ -61,6 +61,18 @@ def test_retried_stage_rewrites_its_own_files(out: Table) -> None:
     assert out.read().num_rows == 100
 
 
+def test_partitioned_stage_names_do_not_depend_on_partition_discovery_order(events: Table) -> None:
+    rows = events.read().to_arrow()
+    names = {
+        tuple((f["file_path"], f["record_count"]) for f in events.stage(rows, shard_id=3, run_id="p")["files"])
+        for _ in range(4)
+    }
+    reordered = rows.take(list(range(rows.num_rows - 1, -1, -1)))
+    staged = events.stage(reordered, shard_id=3, run_id="p")
+    assert len(names) == 1 and len(next(iter(names))) == 4
+    assert sorted(f["file_path"] for f in staged["files"]) == sorted(p for p, _ in next(iter(names)))
+
+
 def test_schema_mismatch_names_the_column(out: Table) -> None:
     with pytest.raises(SchemaMismatchError, match="'surprise'"):
         out.stage(_rows(0).append_column("surprise", pa.array([1] * 100)), shard_id=0, run_id="r")

@@ -58,9 +58,28 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "MLP",
                 "python-modules": [
+                    "airflow_provider_mlp.hooks.iceberg",
                     "airflow_provider_mlp.hooks.object_store",
                     "airflow_provider_mlp.hooks.memcached",
                 ],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "MLP",
+                "python-modules": [
+                    "airflow_provider_mlp.operators.fastdata",
+                    "airflow_provider_mlp.operators.environment",
+                ],
+            }
+        ],
+        # MlpIcebergHook reuses the Iceberg provider's ``iceberg`` connection type, so it
+        # registers no connection type of its own.
+        "asset-uris": [
+            {
+                "schemes": ["iceberg"],
+                "handler": "airflow_provider_mlp.assets.sanitize_uri",
+                "factory": "airflow_provider_mlp.assets.create_asset",
             }
         ],
         "connection-types": [

@@ -112,23 +112,7 @@ def _load(props: dict[str, str]) -> Any:
     return load_catalog(props.pop("name"), **props).load_table(IDENTIFIER)
 
 
-def worker(contender: str, case: str, props: dict[str, str]) -> dict[str, Any]:
-    import resource
-
-    table = _load(props)
-    # One-time module imports are not part of a read: pay them for every contender before timing.
-    import pyiceberg.io.pyarrow
-
-    if contender == "ours":
-        import airflow_provider_mlp.fastdata.reader
-        import airflow_provider_mlp.fastdata.table  # noqa: F401
-
-        if props.get("warehouse", "").startswith("s3://"):
-            import pyiceberg.io.fsspec  # noqa: F401
-            import s3fs  # noqa: F401
-    elif contender == "polars":
-        import polars  # noqa: F401
-    started = time.perf_counter()
+def _run_case(contender: str, case: str, props: dict[str, str], table: Any) -> int:
     rows = 0
     if contender == "ours":
         from airflow_provider_mlp.fastdata import Table
@@ -137,11 +121,11 @@ def worker(contender: str, case: str, props: dict[str, str]) -> dict[str, Any]:
         if case == "stream":
             for batch in ours.read_batches(batch_rows=65_536):
                 rows += batch.num_rows
-        else:
-            columns = PROJECTION if case == "projection" else None
-            row_filter = FILTER if case == "filter" else None
-            rows = ours.read(columns=columns, row_filter=row_filter).num_rows
-    elif contender == "pyiceberg":
+            return rows
+        columns = PROJECTION if case == "projection" else None
+        row_filter = FILTER if case == "filter" else None
+        return ours.read(columns=columns, row_filter=row_filter).num_rows
+    if contender == "pyiceberg":
         scan_args: dict[str, Any] = {}
         if case == "projection":
             scan_args["selected_fields"] = tuple(PROJECTION)
@@ -150,9 +134,9 @@ def worker(contender: str, case: str, props: dict[str, str]) -> dict[str, Any]:
         if case == "stream":
             for batch in table.scan(**scan_args).to_arrow_batch_reader():
                 rows += batch.num_rows
-        else:
-            rows = table.scan(**scan_args).to_arrow().num_rows
-    elif contender == "polars":
+            return rows
+        return int(table.scan(**scan_args).to_arrow().num_rows)
+    if contender == "polars":
         import polars as pl
 
         frame = pl.scan_iceberg(table)
@@ -160,32 +144,63 @@ def worker(contender: str, case: str, props: dict[str, str]) -> dict[str, Any]:
             frame = frame.select(PROJECTION)
         if case == "filter":
             frame = frame.filter(pl.col("value") < 0.1)
-        rows = frame.collect().height
-    else:
-        raise ValueError(contender)
-    wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"contender": contender, "case": case, "wall_s": wall, "rows": rows, "peak_rss_mib": peak_kib / 1024}
+        return int(frame.collect().height)
+    raise ValueError(contender)
 
 
-def run_worker(contender: str, case: str, props: dict[str, str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", contender, case, json.dumps(props)]
+def worker(contender: str, cases: list[str], props: dict[str, str]) -> list[dict[str, Any]]:
+    """Run ``cases`` in this process, in order; peak RSS is the process's so far (exact for the first)."""
+    import resource
+
+    table = _load(props)
+    # One-time module imports are not part of a read: pay them for every contender before timing.
+    import pyiceberg.io.pyarrow  # noqa: F401
+
+    if contender == "ours":
+        import fsspec.implementations.local  # noqa: F401
+
+        import airflow_provider_mlp.fastdata.reader
+        import airflow_provider_mlp.fastdata.table  # noqa: F401
+    elif contender == "polars":
+        import polars  # noqa: F401
+    results = []
+    for case in cases:
+        started = time.perf_counter()
+        rows = _run_case(contender, case, props, table)
+        wall = time.perf_counter() - started
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results.append({"contender": contender, "case": case, "wall_s": wall, "rows": rows, "peak_rss_mib": peak_mib})
+    return results
+
+
+def run_worker(
+    contender: str, cases: list[str], props: dict[str, str], env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    command = [sys.executable, __file__, "--worker", contender, ",".join(cases), json.dumps(props)]
     proc = subprocess.run(command, capture_output=True, text=True, env=env or dict(os.environ), check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"{contender}/{case} failed:\n{proc.stderr[-4000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        raise RuntimeError(f"{contender}/{cases} failed:\n{proc.stderr[-4000:]}")
+    return list(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def best(contender: str, case: str, props: dict[str, str], repeat: int, env: dict[str, str] | None = None) -> dict:
-    runs = [run_worker(contender, case, props, env) for _ in range(repeat)]
-    result = min(runs, key=lambda r: r["wall_s"])
-    result["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
-    print(
-        f"{case:10s} {contender:9s} wall={result['wall_s']:7.3f}s rss={result['peak_rss_mib']:8.1f}MiB "
-        f"rows={result['rows']}",
-        flush=True,
-    )
-    return result
+def best(
+    contender: str, cases: list[str], props: dict[str, str], repeat: int, env: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Best wall time of ``repeat`` runs per case (cases run together in one process per run)."""
+    runs = [run_worker(contender, cases, props, env) for _ in range(repeat)]
+    out = {}
+    for index, case in enumerate(cases):
+        results = [run[index] for run in runs]
+        result = dict(min(results, key=lambda r: r["wall_s"]))
+        result["peak_rss_mib"] = max(r["peak_rss_mib"] for r in results)
+        shared = " (process shared with earlier cases)" if index else ""
+        print(
+            f"{case:10s} {contender:9s} wall={result['wall_s']:7.3f}s rss={result['peak_rss_mib']:8.1f}MiB "
+            f"rows={result['rows']}{shared}",
+            flush=True,
+        )
+        out[case] = result
+    return out
 
 
 def s3_props(server: Any, directory: Path) -> dict[str, str]:
@@ -274,8 +289,8 @@ def main() -> None:
     parser.add_argument("--worker", nargs=3, metavar=("CONTENDER", "CASE", "PROPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        contender, case, props = args.worker
-        print(json.dumps(worker(contender, case, json.loads(props))))
+        contender, cases, props = args.worker
+        print(json.dumps(worker(contender, cases.split(","), json.loads(props))))
         return
 
     size = QUICK if args.quick else FULL
@@ -283,14 +298,16 @@ def main() -> None:
     props = _catalog_props(directory)
     print(f"table: {size['rows']:,} rows in {size['files']} files at {directory.name}; filter {FILTER!r}", flush=True)
     results: dict[tuple[str, str], dict] = {}
-    for case, contenders in (
-        ("full", ("ours", "pyiceberg", "polars")),
-        ("projection", ("ours", "pyiceberg", "polars")),
-        ("filter", ("ours", "pyiceberg", "polars")),
-        ("stream", ("ours", "pyiceberg")),
-    ):
-        for contender in contenders:
-            results[(case, contender)] = best(contender, case, props, args.repeat)
+    # Each case in its own process, so that each peak RSS is its own; --quick shares a process
+    # between the in-memory cases of a contender (only the streaming and full-scan RSS are compared).
+    in_memory = ["full", "projection", "filter"]
+    plan = [[case] for case in in_memory] if not args.quick else [in_memory]
+    for cases in plan:
+        for contender in ("ours", "pyiceberg", "polars"):
+            for case, result in best(contender, cases, props, args.repeat).items():
+                results[(case, contender)] = result
+    for contender in ("ours", "pyiceberg"):
+        results[("stream", contender)] = best(contender, ["stream"], props, args.repeat)["stream"]
     s3_ratio = float("nan")
     if not args.no_s3:
         sys.path.insert(0, str(ROOT.parent))
@@ -300,8 +317,8 @@ def main() -> None:
         os.environ.update(CREDENTIALS)
         with running_s3_server() as server:
             remote = s3_props(server, directory)
-            ours = best("ours", "full", remote, args.repeat, env)
-            theirs = best("pyiceberg", "full", remote, args.repeat, env)
+            ours = best("ours", ["full"], remote, args.repeat, env)["full"]
+            theirs = best("pyiceberg", ["full"], remote, args.repeat, env)["full"]
             s3_ratio = ours["wall_s"] / theirs["wall_s"]
 
     def ratio(case: str, other: str, key: str = "wall_s", mine: str = "ours") -> float:

@@ -66,14 +66,20 @@ def _arrow_filesystem(scheme: str, netloc: str, properties: tuple[tuple[str, str
     return PyArrowFileIO(dict(properties)).fs_by_scheme(scheme, netloc)
 
 
-def arrow_native(path: str, properties: Mapping[str, str]) -> tuple[Any, str] | None:
-    """(Arrow file system, path in it) for object-store URLs, else None."""
+def arrow_native(path: str, properties: Mapping[str, str], io: Any = None) -> tuple[Any, str] | None:
+    """(Arrow file system, path in it) for object-store URLs, else None.
+
+    With the table's own pyiceberg FileIO, its already-initialised client is reused.
+    """
     if "://" not in path:
         return None
     scheme, rest = path.split("://", 1)
     if scheme not in ARROW_NATIVE_SCHEMES:
         return None
     netloc = rest.split("/", 1)[0]
+    fs_by_scheme = getattr(io, "fs_by_scheme", None)
+    if fs_by_scheme is not None:
+        return fs_by_scheme(scheme, netloc), rest
     key = tuple(sorted((str(k), str(v)) for k, v in properties.items()))
     return _arrow_filesystem(scheme, netloc, key), rest
 
@@ -96,10 +102,10 @@ def coalesce(ranges: Sequence[tuple[int, int]], gap: int = COALESCE_GAP) -> list
 class RemoteFile:
     """One data file: its size, where it lives, and range reads that name it when they fail."""
 
-    def __init__(self, path: str, size: int, properties: Mapping[str, str], concurrency: int) -> None:
+    def __init__(self, path: str, size: int, properties: Mapping[str, str], concurrency: int, io: Any = None) -> None:
         self.path = path
         self.size = size
-        self.native = arrow_native(path, properties)
+        self.native = arrow_native(path, properties, io)
         self._stream: Any = None
         self._lock = threading.Lock()
         self.fs = filesystem_for(path, properties)

@@ -89,6 +89,7 @@ def plan_shards(
     target_bytes: int,
     io_properties: Mapping[str, str],
     io_concurrency: int = 16,
+    io: Any = None,
 ) -> list[dict[str, Any]]:
     if target_bytes <= 0:
         raise ValueError(f"target_bytes must be positive, got {target_bytes}")
@@ -96,7 +97,8 @@ def plan_shards(
     big = [t for t in ordered if t.file.file_size_in_bytes > target_bytes]
 
     def footer(task: FileScanTask) -> pq.FileMetaData:
-        return RemoteFile(task.file.file_path, task.file.file_size_in_bytes, io_properties, io_concurrency).footer()
+        size = task.file.file_size_in_bytes
+        return RemoteFile(task.file.file_path, size, io_properties, io_concurrency, io=io).footer()
 
     footers = dict(zip((t.file.file_path for t in big), io_pool(io_concurrency).map(footer, big), strict=True))
     units = [u for t in ordered for u in _file_units(t, footers.get(t.file.file_path), target_bytes)]

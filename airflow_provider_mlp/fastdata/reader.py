@@ -169,7 +169,9 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None) ->
     )
     from pyiceberg.schema import prune_columns
 
-    remote = RemoteFile(task.file.file_path, task.file.file_size_in_bytes, plan.io_properties, plan.io_concurrency)
+    remote = RemoteFile(
+        task.file.file_path, task.file.file_size_in_bytes, plan.io_properties, plan.io_concurrency, io=plan.io
+    )
     parquet = remote.footer()
     try:
         physical_schema = parquet.schema.to_arrow_schema()

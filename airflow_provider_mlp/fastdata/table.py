@@ -298,6 +298,7 @@ class Table:
             target_bytes=target_bytes,
             io_properties=properties_of(self.iceberg.io),
             io_concurrency=self.io_concurrency,
+            io=self.iceberg.io,
         )
 
     # -- reading ----------------------------------------------------------------------------------

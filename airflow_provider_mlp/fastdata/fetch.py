@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.errors import DataFileError
@@ -108,13 +108,19 @@ class RemoteFile:
         self.native = arrow_native(path, properties, io)
         self._stream: Any = None
         self._lock = threading.Lock()
-        self.fs = filesystem_for(path, properties)
+        self._properties = properties
         self.pool = io_pool(concurrency)
-        from fsspec.implementations.local import LocalFileSystem
+        self.local_path: str | None = None
+        if "://" not in path or path.startswith("file:"):
+            from fsspec.implementations.local import LocalFileSystem
 
-        self.local_path: str | None = (
-            LocalFileSystem._strip_protocol(path) if isinstance(self.fs, LocalFileSystem) else None
-        )
+            self.local_path = LocalFileSystem._strip_protocol(path)
+
+    @cached_property
+    def fs(self) -> AbstractFileSystem:
+        # Created on first use only: object stores read through their Arrow client never pay for
+        # importing and starting the fsspec one.
+        return filesystem_for(self.path, self._properties)
 
     def row_group_source(self) -> RowGroupSource:
         """Where one row group's column chunks are decoded from (see ``RowGroupSource``)."""

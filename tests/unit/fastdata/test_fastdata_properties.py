@@ -75,7 +75,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())
 def test_reader_matches_pyiceberg(catalog: Catalog, case: dict[str, Any]) -> None:
     catalog.create_namespace_if_not_exists("prop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -98,3 +99,31 @@ def test_shard_from_another_table_or_snapshot_is_refused(events: Table, catalog:
         events.read({"files": []})
     with pytest.raises(ShardError, match="JSON"):
         events.read("{not json")
+
+
+def test_filter_columns_first_and_row_groups_skipped(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow_provider_mlp.fastdata.reader as reader
+
+    table = _many_row_groups(catalog)
+    decoded: list[tuple[int, tuple[str, ...]]] = []
+    real_decode = reader._decode
+
+    def counting_decode(opened: Any, source: Any, rg: int, columns: Any) -> Any:
+        decoded.append((rg, tuple(columns)))
+        return real_decode(opened, source, rg, columns)
+
+    monkeypatch.setattr(reader, "_decode", counting_decode)
+    # Statistics rule out all but two of the 40 row groups (files are pruned by the planner first).
+    ours = table.read(row_filter="id >= 500 and id < 1500").to_arrow()
+    assert sorted(ours.column("id").to_pylist()) == list(range(500, 1500))
+    assert sorted(rg for rg, _ in decoded if _ == ("id",)) == [0, 1]
+    assert sorted(rg for rg, cols in decoded if cols == ("s",)) == [0, 1]
+    decoded.clear()
+    # A value inside every row group's min/max but in none: only the filter column is decoded.
+    assert table.read(row_filter="s = 'value-00000500x'").num_rows == 0
+    assert decoded and all(cols == ("s",) for _, cols in decoded)
+    decoded.clear()
+    found = table.read(row_filter="s = 'value-00000500'", columns=["id"]).to_arrow()
+    assert sorted(found.column("id").to_pylist()) == [500, 20_500]
+    assert {cols for _, cols in decoded} == {("s",), ("id",)}
+    assert len([1 for _, cols in decoded if cols == ("id",)]) == 2

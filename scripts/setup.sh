@@ -16,6 +16,28 @@ import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
+# Debian packages the build needs: a C compiler, Python's headers, venv. Installed when we are
+# root; otherwise the exact command is printed.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing $* (Debian packages)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || \
+      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    say "installing $* (Debian packages, via sudo)"
+    sudo -n apt-get install -y -qq "$@" >/dev/null
+  else
+    say "missing system packages; run: sudo apt-get install -y $*   (then run this command again)"
+    exit 1
+  fi
+}
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+"$PYTHON" -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
+  || missing+=(python3-dev)
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"
   "$PYTHON" -m venv "$VENV"
@@ -39,19 +61,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # memcached, for the precompute layer and its tests.
-if ! command -v memcached >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing memcached (Debian package)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached >/dev/null 2>&1 || \
-      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached >/dev/null; }
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    say "installing memcached (Debian package, via sudo)"
-    sudo -n apt-get install -y -qq memcached >/dev/null
-  else
-    say "memcached is not installed; run: sudo apt-get install -y memcached   (then run this command again)"
-    exit 1
-  fi
-fi
+command -v memcached >/dev/null 2>&1 || apt_install memcached
 host="${MEMCACHED_ADDR%:*}"; port="${MEMCACHED_ADDR##*:}"
 if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
   say "starting memcached on $host:$port"

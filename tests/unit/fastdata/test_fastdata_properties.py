@@ -17,7 +17,7 @@ from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import BooleanType, DateType, DoubleType, IntegerType, LongType, NestedField, StringType
 
 from airflow_provider_mlp.fastdata import Table
-from tests.unit.fastdata.helpers import assert_same
+from tests.unit.fastdata.helpers import add_position_deletes, assert_same
 
 # (iceberg type, arrow type, value strategy, literal writer)
 KINDS: dict[str, tuple[Any, pa.DataType, st.SearchStrategy[Any], Any]] = {
@@ -72,10 +72,11 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         "partition": partition,
         "filter": row_filter,
         "projection": projection,
+        "deletes": draw(st.lists(st.integers(0, 40), max_size=10)),
     }
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())
 def test_reader_matches_pyiceberg(catalog: Catalog, case: dict[str, Any]) -> None:
     catalog.create_namespace_if_not_exists("prop")
@@ -92,6 +93,13 @@ def test_reader_matches_pyiceberg(catalog: Catalog, case: dict[str, Any]) -> Non
     arrow_schema = pa.schema([pa.field(name, KINDS[kind][1]) for name, kind in case["columns"]])
     for data in case["batches"]:
         iceberg.append(pa.table(data, schema=arrow_schema))
+    files = sorted((t.file.file_path, t.file.record_count) for t in iceberg.scan().plan_files())
+    if files and case["deletes"]:
+        path, count = files[0]
+        positions = sorted({p for p in case["deletes"] if p < count})
+        if positions:
+            add_position_deletes(iceberg, path, positions)
+            iceberg = catalog.load_table(identifier)
     table = Table(identifier, catalog=catalog)
     projection = case["projection"]
     if projection is not None and "id" not in projection:

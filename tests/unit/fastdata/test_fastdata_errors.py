@@ -93,3 +93,13 @@ def test_equality_deletes_are_refused_naming_the_file(events: Table) -> None:
 def test_filters_round_trip_through_text(text: str) -> None:
     expr = parse_filter(text)
     assert parse_filter(filter_text(expr)) == expr
+
+
+def test_missing_delete_file_is_named(events: Table) -> None:
+    from tests.unit.fastdata.helpers import add_position_deletes
+
+    first = sorted(t.file.file_path for t in events.iceberg.scan().plan_files())[0]
+    path = add_position_deletes(events.iceberg, first, [0, 1])
+    Path(path.removeprefix("file://")).unlink()
+    with pytest.raises(DataFileError, match=f"delete file {path}"):
+        events.refresh().read()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.errors import DataFileError, UnsupportedDeletesError
-from airflow_provider_mlp.fastdata.fetch import RemoteFile, RowGroupSource
+from airflow_provider_mlp.fastdata.fetch import RemoteFile, RowGroupSource, data_memory_pool
 
 if TYPE_CHECKING:
     import numpy as np
@@ -301,19 +301,25 @@ def _dictionary_coded(opened: OpenFile, rg: int, column: str) -> bool:
 
 def _decode(opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence[str]) -> pa.Table:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     source.fetch(opened.ranges(rg, columns))
     asked = [c for c in opened.dictionary_columns if c in columns]
     as_dictionary = [c for c in columns if c not in asked and _dictionary_coded(opened, rg, c)]
+    pool = data_memory_pool()
     try:
-        reader = pq.ParquetFile(
+        # ParquetReader rather than ParquetFile: only it takes the memory pool to decode into.
+        reader = pq.ParquetReader(memory_pool=pool)
+        reader.open(
             source.reader(),
             metadata=opened.parquet,
             read_dictionary=(asked + as_dictionary) or None,
             pre_buffer=False,
+            arrow_extensions_enabled=True,
         )
-        table = reader.read_row_group(rg, columns=list(columns), use_threads=True)
+        leaves = [leaf for name in columns for leaf in opened.leaves.get(name, ())]
+        table = reader.read_row_group(rg, column_indices=leaves, use_threads=True)
     except (OSError, pa.ArrowException) as exc:
         raise DataFileError(f"data file {opened.remote.path} is corrupt in row group {rg}: {exc}") from exc
     for name in as_dictionary:
@@ -322,9 +328,17 @@ def _decode(opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence
         column = table.column(index)
         if pa.types.is_dictionary(column.type):
             table = table.set_column(
-                index, table.schema.field(index).with_type(column.type.value_type), column.cast(column.type.value_type)
+                index,
+                table.schema.field(index).with_type(column.type.value_type),
+                pc.cast(column, column.type.value_type, memory_pool=pool),
             )
     return table
+
+
+def _take(table: pa.Table, indices: pa.Array | pa.ChunkedArray) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return pc.take(table, indices, memory_pool=data_memory_pool())
 
 
 def _kept_positions(opened: OpenFile, rg: int) -> np.ndarray | None:
@@ -353,19 +367,19 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
         head = _decode(opened, source, rg, first)
         indexed = head.append_column(ROW_INDEX, pa.array(np.arange(head.num_rows, dtype=np.int64)))
         if kept is not None:
-            indexed = indexed.take(pa.array(kept))
+            indexed = _take(indexed, pa.array(kept))
         matched = indexed.filter(opened.pyarrow_filter).column(ROW_INDEX)
         if len(matched) == 0:
             return head.slice(0, 0)
         rest = [c for c in opened.columns if c not in first]
         if len(matched) < head.num_rows:
-            head = head.take(matched)
+            head = _take(head, matched)
         if not rest:
             return head
         # Only now the other columns: a row group no row of which matches never has them fetched or decoded.
         others = _decode(opened, source, rg, rest)
         if len(matched) < others.num_rows:
-            others = others.take(matched)
+            others = _take(others, matched)
         columns = {
             **dict(zip(head.column_names, head.columns, strict=True)),
             **dict(zip(rest, others.columns, strict=True)),
@@ -373,7 +387,7 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
         return pa.Table.from_arrays([columns[c] for c in opened.columns], names=opened.columns)
     table = _decode(opened, source, rg, opened.columns)
     if kept is not None:
-        table = table.take(pa.array(kept))
+        table = _take(table, pa.array(kept))
     return table
 
 

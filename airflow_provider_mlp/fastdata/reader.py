@@ -299,7 +299,10 @@ def _dictionary_coded(opened: OpenFile, rg: int, column: str) -> bool:
     return bool(chunk.total_uncompressed_size < 4 * chunk.num_values)
 
 
-def _decode(opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence[str]) -> pa.Table:
+def _decode(
+    opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence[str], rows: pa.Array | None = None
+) -> pa.Table:
+    """The row group's ``columns``, only its ``rows`` (indices) where given."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -322,6 +325,9 @@ def _decode(opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence
         table = reader.read_row_group(rg, column_indices=leaves, use_threads=True)
     except (OSError, pa.ArrowException) as exc:
         raise DataFileError(f"data file {opened.remote.path} is corrupt in row group {rg}: {exc}") from exc
+    if rows is not None:
+        # Before the columns read as dictionaries go back to plain strings: only the rows kept are cast.
+        table = _take(table, rows)
     for name in as_dictionary:
         # Back to the plain type the caller did not ask to change: same values, same type.
         index = table.schema.get_field_index(name)
@@ -372,23 +378,19 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
         if len(matched) == 0:
             return head.slice(0, 0)
         rest = [c for c in opened.columns if c not in first]
-        if len(matched) < head.num_rows:
+        head_rows = head.num_rows
+        if len(matched) < head_rows:
             head = _take(head, matched)
         if not rest:
             return head
         # Only now the other columns: a row group no row of which matches never has them fetched or decoded.
-        others = _decode(opened, source, rg, rest)
-        if len(matched) < others.num_rows:
-            others = _take(others, matched)
+        others = _decode(opened, source, rg, rest, matched if len(matched) < head_rows else None)
         columns = {
             **dict(zip(head.column_names, head.columns, strict=True)),
             **dict(zip(rest, others.columns, strict=True)),
         }
         return pa.Table.from_arrays([columns[c] for c in opened.columns], names=opened.columns)
-    table = _decode(opened, source, rg, opened.columns)
-    if kept is not None:
-        table = _take(table, pa.array(kept))
-    return table
+    return _decode(opened, source, rg, opened.columns, None if kept is None else pa.array(kept))
 
 
 def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:

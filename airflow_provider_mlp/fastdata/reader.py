@@ -299,21 +299,17 @@ def _dictionary_coded(opened: OpenFile, rg: int, column: str) -> bool:
     return bool(chunk.total_uncompressed_size < 4 * chunk.num_values)
 
 
-def _decode(
-    opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence[str], rows: pa.Array | None = None
-) -> pa.Table:
-    """The row group's ``columns``, only its ``rows`` (indices) where given."""
+def _decode(opened: OpenFile, source: RowGroupSource, rg: int, columns: Sequence[str]) -> pa.Table:
+    """The row group's ``columns``; those that ``_dictionary_coded`` picks still as dictionaries (see ``_plain``)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     source.fetch(opened.ranges(rg, columns))
     asked = [c for c in opened.dictionary_columns if c in columns]
     as_dictionary = [c for c in columns if c not in asked and _dictionary_coded(opened, rg, c)]
-    pool = data_memory_pool()
     try:
         # ParquetReader rather than ParquetFile: only it takes the memory pool to decode into.
-        reader = pq.ParquetReader(memory_pool=pool)
+        reader = pq.ParquetReader(memory_pool=data_memory_pool())
         reader.open(
             source.reader(),
             metadata=opened.parquet,
@@ -322,21 +318,30 @@ def _decode(
             arrow_extensions_enabled=True,
         )
         leaves = [leaf for name in columns for leaf in opened.leaves.get(name, ())]
-        table = reader.read_row_group(rg, column_indices=leaves, use_threads=True)
+        return reader.read_row_group(rg, column_indices=leaves, use_threads=True)
     except (OSError, pa.ArrowException) as exc:
         raise DataFileError(f"data file {opened.remote.path} is corrupt in row group {rg}: {exc}") from exc
-    if rows is not None:
-        # Before the columns read as dictionaries go back to plain strings: only the rows kept are cast.
-        table = _take(table, rows)
-    for name in as_dictionary:
-        # Back to the plain type the caller did not ask to change: same values, same type.
-        index = table.schema.get_field_index(name)
+
+
+def _plain(opened: OpenFile, rg: int, table: pa.Table) -> pa.Table:
+    """Columns ``_decode`` read as dictionaries only for speed, back to the plain type: same values, same type.
+
+    Called after rows were taken, so that only the rows kept are materialised.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for index, name in enumerate(table.column_names):
         column = table.column(index)
-        if pa.types.is_dictionary(column.type):
+        if (
+            pa.types.is_dictionary(column.type)
+            and name not in opened.dictionary_columns
+            and _dictionary_coded(opened, rg, name)
+        ):
             table = table.set_column(
                 index,
                 table.schema.field(index).with_type(column.type.value_type),
-                pc.cast(column, column.type.value_type, memory_pool=pool),
+                pc.cast(column, column.type.value_type, memory_pool=data_memory_pool()),
             )
     return table
 
@@ -370,7 +375,7 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
     kept = _kept_positions(opened, rg)
     if opened.pyarrow_filter is not None:
         first = opened.filter_columns
-        head = _decode(opened, source, rg, first)
+        head = _plain(opened, rg, _decode(opened, source, rg, first))
         indexed = head.append_column(ROW_INDEX, pa.array(np.arange(head.num_rows, dtype=np.int64)))
         if kept is not None:
             indexed = _take(indexed, pa.array(kept))
@@ -384,13 +389,19 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
         if not rest:
             return head
         # Only now the other columns: a row group no row of which matches never has them fetched or decoded.
-        others = _decode(opened, source, rg, rest, matched if len(matched) < head_rows else None)
+        others = _decode(opened, source, rg, rest)
+        if len(matched) < head_rows:
+            others = _take(others, matched)
+        others = _plain(opened, rg, others)
         columns = {
             **dict(zip(head.column_names, head.columns, strict=True)),
             **dict(zip(rest, others.columns, strict=True)),
         }
         return pa.Table.from_arrays([columns[c] for c in opened.columns], names=opened.columns)
-    return _decode(opened, source, rg, opened.columns, None if kept is None else pa.array(kept))
+    table = _decode(opened, source, rg, opened.columns)
+    if kept is not None:
+        table = _take(table, pa.array(kept))
+    return _plain(opened, rg, table)
 
 
 def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:

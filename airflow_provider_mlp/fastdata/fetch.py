@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 FOOTER_GUESS = 64 * 1024
+# Remote files up to this size that a read needs entirely are fetched in one request, footer
+# included: one round trip instead of a footer request followed by one per row group.
+WHOLE_FILE_MAX = 128 * 1024 * 1024
 # Ranges closer than this are fetched as one request: a request costs more than the bytes between.
 COALESCE_GAP = 256 * 1024
 DEFAULT_IO_CONCURRENCY = 16
@@ -108,9 +111,12 @@ class RemoteFile:
         self.native = arrow_native(path, properties, io)
         self._stream: Any = None
         self._lock = threading.Lock()
+        self._spare_streams: list[Any] = []
         self._properties = properties
         self.pool = io_pool(concurrency)
         self.local_path: str | None = None
+        # The whole file's bytes, when ``fetch_whole`` was used; dropped by ``release_whole``.
+        self.whole: pa.Buffer | None = None
         if "://" not in path or path.startswith("file:"):
             from fsspec.implementations.local import LocalFileSystem
 
@@ -168,6 +174,51 @@ class RemoteFile:
             )
         return memoryview(data)
 
+    def _native_read_into(self, target: Any, start: int) -> None:
+        """Read ``len(target)`` bytes at ``start`` straight into ``target`` (no buffer in between).
+
+        ``read_at`` would allocate a buffer per range, from Arrow's default pool, to be copied once
+        more; positioned reads need a handle each, so handles are pooled: one per concurrent read.
+        """
+        import pyarrow as pa
+
+        wanted = len(target)
+        with self._lock:
+            stream = self._spare_streams.pop() if self._spare_streams else None
+        try:
+            if stream is None:
+                arrow_fs, arrow_path = self.native  # type: ignore[misc]
+                stream = arrow_fs.open_input_file(arrow_path)
+            stream.seek(start)
+            got = 0
+            while got < wanted:
+                read = stream.readinto(target[got:])
+                if read == 0:
+                    break
+                got += read
+        except FileNotFoundError:
+            raise DataFileError(f"data file {self.path} is missing") from None
+        except (OSError, pa.ArrowException) as exc:
+            if "NoSuchKey" in str(exc) or "does not exist" in str(exc) or "404" in str(exc):
+                raise DataFileError(f"data file {self.path} is missing") from None
+            raise DataFileError(f"data file {self.path} cannot be read ({start}-{start + wanted}): {exc}") from exc
+        if got != wanted:
+            raise DataFileError(
+                f"data file {self.path} is shorter than its manifest says: wanted bytes {start}-{start + wanted}, "
+                f"got {got} (expected size {self.size})"
+            )
+        with self._lock:
+            self._spare_streams.append(stream)
+
+    def fetch_whole(self) -> None:
+        """Fetch the whole file into memory: its footer and row groups are then read from there."""
+        buffer = sparse_buffer(self.size)
+        self.read_ranges_into(buffer, [(0, self.size)])
+        self.whole = buffer
+
+    def release_whole(self) -> None:
+        self.whole = None
+
     def footer(self) -> pq.FileMetaData:
         """The Parquet footer, in one request for footers up to FOOTER_GUESS bytes, else two."""
         import pyarrow as pa
@@ -176,14 +227,20 @@ class RemoteFile:
         if self.size < 12:
             raise DataFileError(f"data file {self.path} is too small to be Parquet ({self.size} bytes)")
         tail_len = min(self.size, FOOTER_GUESS)
-        tail = self._cat(self.size - tail_len, self.size)
+        if self.whole is not None:
+            tail: bytes | memoryview = memoryview(self.whole)[self.size - tail_len :]
+        else:
+            tail = self._cat(self.size - tail_len, self.size)
         if tail[-4:] != b"PAR1":
             raise DataFileError(f"data file {self.path} is not Parquet or is truncated (no PAR1 magic at its end)")
         footer_len = int.from_bytes(tail[-8:-4], "little")
         if footer_len + 8 > tail_len:
             if footer_len + 8 > self.size:
                 raise DataFileError(f"data file {self.path} is corrupt: footer length {footer_len} exceeds the file")
-            tail = self._cat(self.size - footer_len - 8, self.size)
+            if self.whole is not None:
+                tail = memoryview(self.whole)[self.size - footer_len - 8 :]
+            else:
+                tail = self._cat(self.size - footer_len - 8, self.size)
         try:
             return pq.read_metadata(pa.BufferReader(tail))
         except Exception as exc:
@@ -197,7 +254,10 @@ class RemoteFile:
 
         def fetch(span: tuple[int, int]) -> None:
             start, end = span
-            view[start:end] = np.frombuffer(self._cat(start, end), dtype=np.uint8)
+            if self.native is not None:
+                self._native_read_into(view[start:end], start)
+            else:
+                view[start:end] = np.frombuffer(self._cat(start, end), dtype=np.uint8)
 
         spans = coalesce(ranges)
         if len(spans) == 1:
@@ -230,11 +290,16 @@ class RowGroupSource:
                 raise DataFileError(
                     f"data file {remote.path} has {self.mapped.size()} bytes, its manifest says {remote.size}"
                 )
+        elif remote.whole is not None:
+            self.buffer = remote.whole
+            self.fetched = True
         else:
             self.buffer = sparse_buffer(remote.size)
 
+    fetched = False
+
     def fetch(self, ranges: Sequence[tuple[int, int]]) -> None:
-        if self.buffer is not None:
+        if self.buffer is not None and not self.fetched:
             self.remote.read_ranges_into(self.buffer, ranges)
 
     def reader(self) -> pa.NativeFile:

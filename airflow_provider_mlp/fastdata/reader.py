@@ -7,13 +7,14 @@ partition values missing from files, positional deletes.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.errors import DataFileError, UnsupportedDeletesError
-from airflow_provider_mlp.fastdata.fetch import RemoteFile, RowGroupSource, data_memory_pool
+from airflow_provider_mlp.fastdata.fetch import WHOLE_FILE_MAX, RemoteFile, RowGroupSource, data_memory_pool
 
 if TYPE_CHECKING:
     import numpy as np
@@ -101,6 +102,15 @@ class OpenFile:
     downcast_ns_timestamp_to_us: bool
     projected_schema: Schema
     deletes: np.ndarray | None = None
+    # Row groups still to be decoded: the file's bytes fetched whole are dropped after the last.
+    pending_row_groups: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def row_group_done(self) -> None:
+        with self.lock:
+            self.pending_row_groups -= 1
+            if self.pending_row_groups <= 0:
+                self.remote.release_whole()
 
     def ranges(self, row_group: int, columns: Sequence[str]) -> list[tuple[int, int]]:
         rg = self.parquet.row_group(row_group)
@@ -159,7 +169,8 @@ def read_positional_deletes(plan: ReadPlan, tasks: Sequence[FileScanTask], pool:
     return {path: np.unique(np.concatenate(arrays)) for path, arrays in collected.items()}
 
 
-def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None) -> OpenFile:
+def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, whole_file: bool = False) -> OpenFile:
+    """Read the file's footer; with ``whole_file``, a remote file's every byte in the same request."""
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.expressions.visitors import bind, extract_field_ids, translate_column_names
     from pyiceberg.io.pyarrow import (
@@ -172,6 +183,8 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None) ->
     remote = RemoteFile(
         task.file.file_path, task.file.file_size_in_bytes, plan.io_properties, plan.io_concurrency, io=plan.io
     )
+    if whole_file and remote.local_path is None and remote.size <= WHOLE_FILE_MAX:
+        remote.fetch_whole()
     parquet = remote.footer()
     try:
         physical_schema = parquet.schema.to_arrow_schema()
@@ -413,6 +426,7 @@ def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
         table = _read_rows(opened, source, rg)
     finally:
         source.close()
+        opened.row_group_done()
     if table.num_rows == 0:
         return []
     return [
@@ -434,14 +448,31 @@ Part = tuple["FileScanTask", "list[int] | None"]
 
 def open_parts(plan: ReadPlan, parts: Sequence[Part]) -> list[tuple[OpenFile, list[int]]]:
     """Read every part's footer (in parallel) and its delete files; prune its row groups."""
+    from pyiceberg.expressions import AlwaysTrue
+
     from airflow_provider_mlp.fastdata.fetch import io_pool
 
     tasks = [task for task, _ in parts]
     check_deletes(plan.table_name, tasks)
     pool = io_pool(plan.io_concurrency)
     deletes = read_positional_deletes(plan, tasks, pool)  # type: ignore[arg-type]
-    opened = list(pool.map(lambda part: open_file(plan, part[0], deletes.get(part[0].file.file_path)), parts))
-    return [(o, prune_row_groups(o, rgs)) for o, (_, rgs) in zip(opened, parts, strict=True)]
+    # A read of every column of every row group, without a filter, needs each file whole.
+    reads_all_columns = plan.projected_field_ids >= set(plan.metadata.schema().field_ids)
+    everything = plan.bound_row_filter == AlwaysTrue() and reads_all_columns
+    opened = list(
+        pool.map(
+            lambda part: open_file(
+                plan, part[0], deletes.get(part[0].file.file_path), whole_file=everything and part[1] is None
+            ),
+            parts,
+        )
+    )
+    pruned = [(o, prune_row_groups(o, rgs)) for o, (_, rgs) in zip(opened, parts, strict=True)]
+    for o, rgs in pruned:
+        o.pending_row_groups = len(rgs)
+        if not rgs:
+            o.remote.release_whole()
+    return pruned
 
 
 def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:

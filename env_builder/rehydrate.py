@@ -57,15 +57,18 @@ class LocalEnv:
     def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """Environment variables that activate it for a subprocess (what ``bin/activate`` would set)."""
         env = dict(os.environ if base is None else base)
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        # An empty PATH entry means the current directory: never add one.
+        path = env.get("PATH")
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{path}" if path else str(self.bin_dir)
         env["VIRTUAL_ENV" if self.kind == "pip" else "CONDA_PREFIX"] = str(self.path)
         env.pop("PYTHONHOME", None)
         return env
 
     def activate(self) -> None:
         """Activate it for this process's future subprocesses (``os.environ``), like ``source bin/activate``."""
+        activated = self.environ()  # built from the current environment before it is replaced
         os.environ.clear()
-        os.environ.update(self.environ())
+        os.environ.update(activated)
 
     def run(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         """Run a command inside the environment."""

@@ -228,3 +228,25 @@ def test_missing_base_interpreter_is_named(tmp_path: Path, publish: Publish, mon
     with pytest.raises(BaseInterpreterError, match="no Python 3.99 interpreter.*MLP_ENV_BASE_PYTHON"):
         ensure(env_id, store=store.url, cache_dir=tmp_path / "cache")
     assert _cache_state(tmp_path / "cache") == ["envs", "tmp"]
+
+
+def test_activate_on_the_real_environ_keeps_the_rest_and_adds_no_empty_path_entry(tmp_path: Path) -> None:
+    from env_builder.rehydrate import LocalEnv
+
+    env = LocalEnv("e" * 64, tmp_path / "env", "0" * 64, "pip")
+    saved = dict(os.environ)
+    try:
+        os.environ["MLP_TEST_KEEP"] = "kept"
+        os.environ["PATH"] = "/usr/bin"
+        env.activate()
+        assert os.environ["MLP_TEST_KEEP"] == "kept"
+        assert os.environ["PATH"] == f"{env.bin_dir}{os.pathsep}/usr/bin"
+        assert os.environ["VIRTUAL_ENV"] == str(env.path)
+
+        del os.environ["PATH"]
+        env.activate()
+        assert os.environ["PATH"] == str(env.bin_dir)
+        assert os.environ["MLP_TEST_KEEP"] == "kept"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -291,8 +291,10 @@ def ensure(
         if not alias.mutable and not verify:
             try:
                 env_id = json.loads(alias_cache.read_text())["env_id"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 env_id = None
+            if not isinstance(env_id, str) or not ENV_ID_RE.match(env_id):
+                env_id = None  # a damaged node-side record: ask the store again
             if env_id is not None:
                 ready = _is_ready(cache / "envs" / env_id, env_id, None)
                 if ready is not None:
@@ -301,7 +303,7 @@ def ensure(
     from env_builder.store import EnvStore
 
     env_store = EnvStore.open(store, storage_options)
-    if env_id is None or not ENV_ID_RE.match(env_id):
+    if env_id is None:
         env_id = env_store.resolve(env)
         if not parse_alias(env).mutable:
             _write_small(cache / "aliases" / parse_alias(env).store_path, json.dumps({"env_id": env_id}))
@@ -326,6 +328,9 @@ def rehydrate(
     """Cache miss path: under the env's file lock, download, verify, extract, relink, rename into place."""
     from env_builder.unpack import extract_archive
 
+    if not isinstance(env_id, str) or not ENV_ID_RE.match(env_id):
+        # It becomes a path under the cache (lock, temporaries, the entry itself): nothing else may pass.
+        raise EnvBuilderError(f"cannot rehydrate {env_id!r}: an environment id is 64 lowercase hex digits")
     say = progress or (lambda _message: None)
     final = cache / "envs" / env_id
     tmp_root = cache / "tmp"

@@ -244,9 +244,17 @@ class EnvStore:
         return self.get_alias(parse_alias(reference))["env_id"]
 
     def get_alias(self, alias: AliasRef) -> dict[str, Any]:
-        return self._read_json(
+        record = self._read_json(
             alias.store_path, lambda: AliasError(f"unknown alias {alias} (no {self._url(alias.store_path)})")
         )
+        # The env id becomes a cache path on every node: a record naming anything else is refused.
+        env_id = record.get("env_id")
+        if not isinstance(env_id, str) or not is_env_id(env_id):
+            raise AliasError(
+                f"alias {alias} record {self._url(alias.store_path)} has env_id {env_id!r}; "
+                "expected 64 lowercase hex digits"
+            )
+        return record
 
     def set_alias(self, alias: AliasRef | str, env_id: str) -> dict[str, Any]:
         """Point ``alias`` at ``env_id``. Tags other than latest/candidate/stable can never be re-pointed."""

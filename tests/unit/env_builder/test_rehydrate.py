@@ -250,3 +250,21 @@ def test_activate_on_the_real_environ_keeps_the_rest_and_adds_no_empty_path_entr
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def test_alias_pointing_outside_the_cache_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    from env_builder.errors import AliasError, EnvBuilderError
+    from env_builder.refs import parse_alias
+    from env_builder.rehydrate import rehydrate
+
+    store = EnvStore.open(str(tmp_path / "store"))
+    path = tmp_path / "store" / parse_alias("team/proj/model:v1").store_path
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"env_id": "../../victim"}))
+    cache = tmp_path / "node" / "cache"
+    with pytest.raises(AliasError, match="team/proj/model:v1"):
+        ensure("team/proj/model:v1", store=store.url, cache_dir=cache)
+    with pytest.raises(EnvBuilderError, match="64 lowercase hex"):
+        rehydrate("../../victim", store, cache)
+    assert not (tmp_path / "victim.lock").exists() and not (tmp_path / "node" / "victim.lock").exists()
+    assert not list(tmp_path.rglob("victim*"))

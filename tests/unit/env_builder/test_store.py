@@ -134,3 +134,13 @@ def test_gc_removes_old_orphaned_archives_and_temporaries(tmp_path: Path, publis
     assert store.gc(dt.timedelta(days=7)) == []
     assert not old_orphan.exists() and not old_temp.exists()
     assert new_orphan.exists() and store.has_env(kept)
+
+
+@pytest.mark.parametrize("record", [{"alias": "x"}, {"env_id": "../../victim"}, {"env_id": 7}])
+def test_alias_record_without_a_valid_env_id_is_refused_naming_the_alias(tmp_path: Path, record: object) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    path = tmp_path / "store" / parse_alias("team/proj/model:v1").store_path
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    with pytest.raises(AliasError, match=r"alias team/proj/model:v1 .* has env_id"):
+        store.resolve("team/proj/model:v1")

@@ -12,6 +12,7 @@ import itertools
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,11 @@ def data_file_from_json(entry: Mapping[str, Any], spec: PartitionSpec, schema: S
 
 
 def committed_snapshot(table: IcebergTable, run_id: str) -> int | None:
-    """The snapshot that recorded ``run_id``, if any snapshot still in the table's history did."""
-    for snapshot in table.metadata.snapshots:
+    """The latest snapshot that recorded ``run_id``, if any snapshot still in the table's history did.
+
+    An overwrite commits a delete and an append snapshot, both recording the run: the append, the
+    last one, is the table's state after the run."""
+    for snapshot in reversed(table.metadata.snapshots):
         summary = snapshot.summary
         if summary is not None and summary.additional_properties.get(RUN_ID_PROPERTY) == run_id:
             return snapshot.snapshot_id
@@ -309,9 +313,19 @@ def commit(
         raise ValueError(f"commit to table {table_name!r} needs a non-empty run_id")
     records = flatten_staged(staged, table_name, run_id)
     entries: dict[str, dict[str, Any]] = {}
+    owners: dict[str, str] = {}
     for record in sorted(records, key=lambda r: str(r.get("shard_id"))):
+        shard_key = str(record.get("shard_id"))
         for entry in record["files"]:
-            entries[entry["file_path"]] = entry
+            path = entry["file_path"]
+            # The same shard staged twice (a retry) names the same files; two shards naming one file
+            # means one overwrote the other's data, so committing would silently lose rows.
+            if owners.setdefault(path, shard_key) != shard_key:
+                raise ShardError(
+                    f"shards {owners[path]!r} and {shard_key!r} of run {run_id!r} both staged file {path} "
+                    f"for table {table_name!r}; give every shard a distinct shard_id and stage again"
+                )
+            entries[path] = entry
     ordered = [entries[path] for path in sorted(entries)]
     properties = {RUN_ID_PROPERTY: run_id}
     for attempt in range(max_attempts):
@@ -336,7 +350,10 @@ def commit(
         try:
             with table.transaction() as txn:
                 if overwrite_filter is not None:
-                    txn.delete(delete_filter=overwrite_filter, snapshot_properties=properties)
+                    with warnings.catch_warnings():
+                        # Replacing rows that are not there yet (a first backfill of a day) is routine.
+                        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                        txn.delete(delete_filter=overwrite_filter, snapshot_properties=properties)
                 if files:
                     with txn.update_snapshot(snapshot_properties=properties).fast_append() as append:
                         for data_file in files:
@@ -345,9 +362,9 @@ def commit(
             # Another writer won the race: back off, reload and try again on its snapshot.
             time.sleep(min(2.0, 0.05 * (2**attempt)) * (0.5 + random.random()))
             continue
-        committed = committed_snapshot(load(), run_id)
-        if committed is not None:
-            return committed
+        # The transaction went through; an overwrite that matched no rows and added no files makes
+        # no snapshot at all, and there is nothing to retry then.
+        return committed_snapshot(load(), run_id)
     raise CommitError(
         f"could not commit run {run_id!r} to table {table_name!r} after {max_attempts} attempts "
         "against concurrent writers"

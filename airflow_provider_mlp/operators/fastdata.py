@@ -67,8 +67,21 @@ def stage_to_table(
         from airflow.sdk import get_current_context
 
         run_id = str(get_current_context()["run_id"])
-    shard_id = shard.get("shard_id", shard.get("index")) if isinstance(shard, dict) else shard
-    return _table(table, iceberg_conn_id).stage(data, shard_id=shard_id, run_id=run_id)
+    return _table(table, iceberg_conn_id).stage(data, shard_id=_shard_id(shard), run_id=run_id)
+
+
+def _shard_id(shard: Any) -> Any:
+    """A shard descriptor's own id; any other dict is its canonical JSON, so distinct dicts never share file names."""
+    import json
+    from collections.abc import Mapping
+
+    from airflow_provider_mlp.fastdata.planning import SHARD_KIND
+
+    if isinstance(shard, Mapping):
+        if shard.get("kind") == SHARD_KIND and shard.get("shard_id") is not None:
+            return shard["shard_id"]
+        return json.dumps(shard, sort_keys=True, default=str)
+    return shard
 
 
 class IcebergShardsOperator(BaseOperator):

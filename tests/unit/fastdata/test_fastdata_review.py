@@ -1,0 +1,61 @@
+"""Regressions found in review: shard ids, overwrite snapshots, empty overwrites, templated inputs, catalogs."""
+
+from __future__ import annotations
+
+import copy
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog import Catalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField, StringType
+
+from airflow_provider_mlp.fastdata import ShardError, Table
+from airflow_provider_mlp.operators.fastdata import stage_to_table
+
+
+@pytest.fixture
+def out(catalog: Catalog) -> Table:
+    catalog.create_namespace_if_not_exists("r")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False), NestedField(2, "shard", StringType(), required=False)
+    )
+    catalog.create_table("r.out", schema=schema)
+    return Table("r.out", catalog=catalog)
+
+
+def _rows(shard: int, n: int = 10) -> pa.Table:
+    return pa.table({"id": pa.array(range(shard * n, (shard + 1) * n), pa.int64()), "shard": [str(shard)] * n})
+
+
+def test_plain_dict_shards_never_share_files(out: Table) -> None:
+    staged = [stage_to_table("r.out", _rows(i), shard={"part": i}, run_id="run") for i in range(3)]
+    paths = [f["file_path"] for record in staged for f in record["files"]]
+    assert len(set(paths)) == len(paths) == 3
+    out.commit(staged, run_id="run")
+    assert sorted(out.read().to_arrow().column("id").to_pylist()) == list(range(30))
+
+
+def test_commit_refuses_two_shards_naming_one_file(out: Table) -> None:
+    first = out.stage(_rows(0), shard_id="a", run_id="run")
+    clash = copy.deepcopy(first)
+    clash["shard_id"] = "b"
+    with pytest.raises(ShardError, match=first["files"][0]["file_path"]):
+        out.commit([first, clash], run_id="run")
+    assert out.refresh().current_snapshot_id is None
+
+
+def test_overwrite_returns_its_final_snapshot(events: Table) -> None:
+    views = events.read(row_filter="event_type = 'view'").to_arrow()
+    snapshot = events.overwrite(views, "event_type = 'view'", run_id="redo-views")
+    assert len(events.refresh().snapshots()) == 3  # create, then the overwrite's delete and append
+    assert snapshot == events.current_snapshot_id
+    assert events.overwrite(views, "event_type = 'view'", run_id="redo-views") == snapshot
+
+
+def test_overwrite_matching_nothing_with_nothing_is_a_no_op(out: Table) -> None:
+    out.commit([out.stage(_rows(0), shard_id=0, run_id="base")], run_id="base")
+    before = out.refresh().current_snapshot_id
+    empty = out.stage(_rows(0).slice(0, 0), shard_id=0, run_id="none")
+    assert out.overwrite([empty], "shard = 'absent'", run_id="none") is None
+    assert out.refresh().current_snapshot_id == before and out.read().num_rows == 10

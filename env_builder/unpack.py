@@ -257,23 +257,26 @@ class _PrefetchingReader:
         self.thread = threading.Thread(target=self._fill, name="mlp-unpack-decompress", daemon=True)
         self.thread.start()
 
-    def _fill(self) -> None:
+    def _put(self, item: bytes | BaseException | None) -> None:
+        """Queue ``item`` unless the reader stops first (a blocking put would hang ``close()`` on a full queue)."""
         import queue
 
+        while not self.stopped.is_set():
+            try:
+                self.chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _fill(self) -> None:
         try:
             while not self.stopped.is_set():
                 chunk = self.source.read(_DECOMPRESS_CHUNK)
-                item: bytes | BaseException | None = chunk or None
-                while not self.stopped.is_set():
-                    try:
-                        self.chunks.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._put(chunk or None)
                 if not chunk:
                     return
         except BaseException as exc:  # handed to the reading thread, which raises it
-            self.chunks.put(exc)
+            self._put(exc)
 
     def read(self, size: int = -1) -> bytes:
         import zstandard

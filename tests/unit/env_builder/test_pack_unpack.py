@@ -202,3 +202,31 @@ def test_only_strict_ustar_and_pax_streams_are_parsed(tmp_path: Path, raw: bytes
     target.mkdir()
     with pytest.raises(UnsafeArchiveError, match=message):
         extract_archive(archive, target)
+
+
+def test_prefetching_reader_closes_when_the_decompressor_fails_on_a_full_queue() -> None:
+    import io
+    import threading
+
+    from env_builder.unpack import _PREFETCH_CHUNKS, _PrefetchingReader
+
+    failed = threading.Event()
+
+    class FillsThenFails(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads = 0
+
+        def read(self, size: int | None = -1) -> bytes:
+            self.reads += 1
+            if self.reads > _PREFETCH_CHUNKS:  # the queue is full and nobody reads it
+                failed.set()
+                raise OSError("stream broke")
+            return b"x"
+
+    reader = _PrefetchingReader(FillsThenFails(), "env.tar.zst")
+    assert failed.wait(5)
+    closer = threading.Thread(target=reader.close, daemon=True)
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive(), "close() hung on the decompressing thread's exception hand-over"

@@ -423,13 +423,11 @@ class Table:
 
     def overwrite(self, data: Any, row_filter: Any, *, run_id: str, shard_id: Any = "overwrite") -> int | None:
         """Replace the rows matching ``row_filter`` (e.g. one partition) by ``data`` (a table or staged files)."""
-        from airflow_provider_mlp.fastdata.writer import STAGED_KIND, commit, stage
+        from airflow_provider_mlp.fastdata.writer import commit, is_staged, stage
 
         expr, _ = self._filter(row_filter, self.refresh().iceberg.schema())
-        if isinstance(data, Mapping) and data.get("kind") == STAGED_KIND:
-            staged: Any = data
-        elif isinstance(data, list) and all(isinstance(d, Mapping) and d.get("kind") == STAGED_KIND for d in data):
-            staged = data
-        else:
-            staged = stage(self.iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id)
+        # Staged files in any form commit takes (JSON text, nested lists) are committed as they are.
+        staged = (
+            data if is_staged(data) else stage(self.iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id)
+        )
         return commit(lambda: self.refresh().iceberg, self.identifier, staged, run_id=run_id, overwrite_filter=expr)

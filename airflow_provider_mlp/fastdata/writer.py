@@ -245,17 +245,38 @@ def _write_data_files(table: IcebergTable, arrow: pa.Table, file_uuid: uuid.UUID
     return list(write_file(io=table.io, table_metadata=metadata, tasks=tasks))
 
 
-def flatten_staged(staged: Any, table_name: str, run_id: str) -> list[dict[str, Any]]:
+def _staged_json(text: str, table_name: str) -> Any:
     import json
 
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ShardError(f"staged-file metadata for table {table_name!r} is not valid JSON: {exc}") from None
+
+
+def is_staged(data: Any) -> bool:
+    """Whether ``data`` is staged-file metadata in one of the forms ``commit`` takes (a record, JSON text,
+    nested sequences of them) rather than rows to write: rows never come as text or as plain lists."""
+    if isinstance(data, str):
+        return True
+    if isinstance(data, Mapping):
+        return data.get("kind") == STAGED_KIND
+    if isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
+        return all(is_staged(item) for item in data)
+    return False
+
+
+def flatten_staged(staged: Any, table_name: str, run_id: str) -> list[dict[str, Any]]:
     if isinstance(staged, str):
-        staged = json.loads(staged)
+        staged = _staged_json(staged, table_name)
     if isinstance(staged, Mapping):
         staged = [staged]
+    if not isinstance(staged, Iterable):
+        raise ShardError(f"not staged-file metadata for table {table_name!r}: {str(staged)[:200]}")
     out: list[dict[str, Any]] = []
     for item in staged:
         if isinstance(item, str):
-            item = json.loads(item)
+            item = _staged_json(item, table_name)
         if isinstance(item, Mapping) and item.get("kind") == STAGED_KIND:
             if item.get("table") != table_name:
                 raise ShardError(f"staged files of table {item.get('table')!r} cannot be committed to {table_name!r}")

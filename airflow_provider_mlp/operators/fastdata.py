@@ -166,16 +166,18 @@ class IcebergCommitOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlp.assets import table_asset_uri
+        from airflow_provider_mlp.fastdata.writer import flatten_staged
 
         run_id = self.run_id or str(context["run_id"])
-        staged = list(self.staged) if not isinstance(self.staged, dict) else [self.staged]
         table = _table(self.table, self.iceberg_conn_id)
+        # ``staged`` is a template field: it may arrive as JSON text, a record, or (nested) lists of them.
+        staged = flatten_staged(self.staged, table.identifier, run_id)
         if self.overwrite_filter:
             snapshot = table.overwrite(staged, self.overwrite_filter, run_id=run_id)
         else:
             snapshot = table.commit(staged, run_id=run_id)
         uri = table_asset_uri(_catalog_name(self.iceberg_conn_id), table.identifier)
-        files = sum(len(s.get("files", [])) for s in staged if isinstance(s, dict))
+        files = sum(len(record["files"]) for record in staged)
         self.log.info("Committed %d file(s) of run %s to %s as snapshot %s", files, run_id, uri, snapshot)
         outlet_events = context.get("outlet_events")
         if outlet_events is not None:

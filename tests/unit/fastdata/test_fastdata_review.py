@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pyarrow as pa
 import pytest
@@ -11,7 +12,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
 from airflow_provider_mlp.fastdata import ShardError, Table
-from airflow_provider_mlp.operators.fastdata import stage_to_table
+from airflow_provider_mlp.operators.fastdata import IcebergCommitOperator, stage_to_table
 
 
 @pytest.fixture
@@ -59,3 +60,22 @@ def test_overwrite_matching_nothing_with_nothing_is_a_no_op(out: Table) -> None:
     empty = out.stage(_rows(0).slice(0, 0), shard_id=0, run_id="none")
     assert out.overwrite([empty], "shard = 'absent'", run_id="none") is None
     assert out.refresh().current_snapshot_id == before and out.read().num_rows == 10
+
+
+def test_commit_operator_takes_staged_json_text(out: Table) -> None:
+    staged = [out.stage(_rows(i), shard_id=i, run_id="templated") for i in range(2)]
+    commit = IcebergCommitOperator(task_id="commit", table="r.out", staged=json.dumps(staged))
+    result = commit.execute(context={"run_id": "templated"})
+    assert result["snapshot_id"] == out.refresh().current_snapshot_id and out.read().num_rows == 20
+    broken = IcebergCommitOperator(task_id="broken", table="r.out", staged="[{not json")
+    with pytest.raises(ShardError, match=r"table 'r\.out' is not valid JSON"):
+        broken.execute(context={"run_id": "templated"})
+
+
+def test_overwrite_takes_every_staged_form_commit_takes(out: Table) -> None:
+    out.commit([out.stage(_rows(0), shard_id=0, run_id="base")], run_id="base")
+    staged = out.stage(_rows(1), shard_id=1, run_id="redo")
+    out.overwrite(json.dumps([[staged]]), "shard = '0'", run_id="redo")
+    assert sorted(out.read().to_arrow().column("id").to_pylist()) == list(range(10, 20))
+    with pytest.raises(ShardError, match="r.out"):
+        out.overwrite("{not json", "shard = '1'", run_id="bad")

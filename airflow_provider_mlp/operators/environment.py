@@ -93,8 +93,12 @@ class BuildEnvironmentOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         from env_builder.builder import build
+        from env_builder.refs import parse_alias
         from env_builder.store import EnvStore
 
+        alias_name = self.alias_name()
+        if alias_name:
+            parse_alias(alias_name)  # a bad name fails now, not after a build of many minutes
         spec = _spec_from(self.spec, self.store, self.storage_options)
         self.log.info("Building environment %s (req_id %s)", spec.to_dict(), spec.req_id)
         ref = build(
@@ -106,7 +110,6 @@ class BuildEnvironmentOperator(BaseOperator):
         )
         self.log.info("Environment %s: %d bytes at %s", ref.id, ref.size, ref.uri)
         ti = context["ti"]
-        alias_name = self.alias_name()
         if alias_name:
             record = EnvStore.open(self.store, self.storage_options).set_alias(alias_name, ref.id)
             self.log.info("Alias %s -> %s", record["alias"], ref.id)

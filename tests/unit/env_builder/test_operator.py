@@ -27,3 +27,17 @@ def test_bad_spec_is_named_at_execution_not_at_parse_time() -> None:
     op = BuildEnvironmentOperator(task_id="t", spec={"python": "3.11", "pip": ["six"], "gpu": True})
     with pytest.raises(SpecError, match=r"unknown fields \['gpu'\]"):
         _spec_from(op.spec, None, None)
+
+
+def test_bad_alias_name_is_refused_before_the_build_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    import env_builder.builder
+    from env_builder.errors import AliasError
+
+    builds: list[object] = []
+    monkeypatch.setattr(env_builder.builder, "build", lambda *args, **kwargs: builds.append(args))
+    op = BuildEnvironmentOperator(
+        task_id="t", spec={"python": "3.11", "pip": ["six"]}, name="a/b/c/d", store=f"{tmp_path}/store"
+    )
+    with pytest.raises(AliasError, match="4 path parts"):
+        op.execute({"ti": None})  # type: ignore[typeddict-item]
+    assert builds == []

@@ -28,6 +28,9 @@ def _quiet(_message: str) -> None:
     return None
 
 
+_PROBE_TIMEOUT_S = 60
+
+
 def find_base_python(python: str, override: str | None = None) -> dict[str, str]:
     """The base interpreter for ``python`` (3.X): the override, MLP_ENV_BASE_PYTHON, else ``uv python find``."""
     candidate = override or os.environ.get("MLP_ENV_BASE_PYTHON")
@@ -46,10 +49,22 @@ def find_base_python(python: str, override: str | None = None) -> dict[str, str]
     import subprocess
 
     try:
-        out = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
-    except (OSError, subprocess.CalledProcessError) as exc:
+        out = subprocess.run(
+            [candidate, "-c", probe], capture_output=True, text=True, check=True, timeout=_PROBE_TIMEOUT_S
+        )
+    except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: non-zero exit or timeout
         raise BaseInterpreterError(f"base interpreter {candidate!r} does not run: {exc}") from None
-    info: dict[str, str] = json.loads(out.stdout)
+    try:
+        info: dict[str, str] = json.loads(out.stdout)
+    except ValueError:
+        info = {}
+    if not isinstance(info, dict) or not all(
+        isinstance(info.get(key), str) for key in ("path", "version", "implementation", "prefix")
+    ):
+        raise BaseInterpreterError(
+            f"base interpreter {candidate!r} answered the probe with {out.stdout[:200]!r}; "
+            "expected a JSON object with path, version, implementation and prefix"
+        )
     wanted = python.split(".")
     if info["version"].split(".")[: len(wanted)] != wanted:
         raise BaseInterpreterError(

@@ -13,37 +13,37 @@ if TYPE_CHECKING:
     from airflow_provider_mlp.fastdata import Table
 
 
+def catalog_name_for(iceberg_conn_id: str | None) -> str:
+    """The catalog name in asset URIs, without I/O: a connection's catalog is named after the connection
+    (IcebergHook loads it under its conn id); with no connection id it is the embedded catalog's name."""
+    if iceberg_conn_id:
+        return iceberg_conn_id
+    from airflow_provider_mlp.config import settings
+
+    return settings().catalog_name
+
+
 class MlpIcebergHook(IcebergHook):
     """The Iceberg provider's hook (connection extra -> pyiceberg ``load_catalog`` properties, REST by
-    default), plus a fallback: with no connection id, or when the default connection does not exist,
-    the catalog is the embedded one from ``airflow_provider_mlp.config.settings()``.
+    default), or, with no connection id (the default), the embedded catalog from
+    ``airflow_provider_mlp.config.settings()``.
+
+    A connection id always means that connection, ``iceberg_default`` included: a missing one is an
+    error, never a silent switch to the embedded catalog, so the catalog a task writes to and the one
+    its asset URI names (decided at DAG parse time, without I/O) are always the same.
 
     :param iceberg_conn_id: an ``iceberg`` connection; ``None`` for the embedded catalog.
     """
 
     hook_name = "Iceberg (MLP Fast Data)"
 
-    def __init__(self, iceberg_conn_id: str | None = IcebergHook.default_conn_name) -> None:
+    def __init__(self, iceberg_conn_id: str | None = None) -> None:
         super().__init__(iceberg_conn_id=iceberg_conn_id or "")
         self.conn_id = iceberg_conn_id or ""
 
-    def _connection_exists(self) -> bool:
-        from airflow.exceptions import AirflowNotFoundException
-
-        try:
-            self.get_connection(self.conn_id)
-        except AirflowNotFoundException:
-            return False
-        return True
-
-    @cached_property
+    @property
     def uses_embedded_catalog(self) -> bool:
-        if not self.conn_id:
-            return True
-        if self.conn_id == self.default_conn_name and not self._connection_exists():
-            self.log.info("No connection %r: using the embedded Iceberg catalog", self.conn_id)
-            return True
-        return False
+        return not self.conn_id
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -56,11 +56,7 @@ class MlpIcebergHook(IcebergHook):
     @property
     def catalog_name(self) -> str:
         """The name used in asset URIs: the connection id, or the embedded catalog's configured name."""
-        if self.uses_embedded_catalog:
-            from airflow_provider_mlp.config import settings
-
-            return settings().catalog_name
-        return self.conn_id
+        return catalog_name_for(self.conn_id)
 
     def get_table(self, identifier: str, **kwargs: Any) -> Table:
         """A fastdata ``Table`` on this hook's catalog."""

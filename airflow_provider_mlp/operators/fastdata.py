@@ -34,13 +34,9 @@ def _table(identifier: str, iceberg_conn_id: str | None) -> Table:
 
 
 def _catalog_name(iceberg_conn_id: str | None) -> str:
-    # Without I/O: a connection's catalog is named after it (IcebergHook loads it under its conn id);
-    # the embedded one has its configured name.
-    if iceberg_conn_id:
-        return iceberg_conn_id
-    from airflow_provider_mlp.config import settings
+    from airflow_provider_mlp.hooks.iceberg import catalog_name_for
 
-    return settings().catalog_name
+    return catalog_name_for(iceberg_conn_id)
 
 
 def iceberg_table_asset(table: str, iceberg_conn_id: str | None = None) -> Asset:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from airflow.exceptions import AirflowNotFoundException
 from pyiceberg.catalog import Catalog
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
@@ -79,3 +81,26 @@ def test_overwrite_takes_every_staged_form_commit_takes(out: Table) -> None:
     assert sorted(out.read().to_arrow().column("id").to_pylist()) == list(range(10, 20))
     with pytest.raises(ShardError, match="r.out"):
         out.overwrite("{not json", "shard = '1'", run_id="bad")
+
+
+def test_default_connection_id_names_the_catalog_it_writes_to(
+    out: Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staged = out.stage(_rows(0), shard_id=0, run_id="conn")
+    commit = IcebergCommitOperator(task_id="commit", table="r.out", staged=[staged], iceberg_conn_id="iceberg_default")
+    # No such connection: an error, not a write to the embedded catalog under another catalog's asset URI.
+    with pytest.raises(AirflowNotFoundException, match="iceberg_default"):
+        commit.execute(context={"run_id": "conn"})
+    assert out.refresh().current_snapshot_id is None
+    extra = {"type": "sql", "uri": f"sqlite:///{tmp_path / 'default.db'}", "warehouse": (tmp_path / "wh").as_uri()}
+    (tmp_path / "wh").mkdir()
+    monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT", json.dumps({"conn_type": "iceberg", "extra": extra}))
+    other = Table("r.out", conn_id="iceberg_default")
+    other.catalog.create_namespace("r")
+    other.catalog.create_table("r.out", schema=out.schema)
+    staged = other.stage(_rows(1), shard_id=1, run_id="conn")
+    result = IcebergCommitOperator(
+        task_id="commit2", table="r.out", staged=[staged], iceberg_conn_id="iceberg_default"
+    ).execute(context={"run_id": "conn"})
+    assert result["uri"] == commit.outlets[0].uri == "iceberg://iceberg_default/r/out"
+    assert other.refresh().read().num_rows == 10 and out.refresh().current_snapshot_id is None

@@ -214,7 +214,11 @@ class EnvSpec:
         env_id = env_store.resolve(base)
         manifest = env_store.manifest(env_id)
         base_spec = manifest["spec"]
-        pinned = [f"{name}=={version}" for name, version in manifest["lock"]["packages"]]
+        # A direct-URL requirement is locked as (name, url): it is pinned back as ``name @ url``.
+        pinned = [
+            f"{name} @ {version}" if "://" in version else f"{name}=={version}"
+            for name, version in manifest["lock"]["packages"]
+        ]
         conda_pinned = [f"{name}=={version}" for name, version in manifest["lock"].get("conda_packages", [])]
         return cls(
             python=base_spec["python"],

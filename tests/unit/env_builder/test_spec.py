@@ -6,6 +6,7 @@ import pytest
 
 from env_builder.errors import SpecError
 from env_builder.spec import EnvSpec
+from tests.unit.env_builder.helpers import Publish
 
 
 def test_canonical_form_ignores_order_duplicates_and_name_spelling() -> None:
@@ -69,3 +70,20 @@ def test_from_pyproject_reads_dependencies_and_extras(tmp_path: Path) -> None:
     assert EnvSpec.from_pyproject(tmp_path / "pyproject.toml", extras=["net"]).pip == ("idna", "six")
     with pytest.raises(SpecError, match="has no optional-dependencies group 'gpu'"):
         EnvSpec.from_pyproject(tmp_path / "pyproject.toml", extras=["gpu"])
+
+
+def test_extending_a_base_with_a_direct_url_requirement_pins_it_by_url(tmp_path: Path, publish: Publish) -> None:
+    import json
+
+    from env_builder.store import EnvStore
+
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    manifest_path = tmp_path / "store" / "envs" / f"{env_id}.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    wheel = "https://files.example.org/foo-1.0-py3-none-any.whl"
+    manifest["lock"]["packages"] = [["foo", wheel], ["six", "1.16.0"]]
+    manifest_path.write_text(json.dumps(manifest))
+    spec = EnvSpec.extending(env_id, pip=["idna"], store=store.url)
+    assert {f"foo @ {wheel}", "six==1.16.0", "idna"} <= set(spec.pip)
+    assert not any(req.startswith("foo==") for req in spec.pip)

@@ -46,6 +46,15 @@ def iceberg_table_asset(table: str, iceberg_conn_id: str | None = None) -> Asset
     return create_asset(catalog=_catalog_name(iceberg_conn_id), table=table)
 
 
+def _automatic_outlet(table: str, iceberg_conn_id: str | None) -> Asset | None:
+    # No validation at DAG parse time: a bad table name gets no automatic outlet here and its clear
+    # error when the task runs.
+    try:
+        return iceberg_table_asset(table, iceberg_conn_id)
+    except ValueError:
+        return None
+
+
 def stage_to_table(
     table: str,
     data: Any,
@@ -151,8 +160,10 @@ class IcebergCommitOperator(BaseOperator):
         iceberg_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs and "{{" not in table and "." in table:
-            kwargs["outlets"] = [iceberg_table_asset(table, iceberg_conn_id)]
+        if "outlets" not in kwargs and "{{" not in table:
+            outlet = _automatic_outlet(table, iceberg_conn_id)
+            if outlet is not None:
+                kwargs["outlets"] = [outlet]
         super().__init__(**kwargs)
         self.table = table
         self.staged = staged

@@ -104,3 +104,10 @@ def test_default_connection_id_names_the_catalog_it_writes_to(
     ).execute(context={"run_id": "conn"})
     assert result["uri"] == commit.outlets[0].uri == "iceberg://iceberg_default/r/out"
     assert other.refresh().read().num_rows == 10 and out.refresh().current_snapshot_id is None
+
+
+def test_commit_operator_does_not_validate_at_parse_time(out: Table) -> None:
+    commit = IcebergCommitOperator(task_id="commit", table="r.", staged=[])
+    assert commit.outlets == []
+    with pytest.raises(ValueError, match=r"'r\.'"):
+        commit.execute(context={"run_id": "bad-name"})

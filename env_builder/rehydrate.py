@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from env_builder.errors import BaseInterpreterError, EnvBuilderError, IntegrityError
+from env_builder.errors import BaseInterpreterError, EnvBuilderError, EnvNotFoundError, IntegrityError
 from env_builder.refs import ENV_ID_RE, parse_alias
 
 READY_MARKER = ".mlp-ready"
@@ -224,7 +224,7 @@ def _download(store: Any, env_id: str, destination: Path, expected_size: int, sa
     size = 0
     last_report = started = time.monotonic()
     with store.open_archive(env_id) as src, open(destination, "xb") as dst:
-        while chunk := src.read(_DOWNLOAD_CHUNK):
+        while chunk := _read_store_chunk(store, env_id, src):
             digest.update(chunk)
             dst.write(chunk)
             size += len(chunk)
@@ -241,6 +241,30 @@ def _download(store: Any, env_id: str, destination: Path, expected_size: int, sa
             f"its manifest says {expected_size}"
         )
     return digest.hexdigest()
+
+
+def _read_store_chunk(store: Any, env_id: str, src: Any) -> bytes:
+    """One chunk of the archive; a transport failure is a StoreError, a vanished archive EnvNotFoundError."""
+    with store._errors(f"downloading the archive of {env_id}"):
+        try:
+            return bytes(src.read(_DOWNLOAD_CHUNK))
+        except FileNotFoundError:
+            raise EnvNotFoundError(f"archive of {env_id} vanished from store {store.url!r} while downloading") from None
+
+
+def _link_local_archive(store: Any, env_id: str, local: str, download: Path) -> None:
+    """Our own hard link to (or, across filesystems, copy of) a local store's archive."""
+    with store._errors(f"copying the archive of {env_id}"):
+        try:
+            try:
+                os.link(local, download)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                shutil.copyfile(local, download)
+        except FileNotFoundError:
+            # Deleted (gc, delete_env) between the lookup and the link.
+            raise EnvNotFoundError(f"archive {local} of {env_id} vanished from store {store.url!r}") from None
 
 
 def _local_archive(store: Any, env_id: str) -> str | None:
@@ -360,10 +384,7 @@ def rehydrate(
                 # A local store needs no download. The bytes we hash must be the bytes we extract, so
                 # we hash our own hard link (the store only ever replaces files, never rewrites
                 # them in place) or, across filesystems, our own copy.
-                try:
-                    os.link(local, download)
-                except OSError:
-                    shutil.copyfile(local, download)
+                _link_local_archive(env_store, env_id, local, download)
                 sha256, size = _hash_file(str(download))
                 if size != int(archive["size"]):
                     raise IntegrityError(

@@ -268,3 +268,46 @@ def test_alias_pointing_outside_the_cache_is_refused_and_touches_nothing(tmp_pat
         rehydrate("../../victim", store, cache)
     assert not (tmp_path / "victim.lock").exists() and not (tmp_path / "node" / "victim.lock").exists()
     assert not list(tmp_path.rglob("victim*"))
+
+
+def test_archive_vanishing_from_a_local_store_mid_rehydrate_is_env_not_found(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import env_builder.rehydrate
+    from env_builder.errors import EnvNotFoundError
+
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    find = env_builder.rehydrate._local_archive
+
+    def found_then_deleted(env_store: Any, wanted: str) -> str | None:
+        path = find(env_store, wanted)
+        assert path is not None
+        os.remove(path)  # gc deletes it between the lookup and the link
+        return path
+
+    monkeypatch.setattr(env_builder.rehydrate, "_local_archive", found_then_deleted)
+    cache = tmp_path / "cache"
+    with pytest.raises(EnvNotFoundError, match=f"{env_id} vanished"):
+        ensure(env_id, store=store.url, cache_dir=cache)
+    assert not list((cache / "tmp").iterdir()) and not (cache / "envs" / env_id).exists()
+
+
+def test_transport_error_while_downloading_is_a_store_error(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from env_builder.errors import StoreError
+    from env_builder.rehydrate import _download
+
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+
+    class DropsConnection(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise ConnectionResetError("connection reset by peer")
+
+    monkeypatch.setattr(store, "open_archive", lambda wanted: DropsConnection())
+    with pytest.raises(StoreError, match=f"failed while downloading the archive of {env_id}.*reset by peer"):
+        _download(store, env_id, tmp_path / "download", 10, lambda message: None)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from env_builder.errors import UnsafeArchiveError
+from env_builder.rehydrate import READY_MARKER
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _COPY_CHUNK = 4 << 20
@@ -240,6 +241,10 @@ def _write_large_file(path: str, source: _TarStream, size: int, mode: int) -> No
         os.close(fd)
 
 
+# Nobody but the owner may write to an extracted environment (the cache may be a node-wide hostPath).
+_MODE_MASK = 0o755
+
+
 class _PrefetchingReader:
     """Decompresses on its own thread (zstandard releases the GIL) while the caller parses tar
     headers: the same pipelining ``zstd -d | tar -x`` gets from two processes."""
@@ -386,6 +391,9 @@ def _extract_stream(fileobj: IO[bytes], target: str, max_unpacked_size: int | No
         for member in stream.members():
             name = _member_name(member.name, label)
             kind = member.kind
+            if name == READY_MARKER:
+                # Written by rehydrate once the environment is complete: an archive must not pre-empt it.
+                raise UnsafeArchiveError(f"{label}: member {name!r} would pose as the cache's ready marker")
             if member.mode & (stat.S_ISUID | stat.S_ISGID):
                 raise UnsafeArchiveError(f"{label}: member {name!r} has the setuid or setgid bit")
             if name in files or name in links or (name in dirs and kind != b"5"):
@@ -403,15 +411,15 @@ def _extract_stream(fileobj: IO[bytes], target: str, max_unpacked_size: int | No
                 if member.size > _LARGE_FILE:
                     writers.drain()
                     os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-                    _write_large_file(path, stream, member.size, member.mode & 0o777)
+                    _write_large_file(path, stream, member.size, member.mode & _MODE_MASK)
                 else:
-                    writers.submit(path, stream.read(member.size), member.mode & 0o777)
+                    writers.submit(path, stream.read(member.size), member.mode & _MODE_MASK)
                 stream.skip_padding(member.size)
                 files.add(name)
             elif kind == b"5":
                 ensure_parents(name)
                 writers.submit(os.path.join(target, name), None)
-                dirs[name] = member.mode & 0o777
+                dirs[name] = member.mode & _MODE_MASK
             elif kind == b"2":
                 link = member.linkname
                 if not link or link.startswith("/") or "\x00" in link:

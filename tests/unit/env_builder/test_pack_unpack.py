@@ -112,6 +112,8 @@ ATTACKS: dict[str, list[tuple[tarfile.TarInfo, bytes | None]]] = {
     "setuid": [(member("bin/tool", mode=0o4755), FILE)],
     "setgid": [(member("bin/tool", mode=0o2755), FILE)],
     "duplicate": [(member("a.txt"), FILE), (member("a.txt"), b"second")],
+    "ready_marker": [(member("bin/python3"), FILE), (member("./.mlp-ready"), b'{"env_id": "x"}')],
+    "ready_marker_dir": [(member(".mlp-ready", tarfile.DIRTYPE, 0o755), None)],
 }
 
 
@@ -133,6 +135,8 @@ REASONS = {
     "setuid": "setuid or setgid bit",
     "setgid": "setuid or setgid bit",
     "duplicate": "appears twice",
+    "ready_marker": "pose as the cache's ready marker",
+    "ready_marker_dir": "pose as the cache's ready marker",
 }
 
 
@@ -230,3 +234,22 @@ def test_prefetching_reader_closes_when_the_decompressor_fails_on_a_full_queue()
     closer.start()
     closer.join(5)
     assert not closer.is_alive(), "close() hung on the decompressing thread's exception hand-over"
+
+
+def test_extracted_files_and_directories_are_never_group_or_world_writable(tmp_path: Path) -> None:
+    archive = tmp_path / "open.tar.zst"
+    archive.write_bytes(
+        tar_zst(
+            [
+                (member("shared", tarfile.DIRTYPE, 0o777), None),
+                (member("shared/tool", mode=0o777), b"#!/bin/sh\n"),
+                (member("shared/data", mode=0o666), b"x"),
+            ]
+        )
+    )
+    target = tmp_path / "target"
+    target.mkdir()
+    extract_archive(archive, target)
+    assert (target / "shared").stat().st_mode & 0o777 == 0o755
+    assert (target / "shared" / "tool").stat().st_mode & 0o777 == 0o755
+    assert (target / "shared" / "data").stat().st_mode & 0o777 == 0o644

@@ -446,8 +446,11 @@ def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
 Part = tuple["FileScanTask", "list[int] | None"]
 
 
-def open_parts(plan: ReadPlan, parts: Sequence[Part]) -> list[tuple[OpenFile, list[int]]]:
-    """Read every part's footer (in parallel) and its delete files; prune its row groups."""
+def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -> list[tuple[OpenFile, list[int]]]:
+    """Read every part's footer (in parallel) and its delete files; prune its row groups.
+
+    With ``whole_file``, a read of everything fetches each remote file whole with its footer; a
+    streaming read passes False, since that would hold every file in memory before the first batch."""
     from pyiceberg.expressions import AlwaysTrue
 
     from airflow_provider_mlp.fastdata.fetch import io_pool
@@ -458,7 +461,7 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part]) -> list[tuple[OpenFile, li
     deletes = read_positional_deletes(plan, tasks, pool)  # type: ignore[arg-type]
     # A read of every column of every row group, without a filter, needs each file whole.
     reads_all_columns = plan.projected_field_ids >= set(plan.metadata.schema().field_ids)
-    everything = plan.bound_row_filter == AlwaysTrue() and reads_all_columns
+    everything = whole_file and plan.bound_row_filter == AlwaysTrue() and reads_all_columns
     opened = list(
         pool.map(
             lambda part: open_file(
@@ -496,7 +499,7 @@ def iter_batches(plan: ReadPlan, parts: Sequence[Part], batch_rows: int, prefetc
 
     if batch_rows <= 0:
         raise ValueError(f"batch_rows must be positive, got {batch_rows}")
-    jobs = [(o, rg) for o, rgs in open_parts(plan, parts) for rg in rgs]
+    jobs = [(o, rg) for o, rgs in open_parts(plan, parts, whole_file=False) for rg in rgs]
     pool = ThreadPoolExecutor(max_workers=max(1, min(prefetch, plan.decode_workers)))
     window: deque[Future[list[pa.RecordBatch]]] = deque()
     try:

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_mlp.fastdata import DataFileError
+from airflow_provider_mlp.fastdata.fetch import RemoteFile
 from airflow_provider_mlp.fastdata.sample import create_sample_table
 from tests.support.s3_server import S3Server
 from tests.unit.fastdata.helpers import add_position_deletes, assert_same
@@ -62,3 +63,24 @@ def test_stage_commit_exactly_once_over_s3(s3_catalog: dict[str, str], s3_server
     fs.rm(victim)
     with pytest.raises(DataFileError, match=victim.removeprefix("s3://")):
         table.read()
+
+
+def test_read_batches_does_not_fetch_whole_files_up_front(
+    s3_catalog: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = create_sample_table("s3demo.stream", rows=20_000, catalog=s3_catalog)
+    whole: list[RemoteFile] = []
+    fetch_whole = RemoteFile.fetch_whole
+
+    def counting_fetch_whole(self: RemoteFile) -> None:
+        whole.append(self)
+        fetch_whole(self)
+
+    monkeypatch.setattr(RemoteFile, "fetch_whole", counting_fetch_whole)
+    assert table.read().num_rows == 20_000 and len(whole) == 4  # a full read takes each file whole
+    whole.clear()
+    # A stream is bounded by its prefetch window of row groups, never by the table's size.
+    batches = table.read_batches(batch_rows=1000, prefetch=1)
+    first = next(batches)
+    assert first.num_rows == 1000 and whole == []
+    assert first.num_rows + sum(b.num_rows for b in batches) == 20_000

@@ -331,7 +331,9 @@ def ensure(
         env_id = env_store.resolve(env)
         if not parse_alias(env).mutable:
             _write_small(cache / "aliases" / parse_alias(env).store_path, json.dumps({"env_id": env_id}))
-    return rehydrate(env_id, env_store, cache, base_python=base_python, progress=progress)
+    return rehydrate(
+        env_id, env_store, cache, base_python=base_python, progress=progress, expected_sha256=expected_sha256
+    )
 
 
 def _write_small(path: Path, text: str) -> None:
@@ -348,8 +350,13 @@ def rehydrate(
     *,
     base_python: str | None = None,
     progress: Callable[[str], None] | None = None,
+    expected_sha256: str | None = None,
 ) -> LocalEnv:
-    """Cache miss path: under the env's file lock, download, verify, extract, relink, rename into place."""
+    """Cache miss path: under the env's file lock, download, verify, extract, relink, rename into place.
+
+    ``expected_sha256`` (an ``EnvRef``'s) must match the store's manifest: a caller holding a reference
+    never gets other bytes than it was given, even if the store's copy was replaced.
+    """
     from env_builder.unpack import extract_archive
 
     if not isinstance(env_id, str) or not ENV_ID_RE.match(env_id):
@@ -361,6 +368,11 @@ def rehydrate(
     with _file_lock(cache / "locks" / f"{env_id}.lock"):
         manifest = env_store.manifest(env_id)
         archive = manifest["archive"]
+        if expected_sha256 is not None and archive["sha256"] != expected_sha256:
+            raise IntegrityError(
+                f"environment {env_id} in {env_store.url!r} has archive sha256 {archive['sha256']}; "
+                f"the reference asks for {expected_sha256}"
+            )
         ready = _is_ready(final, env_id, archive["sha256"])
         if ready is not None:
             return ready  # another process on this node finished it while we waited for the lock

@@ -311,3 +311,17 @@ def test_transport_error_while_downloading_is_a_store_error(
     monkeypatch.setattr(store, "open_archive", lambda wanted: DropsConnection())
     with pytest.raises(StoreError, match=f"failed while downloading the archive of {env_id}.*reset by peer"):
         _download(store, env_id, tmp_path / "download", 10, lambda message: None)
+
+
+def test_env_ref_on_a_cache_miss_must_match_the_stores_manifest(tmp_path: Path, publish: Publish) -> None:
+    from dataclasses import replace
+
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    ref = store.ref(env_id)
+    cache = tmp_path / "cache"
+    stale = replace(ref, sha256="0" * 64)
+    with pytest.raises(IntegrityError, match=f"{env_id}.*the reference asks for {'0' * 64}"):
+        ensure(stale, store=store.url, cache_dir=cache)
+    assert not (cache / "envs" / env_id).exists()
+    assert ensure(ref, store=store.url, cache_dir=cache).sha256 == ref.sha256

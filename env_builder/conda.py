@@ -149,7 +149,14 @@ def build_conda(spec: EnvSpec, lock: Lock, env_dir: Path, progress: Callable[[st
             shutil.rmtree(prefix)
         progress(f"installing {len(records)} conda packages")
         try:
-            asyncio.run(rattler.install(records, prefix, cache_dir=home / "cache" / "conda-pkgs", show_progress=False))
+            try:
+                asyncio.run(
+                    rattler.install(records, prefix, cache_dir=home / "cache" / "conda-pkgs", show_progress=False)
+                )
+            except Exception as exc:  # rattler raises its own exception types (InstallerError, IoError, ...)
+                raise BuildError(
+                    f"installing the conda packages of {lock.env_id} failed: {type(exc).__name__}: {exc}"
+                ) from exc
             before = {entry.name for entry in os.scandir(prefix)}
             progress("laying the environment out with conda-pack")
             try:

@@ -54,3 +54,15 @@ def test_conda_pack_build_rehydrates_with_conda_unpack(conda_channel: str, mlp_h
     # Same lock, built again into another store: byte-identical archive.
     again = build(spec, str(tmp_path / "store2"))
     assert (again.id, again.sha256) == (ref.id, ref.sha256)
+
+
+def test_a_package_failing_to_install_is_a_build_error(mlp_home: Path, tmp_path: Path) -> None:
+    from env_builder.errors import BuildError
+
+    channel = build_channel(tmp_path / "channel")
+    spec = EnvSpec(conda=["mlp-greeter"], channels=[str(channel)])
+    # The repodata still announces it, with its sha256; the file itself is damaged after publishing.
+    (package,) = channel.rglob("mlp-greeter-*.*")
+    package.write_bytes(b"not a conda package")
+    with pytest.raises(BuildError, match="installing the conda packages of .* failed"):
+        build(spec, str(tmp_path / "store"))

@@ -294,17 +294,18 @@ def flatten_staged(staged: Any, table_name: str, run_id: str) -> list[dict[str, 
 
 
 def _check_files_exist(table: IcebergTable, entries: Sequence[Mapping[str, Any]]) -> None:
-    from airflow_provider_mlp.fastdata.fetch import filesystem_for, io_pool, properties_of
-
-    props = properties_of(table.io)
+    # Through the table's own FileIO, the one stage wrote with: no extra filesystem package per scheme.
+    from airflow_provider_mlp.fastdata.fetch import io_pool
 
     def size(entry: Mapping[str, Any]) -> None:
         path = entry["file_path"]
-        fs = filesystem_for(path, props)
+        input_file = table.io.new_input(path)
         try:
-            actual = fs.size(path)
+            actual = len(input_file) if input_file.exists() else None
         except FileNotFoundError:
-            raise DataFileError(f"staged data file {path} is missing; re-run the task that staged it") from None
+            actual = None
+        if actual is None:
+            raise DataFileError(f"staged data file {path} is missing; re-run the task that staged it")
         if actual != entry["file_size_in_bytes"]:
             raise DataFileError(
                 f"staged data file {path} has {actual} bytes, its staging metadata says "

@@ -84,3 +84,28 @@ def test_read_batches_does_not_fetch_whole_files_up_front(
     first = next(batches)
     assert first.num_rows == 1000 and whole == []
     assert first.num_rows + sum(b.num_rows for b in batches) == 20_000
+
+
+def test_commit_checks_staged_files_through_the_tables_file_io(
+    s3_catalog: dict[str, str], s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs
+
+    from airflow_provider_mlp.fastdata import fetch
+
+    table = create_sample_table("s3demo.io", rows=10, catalog=s3_catalog)
+    rows = table.read().to_arrow()
+
+    def no_fsspec_filesystem(path: str, properties: object) -> None:
+        # As on gs:// (gcsfs is no dependency) or s3:// without the s3fs extra.
+        raise ModuleNotFoundError(f"no fsspec filesystem for {path}")
+
+    monkeypatch.setattr(fetch, "filesystem_for", no_fsspec_filesystem)
+    staged = table.stage(rows, shard_id=0, run_id="io-run")
+    assert table.commit([staged], run_id="io-run") is not None
+    assert table.refresh().read().num_rows == 20
+    broken = table.stage(rows, shard_id=0, run_id="io-broken")
+    victim = broken["files"][0]["file_path"]
+    s3fs.S3FileSystem(**s3_server.storage_options()).rm(victim)
+    with pytest.raises(DataFileError, match=victim):
+        table.commit([broken], run_id="io-broken")

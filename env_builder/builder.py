@@ -91,8 +91,18 @@ def _refuse_editable(env_dir: Path) -> None:
                     if data.get("dir_info", {}).get("editable"):
                         raise BuildError(f"cannot pack {env_dir}: {name} is an editable install of {data.get('url')}")
             if name.endswith(".pth") and entry.is_file():
-                for line in entry.read_text(errors="replace").splitlines():
-                    if line.startswith("/") and not line.startswith(str(env_dir)):
+                for raw in entry.read_text(errors="replace").splitlines():
+                    line = raw.rstrip()  # as site.addpackage reads it
+                    if not line or line.startswith(("#", "import ", "import\t")):
+                        continue
+                    # An absolute path breaks once the environment is relocated, even one inside it today.
+                    if line.startswith("/"):
+                        raise BuildError(
+                            f"cannot pack {env_dir}: {name} adds the absolute path {line} to sys.path; "
+                            "a relocatable environment may only add paths relative to site-packages"
+                        )
+                    added = os.path.normpath(os.path.join(site, line))
+                    if not added.startswith(os.path.normpath(env_dir) + os.sep):
                         raise BuildError(
                             f"cannot pack {env_dir}: {name} adds {line} to sys.path, outside the environment"
                         )

@@ -343,12 +343,5 @@ def data_memory_pool() -> pa.MemoryPool:
         return pa.default_memory_pool()
 
 
-def read_file_bytes(path: str, properties: Mapping[str, str]) -> bytes:
-    try:
-        return bytes(filesystem_for(path, properties).cat_file(path))
-    except FileNotFoundError:
-        raise DataFileError(f"file {path} is missing") from None
-
-
 def properties_of(io: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in getattr(io, "properties", {}).items()}

@@ -418,8 +418,7 @@ class Table:
         """Add every staged file in ONE snapshot recording ``run_id``; a second call for the run is a no-op."""
         from airflow_provider_mlp.fastdata.writer import commit
 
-        snapshot = commit(lambda: self.refresh().iceberg, self.identifier, staged, run_id=run_id)
-        return snapshot
+        return commit(lambda: self.refresh().iceberg, self.identifier, staged, run_id=run_id)
 
     def overwrite(self, data: Any, row_filter: Any, *, run_id: str, shard_id: Any = "overwrite") -> int | None:
         """Replace the rows matching ``row_filter`` (e.g. one partition) by ``data`` (a table or staged files)."""

@@ -186,9 +186,10 @@ def stage(table: IcebergTable, table_name: str, data: Any, *, shard_id: Any, run
         "rows": arrow.num_rows,
         "files": [],
     }
-    if committed_snapshot(table, run_id) is not None:
+    committed = committed_snapshot(table, run_id)
+    if committed is not None:
         # A task re-run after its run committed: rewriting its files would change committed data.
-        record["committed_snapshot_id"] = committed_snapshot(table, run_id)
+        record["committed_snapshot_id"] = committed
         return record
     check_schema(table_name, schema, arrow.schema, metadata.format_version)
     if arrow.num_rows == 0:

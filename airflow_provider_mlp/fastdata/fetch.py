@@ -141,12 +141,23 @@ class RemoteFile:
             raise DataFileError(f"data file {self.path} is missing") from None
         except OSError as exc:
             raise DataFileError(f"data file {self.path} cannot be read ({start}-{end}): {exc}") from exc
-        if len(data) != end - start:
+        self._check_length(len(data), start, end)
+        return bytes(data)
+
+    def _check_length(self, got: int, start: int, end: int) -> None:
+        if got != end - start:
             raise DataFileError(
                 f"data file {self.path} is shorter than its manifest says: wanted bytes {start}-{end}, "
-                f"got {len(data)} (expected size {self.size})"
+                f"got {got} (expected size {self.size})"
             )
-        return bytes(data)
+
+    def _native_error(self, exc: Exception, start: int, end: int) -> DataFileError:
+        """The DataFileError for a failed read through Arrow's native client (missing, or unreadable)."""
+        if isinstance(exc, FileNotFoundError) or any(
+            mark in str(exc) for mark in ("NoSuchKey", "does not exist", "404")
+        ):
+            return DataFileError(f"data file {self.path} is missing")
+        return DataFileError(f"data file {self.path} cannot be read ({start}-{end}): {exc}")
 
     def _native_stream(self) -> Any:
         # One handle per file (its open costs a HEAD request); its read_at is safe from many threads.
@@ -161,17 +172,9 @@ class RemoteFile:
 
         try:
             data = self._native_stream().read_at(end - start, start)
-        except FileNotFoundError:
-            raise DataFileError(f"data file {self.path} is missing") from None
         except (OSError, pa.ArrowException) as exc:
-            if "NoSuchKey" in str(exc) or "does not exist" in str(exc) or "404" in str(exc):
-                raise DataFileError(f"data file {self.path} is missing") from None
-            raise DataFileError(f"data file {self.path} cannot be read ({start}-{end}): {exc}") from exc
-        if len(data) != end - start:
-            raise DataFileError(
-                f"data file {self.path} is shorter than its manifest says: wanted bytes {start}-{end}, "
-                f"got {len(data)} (expected size {self.size})"
-            )
+            raise self._native_error(exc, start, end) from exc
+        self._check_length(len(data), start, end)
         return memoryview(data)
 
     def _native_read_into(self, target: Any, start: int) -> None:
@@ -196,17 +199,9 @@ class RemoteFile:
                 if read == 0:
                     break
                 got += read
-        except FileNotFoundError:
-            raise DataFileError(f"data file {self.path} is missing") from None
         except (OSError, pa.ArrowException) as exc:
-            if "NoSuchKey" in str(exc) or "does not exist" in str(exc) or "404" in str(exc):
-                raise DataFileError(f"data file {self.path} is missing") from None
-            raise DataFileError(f"data file {self.path} cannot be read ({start}-{start + wanted}): {exc}") from exc
-        if got != wanted:
-            raise DataFileError(
-                f"data file {self.path} is shorter than its manifest says: wanted bytes {start}-{start + wanted}, "
-                f"got {got} (expected size {self.size})"
-            )
+            raise self._native_error(exc, start, start + wanted) from exc
+        self._check_length(got, start, start + wanted)
         with self._lock:
             self._spare_streams.append(stream)
 

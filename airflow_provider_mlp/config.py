@@ -28,6 +28,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "warehouse": ("MLP_WAREHOUSE", "fsspec URL under which new Iceberg tables are created."),
     "env_store": ("MLP_ENV_STORE", "fsspec URL where packed environments and their manifests are stored."),
     "env_cache_dir": ("MLP_ENV_CACHE_DIR", "Node-local directory where environments are rehydrated."),
+    "env_base_python": (
+        "MLP_ENV_BASE_PYTHON",
+        "Python executable that pip environments are built against and relinked to (empty: found by version).",
+    ),
     "artifact_store": ("MLP_ARTIFACT_STORE", "fsspec URL where task artifacts are stored."),
     "memcached_servers": ("MLP_MEMCACHED_SERVERS", "Comma-separated host:port list of memcached servers."),
 }
@@ -47,6 +51,7 @@ class Settings:
     warehouse: str
     env_store: str
     env_cache_dir: Path
+    env_base_python: str | None
     artifact_store: str
     memcached_servers: tuple[str, ...]
 
@@ -85,6 +90,7 @@ def settings() -> Settings:
         warehouse=_lookup("warehouse") or (home / "warehouse").as_uri(),
         env_store=_lookup("env_store") or (home / "envs").as_uri(),
         env_cache_dir=Path(os.path.expanduser(_lookup("env_cache_dir") or str(home / "env-cache"))),
+        env_base_python=_lookup("env_base_python"),
         artifact_store=_lookup("artifact_store") or (home / "artifacts").as_uri(),
         memcached_servers=tuple(s.strip() for s in servers.split(",") if s.strip()),
     )

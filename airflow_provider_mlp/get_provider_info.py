@@ -16,6 +16,7 @@ _CONFIG_DEFAULTS = {
     "warehouse": "file://{home}/warehouse",
     "env_store": "file://{home}/envs",
     "env_cache_dir": "{home}/env-cache",
+    "env_base_python": "",
     "artifact_store": "file://{home}/artifacts",
     "memcached_servers": "127.0.0.1:11211",
 }

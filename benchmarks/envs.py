@@ -165,7 +165,7 @@ def _run(work: Path, packages: list[str], runs: int) -> int:
     # Store it locally, then cold rehydrate (fetch + verify + unpack + relink + ready) vs zstd -d | tar -x.
     store = EnvStore.open(str(work / "store"))
     ref = publish_tree(spec, lock, tree, base, links, store)
-    archive = work / "store" / "envs" / f"{ref.id}.tar.zst"
+    archive = work / "store" / "envs" / f"{ref.id}.{ref.sha256}.tar.zst"
     ours_cold, gnu_cold, ours_cpu, gnu_cpu = [], [], [], []
     for _ in range(runs):
         cache = fresh_dir("cache")

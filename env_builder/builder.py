@@ -8,12 +8,13 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from env_builder.errors import BaseInterpreterError, BuildError
 from env_builder.pack import pack_tree
+from env_builder.progress import Progress, byte_counter, quiet
 from env_builder.refs import parse_alias
 from env_builder.resolve import Lock, resolve, run_uv
 from env_builder.spec import EnvSpec
@@ -21,19 +22,17 @@ from env_builder.store import EnvRef, EnvStore, utcnow
 
 BUILDER_NAME = "env_builder"
 MANIFEST_FORMAT = 1
-Progress = Callable[[str], None]
-
-
-def _quiet(_message: str) -> None:
-    return None
 
 
 _PROBE_TIMEOUT_S = 60
 
 
 def find_base_python(python: str, override: str | None = None) -> dict[str, str]:
-    """The base interpreter for ``python`` (3.X): the override, MLP_ENV_BASE_PYTHON, else ``uv python find``."""
-    candidate = override or os.environ.get("MLP_ENV_BASE_PYTHON")
+    """The base interpreter for ``python`` (3.X): the override, settings' ``env_base_python``
+    (``MLP_ENV_BASE_PYTHON``), else ``uv python find``."""
+    from airflow_provider_mlp.config import settings
+
+    candidate = override or settings().env_base_python
     if not candidate:
         try:
             proc = run_uv(["python", "find", "--system", python], cwd=tempfile.gettempdir(), what="finding Python")
@@ -108,7 +107,7 @@ def _refuse_editable(env_dir: Path) -> None:
                         )
 
 
-def build_venv(lock: Lock, env_dir: Path, base: Mapping[str, str], progress: Progress = _quiet) -> list[str]:
+def build_venv(lock: Lock, env_dir: Path, base: Mapping[str, str], progress: Progress = quiet) -> list[str]:
     """Create a relocatable venv at ``env_dir`` with exactly the locked packages; returns removed interpreter links."""
     run_uv(
         ["venv", "--relocatable", "--no-project", "--python", base["path"], str(env_dir)],
@@ -166,7 +165,7 @@ def build(
     workdir: str | Path | None = None,
 ) -> EnvRef:
     """Resolve, build, pack and store ``spec``; an environment already in the store is returned as is."""
-    say = progress or _quiet
+    say = progress or quiet
     env_store = EnvStore.open(store, storage_options)
     if lock is None:
         say(f"resolving {spec.req_id[:12]}")
@@ -204,12 +203,12 @@ def publish_tree(
     progress: Progress | None = None,
 ) -> EnvRef:
     """Pack a built environment tree, write its manifest and store both (atomically)."""
-    say = progress or _quiet
+    say = progress or quiet
     env_id = lock.env_id
     archive_path = env_dir.parent / f"{env_dir.name}.tar.zst"
     say("packing")
     started = time.monotonic()
-    packed = pack_tree(env_dir, archive_path)
+    packed = pack_tree(env_dir, archive_path, progress=byte_counter(progress, "packing", None))
     manifest = {
         "format": MANIFEST_FORMAT,
         "env_id": env_id,
@@ -218,7 +217,7 @@ def publish_tree(
         "spec": {**spec.to_dict(), "base_ref": spec.base_ref},
         "lock": lock.to_dict(),
         "archive": {
-            "path": EnvStore.archive_key(env_id),
+            "path": EnvStore.archive_key(env_id, packed.sha256),
             "format": "tar+zstd",
             "sha256": packed.sha256,
             "size": packed.size,
@@ -239,7 +238,7 @@ def publish_tree(
     }
     say(f"storing {packed.size / 1e6:.1f} MB in {env_store.url}")
     try:
-        env_store.put_env(env_id, str(archive_path), manifest, lock.lock_text())
+        env_store.put_env(env_id, str(archive_path), manifest, lock.lock_text(), progress=progress)
     finally:
         archive_path.unlink(missing_ok=True)
     return env_store.ref(env_id)

@@ -1,7 +1,8 @@
 """``mlp-env``: resolve, build, show, list, alias, fetch and gc environments from the command line.
 
 Every command takes ``--json`` (one JSON document on stdout) and ``--store`` (default:
-``MLP_ENV_STORE`` or the embedded store). Progress on long steps goes to stderr.
+``MLP_ENV_STORE`` or the embedded store). Progress goes to stderr: timestamped lines, and on a
+terminal a bar for each byte-heavy step (packing, uploading, downloading, extracting).
 """
 
 from __future__ import annotations
@@ -10,25 +11,13 @@ import argparse
 import datetime as dt
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from env_builder.errors import EnvBuilderError
+from env_builder.progress import TerminalProgress
 
 PROG = "mlp-env"
-
-
-class _Progress:
-    """Timestamped progress lines on stderr (silent with --quiet)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.started = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{PROG} {time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +116,7 @@ def _store(args: argparse.Namespace) -> Any:
     return EnvStore.open(args.store, args.storage_options)
 
 
-def _run(args: argparse.Namespace, progress: _Progress) -> tuple[Any, str]:
+def _run(args: argparse.Namespace, progress: TerminalProgress) -> tuple[Any, str]:
     """Run one command; returns (JSON-able result, human-readable text)."""
     if args.command == "resolve":
         from env_builder.resolve import resolve
@@ -216,7 +205,7 @@ def _run(args: argparse.Namespace, progress: _Progress) -> tuple[Any, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = _Progress(args.quiet)
+    progress = TerminalProgress(PROG, quiet=args.quiet)
     try:
         result, text = _run(args, progress)
     except EnvBuilderError as exc:

@@ -14,12 +14,12 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from env_builder.concurrency import file_lock
 from env_builder.errors import BuildError, ResolutionError
+from env_builder.progress import Progress
 from env_builder.resolve import Lock
 from env_builder.spec import EnvSpec
 
@@ -108,20 +108,7 @@ def _pins(lock: Lock) -> list[str]:
     return pins
 
 
-@contextmanager
-def _prefix_lock(path: Path) -> Any:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def build_conda(spec: EnvSpec, lock: Lock, env_dir: Path, progress: Callable[[str], None]) -> dict[str, str]:
+def build_conda(spec: EnvSpec, lock: Lock, env_dir: Path, progress: Progress) -> dict[str, str]:
     """Install the locked packages and lay the environment out at ``env_dir`` with conda-pack."""
     _require()
     import conda_pack
@@ -144,7 +131,7 @@ def build_conda(spec: EnvSpec, lock: Lock, env_dir: Path, progress: Callable[[st
     # prefix inside binary files to one no longer than it was (it pads with NUL bytes).
     root = Path(tempfile.gettempdir()) / "mlp-conda-build"
     prefix = root / lock.env_id / _PLACEHOLD
-    with _prefix_lock(root / f"{lock.env_id}.lock"):
+    with file_lock(root / f"{lock.env_id}.lock"):
         if prefix.exists():
             shutil.rmtree(prefix)
         progress(f"installing {len(records)} conda packages")

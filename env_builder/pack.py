@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from env_builder.concurrency import ReadAhead
 from env_builder.errors import BuildError
 
 FIXED_MTIME = 0
@@ -144,51 +145,16 @@ def pack_tree(
     counts = [0, 0]  # unpacked bytes, files
     with open(output, "wb") as raw:
         hashing = _HashingWriter(raw)
-        with compressor.stream_writer(hashing, closefd=False) as writer:  # type: ignore[arg-type]
-            for chunk in _tar_stream(root, counts):
+        # Reading files runs on its own thread, overlapping zstd's compression.
+        with (
+            compressor.stream_writer(hashing, closefd=False) as writer,  # type: ignore[arg-type]
+            ReadAhead(_tar_chunks(root, counts), _READ_AHEAD, "mlp-pack-read") as chunks,
+        ):
+            for chunk in chunks:
                 writer.write(chunk)
                 if progress is not None:
                     progress(len(chunk))
     return PackResult(sha256=hashing.digest.hexdigest(), size=hashing.size, unpacked_size=counts[0], files=counts[1])
-
-
-def _tar_stream(root: str, counts: list[int]) -> Iterator[bytearray]:
-    """The tar stream of ``root`` in chunks of about _FLUSH_AT bytes, read ahead on a thread:
-    file reads and zstd's workers release the GIL, so reading overlaps compressing."""
-    import queue
-    import threading
-
-    chunks: queue.Queue[bytearray | BaseException | None] = queue.Queue(maxsize=_READ_AHEAD)
-    stop = threading.Event()
-
-    def put(item: bytearray | BaseException | None) -> None:
-        while not stop.is_set():
-            try:
-                chunks.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def produce() -> None:
-        try:
-            for chunk in _tar_chunks(root, counts):
-                put(chunk)
-                if stop.is_set():
-                    return
-            put(None)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="mlp-pack-read", daemon=True)
-    thread.start()
-    try:
-        while (item := chunks.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _tar_chunks(root: str, counts: list[int]) -> Iterator[bytearray]:
@@ -203,16 +169,27 @@ def _tar_chunks(root: str, counts: list[int]) -> Iterator[bytearray]:
             pending += _header(name, tarfile.SYMTYPE, 0o777, linkname=target)
         elif stat.S_ISREG(st.st_mode):
             mode = 0o755 if st.st_mode & 0o111 else 0o644
+            size = st.st_size
+            pending += _header(name, tarfile.REGTYPE, mode, size=size)
+            # Read in pieces that top the chunk up to _FLUSH_AT: a GB-sized shared library never sits
+            # in memory whole, and every chunk stays near _FLUSH_AT.
             with open(entry.path, "rb") as fh:
-                data = fh.read()
-            if len(data) != st.st_size:
-                raise BuildError(f"cannot pack {name}: it changed size while being packed")
-            pending += _header(name, tarfile.REGTYPE, mode, size=len(data))
-            pending += data
-            remainder = len(data) % _BLOCK
+                remaining = size
+                while remaining:
+                    piece = fh.read(min(remaining, max(_FLUSH_AT - len(pending), _BLOCK)))
+                    if not piece:
+                        break
+                    pending += piece
+                    remaining -= len(piece)
+                    if len(pending) >= _FLUSH_AT:
+                        yield pending
+                        pending = bytearray()
+                if remaining or fh.read(1):
+                    raise BuildError(f"cannot pack {name}: it changed size while being packed")
+            remainder = size % _BLOCK
             if remainder:
                 pending += bytes(_BLOCK - remainder)
-            counts[0] += len(data)
+            counts[0] += size
             counts[1] += 1
         else:
             raise BuildError(f"cannot pack {name}: it is a socket, FIFO or device, not a file")

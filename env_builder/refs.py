@@ -42,6 +42,11 @@ def is_env_id(text: str) -> bool:
     return bool(ENV_ID_RE.match(text))
 
 
+def is_sha256(text: str) -> bool:
+    """A sha256 hex digest, as archives are named by (an env id has the same shape)."""
+    return bool(ENV_ID_RE.match(text))
+
+
 def parse_alias(text: str, default_tag: str = DEFAULT_TAG) -> AliasRef:
     """Parse ``[team/[project/]]name[:tag|@tag]``; raise AliasError naming the bad part."""
     if not isinstance(text, str) or not text.strip():

@@ -24,13 +24,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from env_builder.concurrency import file_lock
 from env_builder.errors import BaseInterpreterError, EnvBuilderError, EnvNotFoundError, IntegrityError
+from env_builder.progress import ByteProgress, Progress, byte_counter, quiet
 from env_builder.refs import ENV_ID_RE, parse_alias
 
 READY_MARKER = ".mlp-ready"
@@ -114,20 +115,6 @@ def cached(env_id: str, cache_dir: str | Path | None = None) -> LocalEnv | None:
     return _is_ready(cache / "envs" / env_id, env_id, None)
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def _remove_tree(path: Path) -> None:
     """Remove a tree even where extraction left directories without write permission."""
 
@@ -160,10 +147,13 @@ def _version_of(python: str) -> str | None:
 
 def find_base_interpreter(recorded: Mapping[str, Any], override: str | None = None) -> str:
     """A local interpreter matching the recorded base's major.minor version: the override,
-    ``MLP_ENV_BASE_PYTHON``, the recorded path, this process's own interpreter, then ``pythonX.Y`` on PATH."""
+    settings' ``env_base_python`` (``MLP_ENV_BASE_PYTHON``), the recorded path, this process's own
+    interpreter, then ``pythonX.Y`` on PATH."""
+    from airflow_provider_mlp.config import settings
+
     version = ".".join(str(recorded["version"]).split(".")[:2])
     candidates: list[str] = []
-    for value in (override, os.environ.get("MLP_ENV_BASE_PYTHON"), recorded.get("path")):
+    for value in (override, settings().env_base_python, recorded.get("path")):
         if value:
             candidates.append(str(value))
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
@@ -219,19 +209,24 @@ def run_conda_unpack(env_dir: Path) -> None:
         raise EnvBuilderError(f"conda-unpack failed in {env_dir}: {proc.stderr.strip()}")
 
 
-def _download(store: Any, env_id: str, destination: Path, expected_size: int, say: Callable[[str], None]) -> str:
+def _download(store: Any, env_id: str, manifest: Mapping[str, Any], destination: Path, say: Progress) -> str:
     digest = hashlib.sha256()
     size = 0
+    expected_size = int(manifest["archive"]["size"])
+    downloaded = byte_counter(say, "downloading", expected_size)
+    # A reporter with bars shows the bytes; a plain one (a task log) gets a line every 2 s instead.
+    lines = not isinstance(say, ByteProgress)
     last_report = started = time.monotonic()
-    with store.open_archive(env_id) as src, open(destination, "xb") as dst:
+    with store.open_archive(env_id, manifest) as src, open(destination, "xb") as dst:
         while chunk := _read_store_chunk(store, env_id, src):
             digest.update(chunk)
             dst.write(chunk)
             size += len(chunk)
+            downloaded(len(chunk))
             if size > expected_size:
                 break
             now = time.monotonic()
-            if now >= last_report + 2:
+            if lines and now >= last_report + 2:
                 last_report = now
                 rate = size / max(now - started, 1e-6) / 1e6
                 say(f"downloaded {size / 1e6:.1f}/{expected_size / 1e6:.1f} MB ({rate:.1f} MB/s)")
@@ -267,13 +262,6 @@ def _link_local_archive(store: Any, env_id: str, local: str, download: Path) -> 
             raise EnvNotFoundError(f"archive {local} of {env_id} vanished from store {store.url!r}") from None
 
 
-def _local_archive(store: Any, env_id: str) -> str | None:
-    if not store.is_local:
-        return None
-    path = os.path.join(store.root, "envs", f"{env_id}.tar.zst")
-    return path if os.path.exists(path) else None
-
-
 def _hash_file(path: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -291,7 +279,7 @@ def ensure(
     storage_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     base_python: str | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     verify: bool = False,
 ) -> LocalEnv:
     """Make environment ``env`` (an env id, an alias or an ``EnvRef``) ready on this node and return it.
@@ -349,7 +337,7 @@ def rehydrate(
     cache: Path,
     *,
     base_python: str | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     expected_sha256: str | None = None,
 ) -> LocalEnv:
     """Cache miss path: under the env's file lock, download, verify, extract, relink, rename into place.
@@ -362,10 +350,10 @@ def rehydrate(
     if not isinstance(env_id, str) or not ENV_ID_RE.match(env_id):
         # It becomes a path under the cache (lock, temporaries, the entry itself): nothing else may pass.
         raise EnvBuilderError(f"cannot rehydrate {env_id!r}: an environment id is 64 lowercase hex digits")
-    say = progress or (lambda _message: None)
+    say = progress or quiet
     final = cache / "envs" / env_id
     tmp_root = cache / "tmp"
-    with _file_lock(cache / "locks" / f"{env_id}.lock"):
+    with file_lock(cache / "locks" / f"{env_id}.lock"):
         manifest = env_store.manifest(env_id)
         archive = manifest["archive"]
         if expected_sha256 is not None and archive["sha256"] != expected_sha256:
@@ -391,7 +379,7 @@ def rehydrate(
         download = tmp_root / f"{env_id}.{token}.tar.zst"
         try:
             started = time.monotonic()
-            local = _local_archive(env_store, env_id)
+            local = env_store.local_archive_path(env_id, manifest)
             if local is not None:
                 # A local store needs no download. The bytes we hash must be the bytes we extract, so
                 # we hash our own hard link (the store only ever replaces files, never rewrites
@@ -405,7 +393,7 @@ def rehydrate(
                     )
             else:
                 say(f"downloading {env_id} ({int(archive['size']) / 1e6:.1f} MB)")
-                sha256 = _download(env_store, env_id, download, int(archive["size"]), say)
+                sha256 = _download(env_store, env_id, manifest, download, say)
             if sha256 != archive["sha256"]:
                 raise IntegrityError(
                     f"archive of {env_id} in {env_store.url!r} has sha256 {sha256}; its manifest says "
@@ -418,6 +406,7 @@ def rehydrate(
                 staging,
                 max_unpacked_size=int(archive.get("unpacked_size") or 0) or None,
                 label=f"archive of {env_id}",
+                progress=byte_counter(say, "extracting", int(archive.get("unpacked_size") or 0) or None),
             )
             download.unlink()
             kind = manifest.get("kind", "pip")

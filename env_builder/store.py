@@ -2,10 +2,17 @@
 
 Layout under the store root::
 
-    envs/<env_id>.tar.zst            the packed environment
+    envs/<env_id>.<sha256>.tar.zst   the packed environment, named by its content too
     envs/<env_id>.lock               the lock it was built from (a rebuild is exact)
-    envs/<env_id>.manifest.json      written last: an environment exists once its manifest does
+    envs/<env_id>.manifest.json      written last: an environment exists once its manifest does;
+                                     its ``archive.path`` names the archive that belongs to it
     aliases/<team>/<project>/<name>/<tag>.json
+
+Archives carry their sha256 in their name because two builders of one env on different hosts may
+produce different bytes (another uv, another zstd): each uploads its own archive, exactly one
+manifest wins the create-only write, and the loser's archive is an orphan that ``gc`` removes
+later. A shared name would let the loser overwrite the bytes the winning manifest describes.
+Manifests written before archives were content-addressed name ``envs/<env_id>.tar.zst``.
 
 Every write is atomic: on a local filesystem a temporary name in the same directory is renamed
 into place (``os.link`` for create-only writes); on object stores a single PUT or completed
@@ -19,6 +26,7 @@ import datetime as dt
 import json
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,12 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from env_builder.errors import AliasError, EnvNotFoundError, StoreError
-from env_builder.refs import AliasRef, is_env_id, parse_alias
+from env_builder.progress import Progress, byte_counter
+from env_builder.refs import AliasRef, is_env_id, is_sha256, parse_alias
 
 MANIFEST_SUFFIX = ".manifest.json"
 ARCHIVE_SUFFIX = ".tar.zst"
 LOCK_SUFFIX = ".lock"
 _TEMP_MARK = ".tmp-"
+_ARCHIVE_KEY_RE = re.compile(r"envs/(?P<env_id>[0-9a-f]{64})(?:\.(?P<sha256>[0-9a-f]{64}))?\.tar\.zst")
 
 
 @dataclass(frozen=True)
@@ -92,8 +102,22 @@ class EnvStore:
         return f"{self.url}/{relative}"
 
     @staticmethod
-    def archive_key(env_id: str) -> str:
-        return f"envs/{env_id}{ARCHIVE_SUFFIX}"
+    def archive_key(env_id: str, sha256: str | None = None) -> str:
+        """Key of an archive: ``envs/<env_id>.<sha256>.tar.zst`` (without ``sha256``, the legacy name)."""
+        return f"envs/{env_id}.{sha256}{ARCHIVE_SUFFIX}" if sha256 else f"envs/{env_id}{ARCHIVE_SUFFIX}"
+
+    def archive_key_of(self, env_id: str, manifest: Mapping[str, Any]) -> str:
+        """The archive ``manifest`` describes; it must be one of ``env_id``'s, with the manifest's sha256."""
+        archive = manifest["archive"]
+        key = archive.get("path") or self.archive_key(env_id)
+        match = _ARCHIVE_KEY_RE.fullmatch(key) if isinstance(key, str) else None
+        # The key becomes a path in the store (and, for a local store, on this host): nothing else may pass.
+        if match is None or match["env_id"] != env_id or match["sha256"] not in (None, archive.get("sha256")):
+            raise StoreError(
+                f"manifest {self._url(self.manifest_key(env_id))} names archive {key!r}; "
+                f"expected envs/{env_id}.<its archive sha256>.tar.zst"
+            )
+        return key
 
     @staticmethod
     def manifest_key(env_id: str) -> str:
@@ -141,9 +165,10 @@ class EnvStore:
             self.fs.pipe_file(path, data)
             return True
 
-    def _put_file(self, relative: str, local_path: str, size: int) -> None:
+    def _put_file(self, relative: str, local_path: str, size: int, progress: Progress | None = None) -> None:
         """Upload a local file atomically; an identical object already there is kept."""
         path = self._path(relative)
+        uploaded = byte_counter(progress, "uploading", size)
         with self._errors(f"uploading {relative}"):
             if self.is_local:
 
@@ -151,12 +176,13 @@ class EnvStore:
                     with open(local_path, "rb") as src:
                         while chunk := src.read(8 << 20):
                             fh.write(chunk)
+                            uploaded(len(chunk))
 
                 _local_atomic_write(path, copy, create=False)
                 return
             if self.fs.exists(path) and self.fs.info(path).get("size") == size:
                 return
-            self.fs.put_file(local_path, path)
+            self.fs.put_file(local_path, path, callback=_fsspec_callback(uploaded))
             self.fs.invalidate_cache(path)
             stored = self.fs.info(path).get("size")
             if stored != size:
@@ -193,23 +219,49 @@ class EnvStore:
     def ref(self, env_id: str, manifest: Mapping[str, Any] | None = None) -> EnvRef:
         manifest = manifest or self.manifest(env_id)
         archive = manifest["archive"]
-        return EnvRef(env_id, archive["sha256"], int(archive["size"]), self._url(self.archive_key(env_id)))
+        return EnvRef(env_id, archive["sha256"], int(archive["size"]), self._url(self.archive_key_of(env_id, manifest)))
 
-    def put_env(self, env_id: str, archive_path: str, manifest: Mapping[str, Any], lock_text: str) -> bool:
-        """Store an environment; returns False when another builder stored it first (both succeed)."""
-        size = int(manifest["archive"]["size"])
-        self._put_file(self.archive_key(env_id), archive_path, size)
+    def put_env(
+        self,
+        env_id: str,
+        archive_path: str,
+        manifest: Mapping[str, Any],
+        lock_text: str,
+        *,
+        progress: Progress | None = None,
+    ) -> bool:
+        """Store an environment; returns False when another builder stored it first (both succeed).
+
+        The archive goes under its content-addressed key and the manifest records that key, so a
+        builder that loses the race for the manifest never touches the winner's archive.
+        """
+        archive = dict(manifest["archive"])
+        if not is_env_id(env_id) or not is_sha256(str(archive.get("sha256"))):
+            raise ValueError(
+                f"cannot store environment {env_id!r}: its id and its archive sha256 ({archive.get('sha256')!r}) "
+                "must each be 64 lowercase hex digits"
+            )
+        archive["path"] = key = self.archive_key(env_id, archive["sha256"])
+        self._put_file(key, archive_path, int(archive["size"]), progress)
         self._write_bytes(self.lock_key(env_id), lock_text.encode(), create=False)
-        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        body = json.dumps({**manifest, "archive": archive}, indent=2, sort_keys=True).encode()
         return self._write_bytes(self.manifest_key(env_id), body, create=True)
 
-    def open_archive(self, env_id: str) -> Any:
-        path = self._path(self.archive_key(env_id))
+    def open_archive(self, env_id: str, manifest: Mapping[str, Any]) -> Any:
+        """Open the archive ``manifest`` (env ``env_id``'s) describes, for reading."""
+        key = self.archive_key_of(env_id, manifest)
         with self._errors(f"opening the archive of {env_id}"):
             try:
-                return self.fs.open(path, "rb", block_size=8 << 20)
+                return self.fs.open(self._path(key), "rb", block_size=8 << 20)
             except FileNotFoundError:
-                raise EnvNotFoundError(f"archive {self._url(self.archive_key(env_id))} is missing") from None
+                raise EnvNotFoundError(f"archive {self._url(key)} is missing") from None
+
+    def local_archive_path(self, env_id: str, manifest: Mapping[str, Any]) -> str | None:
+        """Path of the archive on this host when the store is a local directory and the archive exists."""
+        if not self.is_local:
+            return None
+        path = self._path(self.archive_key_of(env_id, manifest))
+        return path if os.path.exists(path) else None
 
     def list_envs(self) -> list[str]:
         with self._errors("listing environments"):
@@ -225,13 +277,30 @@ class EnvStore:
         return sorted(ids)
 
     def delete_env(self, env_id: str) -> None:
-        """Delete an environment; the manifest goes first so that nobody starts fetching it meanwhile."""
+        """Delete an environment: the manifest goes first so that nobody starts fetching it meanwhile,
+        then every archive of it (a losing builder's too) and its lock."""
         with self._errors(f"deleting environment {env_id}"):
-            for key in (self.manifest_key(env_id), self.archive_key(env_id), self.lock_key(env_id)):
-                try:
-                    self.fs.rm_file(self._path(key))
-                except FileNotFoundError:
-                    pass
+            self._remove(self._path(self.manifest_key(env_id)))
+        self._delete_env_files(env_id)
+
+    def _delete_env_files(self, env_id: str) -> None:
+        """Every file of ``env_id`` but temporaries; its manifest must be gone already."""
+        with self._errors(f"deleting environment {env_id}"):
+            try:
+                names = self.fs.ls(self._path("envs"), detail=False)
+            except FileNotFoundError:
+                return
+            for name in names:
+                base = posixpath.basename(str(name))
+                # Temporaries start with "." and belong to writers still at work.
+                if base.startswith(f"{env_id}.") and _TEMP_MARK not in base:
+                    self._remove(str(name))
+
+    def _remove(self, path: str) -> None:
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
 
     # -- aliases ---------------------------------------------------------------------------------
 
@@ -264,9 +333,12 @@ class EnvStore:
         record = {"alias": str(alias), "env_id": env_id, "updated_at": utcnow().isoformat()}
         body = json.dumps(record, indent=2, sort_keys=True).encode()
         if alias.mutable:
+            previous = self._read_optional(alias.store_path)
             self._write_bytes(alias.store_path, body, create=False)
+            self._check_alias_target(alias, env_id, previous)
             return record
         if self._write_bytes(alias.store_path, body, create=True):
+            self._check_alias_target(alias, env_id, None)
             return record
         existing = self.get_alias(alias)
         if existing.get("env_id") != env_id:
@@ -275,6 +347,34 @@ class EnvStore:
                 f"to {env_id} (only the tags latest, candidate and stable move; use a new tag)"
             )
         return existing
+
+    def _check_alias_target(self, alias: AliasRef, env_id: str, previous: bytes | None) -> None:
+        """After writing ``alias``: if gc deleted ``env_id`` meanwhile, take the alias back (restore
+        ``previous``, or remove it) and fail, so that no alias is left naming a deleted environment.
+
+        gc hides an environment by deleting its manifest, then lists aliases again and restores the
+        manifest of any that gained one: whichever of the two looks second sees the other's write.
+        """
+        if self.has_env(env_id):
+            return
+        path = self._path(alias.store_path)
+        with self._errors(f"taking back alias {alias}"):
+            current = self._read_optional(alias.store_path)
+            if current is not None and _record_env_id(current) == env_id:
+                if previous is None:
+                    self._remove(path)
+                else:
+                    self._write_bytes(alias.store_path, previous, create=False)
+        raise EnvNotFoundError(
+            f"cannot alias {alias} to {env_id}: the environment was deleted (gc) while the alias was written"
+        )
+
+    def _read_optional(self, relative: str) -> bytes | None:
+        with self._errors(f"reading {relative}"):
+            try:
+                return bytes(self.fs.cat_file(self._path(relative)))
+            except FileNotFoundError:
+                return None
 
     def list_aliases(self) -> list[tuple[AliasRef, str]]:
         with self._errors("listing aliases"):
@@ -300,45 +400,89 @@ class EnvStore:
         """Delete environments that no alias references and that are older than ``retention``."""
         now = now or utcnow()
         referenced = {env_id for _, env_id in self.list_aliases()}
-        removed = []
+        expired: dict[str, dict[str, Any]] = {}
+        # The archive each live manifest names; None where a manifest exists but cannot be read.
+        live_archives: dict[str, str | None] = {}
         for env_id in self.list_envs():
-            if env_id in referenced:
-                continue
             try:
-                created = dt.datetime.fromisoformat(self.manifest(env_id)["created_at"])
-            except (EnvNotFoundError, KeyError, ValueError):
+                manifest = self.manifest(env_id)
+                live_archives[env_id] = posixpath.basename(self.archive_key_of(env_id, manifest))
+                created = dt.datetime.fromisoformat(manifest["created_at"])
+            except EnvNotFoundError:
                 continue
-            if now - created < retention:
+            except (StoreError, KeyError, TypeError, ValueError):
+                live_archives.setdefault(env_id, None)
                 continue
-            if not dry_run:
-                self.delete_env(env_id)
-            removed.append(env_id)
-        if not dry_run:
-            self._remove_orphans(now, retention)
-        return removed
+            if env_id in referenced or now - created < retention:
+                continue
+            expired[env_id] = manifest
+        if dry_run:
+            return sorted(expired)
+        # Hide the expired environments (manifest first), then look at the aliases again: one set
+        # meanwhile (set_alias checked the env before we hid it) brings its manifest back.
+        for env_id in expired:
+            with self._errors(f"deleting environment {env_id}"):
+                self._remove(self._path(self.manifest_key(env_id)))
+        aliased_meanwhile = {env_id for _, env_id in self.list_aliases()} & set(expired)
+        for env_id in aliased_meanwhile:
+            body = json.dumps(expired.pop(env_id), indent=2, sort_keys=True).encode()
+            self._write_bytes(self.manifest_key(env_id), body, create=True)
+        for env_id in expired:
+            self._delete_env_files(env_id)
+            del live_archives[env_id]
+        self._remove_orphans(now, retention, live_archives)
+        return sorted(expired)
 
-    def _remove_orphans(self, now: dt.datetime, retention: dt.timedelta) -> None:
-        """Archives and locks whose manifest never got written (a builder died) and stale temporaries."""
+    def _remove_orphans(self, now: dt.datetime, retention: dt.timedelta, live_archives: dict[str, str | None]) -> None:
+        """Files older than ``retention`` that no manifest owns: archives and locks of builders that died
+        before writing the manifest, archives of builders that lost the race for it, stale temporaries."""
         with self._errors("listing environments"):
             try:
                 entries = self.fs.ls(self._path("envs"), detail=True)
             except FileNotFoundError:
                 return
-        manifests = set(self.list_envs())
         for entry in entries:
             name = posixpath.basename(str(entry["name"]))
-            env_id = name.split(".", 1)[0].lstrip(".")
-            temporary = _TEMP_MARK in name
-            if not temporary and (env_id in manifests or not is_env_id(env_id)):
-                continue
+            if _TEMP_MARK not in name:
+                env_id = name.split(".", 1)[0]
+                if not is_env_id(env_id):
+                    continue  # not ours
+                if env_id in live_archives:
+                    live_archive = live_archives[env_id]
+                    # An unreadable manifest keeps everything of its env: nothing is deleted on a guess.
+                    if live_archive is None or not name.endswith(ARCHIVE_SUFFIX) or name == live_archive:
+                        continue
+                elif self.has_env(env_id):
+                    continue  # published since the listing
             modified = _modified(entry)
             if modified is None or now - modified < retention:
                 continue
             with self._errors(f"removing {name}"):
-                try:
-                    self.fs.rm_file(str(entry["name"]))
-                except FileNotFoundError:
-                    pass
+                self._remove(str(entry["name"]))
+
+
+def _record_env_id(raw: bytes) -> object:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record.get("env_id") if isinstance(record, dict) else None
+
+
+def _fsspec_callback(uploaded: Callable[[int], None]) -> Any:
+    """An fsspec transfer callback passing each increment to ``uploaded``."""
+    from fsspec.callbacks import Callback
+
+    class Counting(Callback):
+        reported = 0
+
+        def call(self, *args: Any, **kwargs: Any) -> None:  # every kind of update ends here
+            value = self.value or 0
+            if value > self.reported:
+                uploaded(value - self.reported)
+                self.reported = value
+
+    return Counting()
 
 
 def _local_atomic_write(path: str, write: Callable[[Any], object], *, create: bool) -> bool:

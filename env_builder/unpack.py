@@ -21,11 +21,12 @@ import posixpath
 import re
 import stat
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import IO
 
+from env_builder.concurrency import ReadAhead
 from env_builder.errors import UnsafeArchiveError
 from env_builder.rehydrate import READY_MARKER
 
@@ -92,6 +93,7 @@ def extract_archive(
     *,
     max_unpacked_size: int | None = None,
     label: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Extract a ``.tar.zst`` into the existing empty directory ``target``; returns bytes written."""
     import zstandard
@@ -101,7 +103,7 @@ def extract_archive(
     with open(archive_path, "rb") as raw:
         reader = _PrefetchingReader(zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20), label)
         try:
-            return _extract_stream(reader, target, max_unpacked_size, label)  # type: ignore[arg-type]
+            return _extract_stream(reader, target, max_unpacked_size, label, progress)  # type: ignore[arg-type]
         finally:
             reader.close()
 
@@ -250,52 +252,22 @@ class _PrefetchingReader:
     headers: the same pipelining ``zstd -d | tar -x`` gets from two processes."""
 
     def __init__(self, source: IO[bytes], label: str) -> None:
-        import queue
-        import threading
-
-        self.source = source
         self.label = label
-        self.chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_PREFETCH_CHUNKS)
+        decompressed = iter(lambda: source.read(_DECOMPRESS_CHUNK), b"")
+        self.chunks = ReadAhead(decompressed, _PREFETCH_CHUNKS, "mlp-unpack-decompress")
         self.current = memoryview(b"")
         self.done = False
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._fill, name="mlp-unpack-decompress", daemon=True)
-        self.thread.start()
-
-    def _put(self, item: bytes | BaseException | None) -> None:
-        """Queue ``item`` unless the reader stops first (a blocking put would hang ``close()`` on a full queue)."""
-        import queue
-
-        while not self.stopped.is_set():
-            try:
-                self.chunks.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _fill(self) -> None:
-        try:
-            while not self.stopped.is_set():
-                chunk = self.source.read(_DECOMPRESS_CHUNK)
-                self._put(chunk or None)
-                if not chunk:
-                    return
-        except BaseException as exc:  # handed to the reading thread, which raises it
-            self._put(exc)
 
     def read(self, size: int = -1) -> bytes:
         import zstandard
 
         while not self.current and not self.done:
-            item = self.chunks.get()
-            if item is None:
+            try:
+                self.current = memoryview(next(self.chunks))
+            except StopIteration:
                 self.done = True
-            elif isinstance(item, zstandard.ZstdError):
-                raise UnsafeArchiveError(f"{self.label}: corrupt zstd stream: {item}") from item
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                self.current = memoryview(item)
+            except zstandard.ZstdError as exc:
+                raise UnsafeArchiveError(f"{self.label}: corrupt zstd stream: {exc}") from exc
         if size < 0 or size >= len(self.current):
             data, self.current = bytes(self.current), memoryview(b"")
         else:
@@ -303,8 +275,7 @@ class _PrefetchingReader:
         return data
 
     def close(self) -> None:
-        self.stopped.set()
-        self.thread.join()
+        self.chunks.close()
 
 
 def _write_batch(batch: list[tuple[str, bytes | None, int]]) -> None:
@@ -330,7 +301,7 @@ class _Writers:
     def __init__(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.pool = ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="mlp-unpack")
+        self.pool = ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="mlp-unpack-decompress")
         self.pending: deque[tuple[Future[None], int]] = deque()
         self.in_flight = 0
         self.batch: list[tuple[str, bytes | None, int]] = []
@@ -367,7 +338,13 @@ class _Writers:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _extract_stream(fileobj: IO[bytes], target: str, max_unpacked_size: int | None, label: str) -> int:
+def _extract_stream(
+    fileobj: IO[bytes],
+    target: str,
+    max_unpacked_size: int | None,
+    label: str,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     dirs: dict[str, int] = {}
     files: set[str] = set()
     links: dict[str, str] = {}
@@ -416,6 +393,8 @@ def _extract_stream(fileobj: IO[bytes], target: str, max_unpacked_size: int | No
                     writers.submit(path, stream.read(member.size), member.mode & _MODE_MASK)
                 stream.skip_padding(member.size)
                 files.add(name)
+                if progress is not None:
+                    progress(member.size)
             elif kind == b"5":
                 ensure_parents(name)
                 writers.submit(os.path.join(target, name), None)

@@ -15,6 +15,7 @@ def test_embedded_defaults_live_under_mlp_home(mlp_home: Path) -> None:
     assert s.env_store.startswith("file://") and s.env_store.endswith("/envs")
     assert s.artifact_store.endswith("/artifacts")
     assert s.memcached_servers == ("127.0.0.1:11211",)
+    assert s.env_base_python is None
     assert s.catalog_properties() == {"type": "sql", "uri": s.catalog_uri, "warehouse": s.warehouse}
 
 
@@ -24,6 +25,17 @@ def test_environment_variables_override_defaults(mlp_home: Path, monkeypatch: py
     s = settings()
     assert s.warehouse == "s3://bucket/warehouse"
     assert s.memcached_servers == ("10.0.0.1:11211", "10.0.0.2:11212")
+
+
+def test_env_base_python_comes_from_the_environment_or_the_airflow_config(
+    mlp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow.configuration  # noqa: F401  (settings() reads [mlp] only where Airflow is loaded)
+
+    monkeypatch.setenv("AIRFLOW__MLP__ENV_BASE_PYTHON", "/opt/conf/python3.11")
+    assert settings().env_base_python == "/opt/conf/python3.11"
+    monkeypatch.setenv("MLP_ENV_BASE_PYTHON", "/opt/env/python3.11")
+    assert settings().env_base_python == "/opt/env/python3.11"
 
 
 def test_airflow_config_applies_below_environment(mlp_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,9 +12,10 @@ from env_builder.builder import alias, build
 from env_builder.errors import AliasError, IntegrityError, StoreError
 from env_builder.rehydrate import ensure
 from env_builder.spec import EnvSpec
-from env_builder.store import EnvStore
+from env_builder.store import EnvStore, utcnow
 from tests.integration.env_builder.conftest import PY, SIX_SPEC
 from tests.support.s3_server import S3Server
+from tests.unit.env_builder.helpers import RecordingProgress, host_build_output
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def s3_store(s3_server: S3Server, request: pytest.FixtureRequest) -> tuple[str, 
 def test_build_alias_and_rehydrate_through_s3(s3_store: tuple[str, dict[str, object]], tmp_path: Path) -> None:
     url, options = s3_store
     ref = build(SIX_SPEC, url, storage_options=options)
-    assert ref.uri == f"{url}/envs/{ref.id}.tar.zst"
+    assert ref.uri == f"{url}/envs/{ref.id}.{ref.sha256}.tar.zst"
     store = EnvStore.open(url, options)
     assert store.list_envs() == [ref.id]
     alias(ref, "ranking/six:v1", store=url, storage_options=options)
@@ -66,7 +67,7 @@ def test_concurrent_builders_on_s3_both_succeed(s3_store: tuple[str, dict[str, o
     assert not errors and refs[0] == refs[1]
     store = EnvStore.open(url, options)
     assert sorted(p.rsplit("/", 1)[1] for p in store.fs.ls(f"{store.root}/envs", detail=False)) == sorted(
-        f"{refs[0].id}{suffix}" for suffix in (".tar.zst", ".lock", ".manifest.json")
+        f"{refs[0].id}{suffix}" for suffix in (f".{refs[0].sha256}.tar.zst", ".lock", ".manifest.json")
     )
 
 
@@ -74,7 +75,7 @@ def test_archive_tampered_in_s3_is_refused(s3_store: tuple[str, dict[str, object
     url, options = s3_store
     ref = build(SIX_SPEC, url, storage_options=options)
     store = EnvStore.open(url, options)
-    path = f"{store.root}/envs/{ref.id}.tar.zst"
+    path = f"{store.root}/envs/{ref.id}.{ref.sha256}.tar.zst"
     data = bytearray(store.fs.cat_file(path))
     data[100] ^= 0xFF
     store.fs.pipe_file(path, bytes(data))
@@ -82,6 +83,38 @@ def test_archive_tampered_in_s3_is_refused(s3_store: tuple[str, dict[str, object
         ensure(ref.id, store=url, storage_options=options, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache" / "envs" / ref.id).exists()
     assert not list((tmp_path / "cache" / "tmp").iterdir())
+
+
+def test_builders_on_two_hosts_with_different_bytes_on_s3_keep_the_winners_archive(
+    s3_store: tuple[str, dict[str, object]], tmp_path: Path
+) -> None:
+    # Two hosts built one env id into different bytes: the second to store must not replace the
+    # archive the first one's manifest describes, and gc later removes the loser's archive.
+    url, options = s3_store
+    store = EnvStore.open(url, options)
+    env_id = "c" * 64
+    uploads = RecordingProgress()
+    published = [
+        store.put_env(env_id, str(archive), manifest, "lock\n", progress=uploads)
+        for archive, manifest in (host_build_output(tmp_path, env_id, host) for host in ("a", "b"))
+    ]
+    assert published == [True, False]
+    ref = store.ref(env_id)
+    downloads = RecordingProgress()
+    env = ensure(ref, store=url, storage_options=options, cache_dir=tmp_path / "cache", progress=downloads)
+    # fsspec's transfer callback and our download loop count every byte of the archives
+    assert uploads.steps["uploading"][0] == uploads.steps["uploading"][1]
+    assert downloads.steps["downloading"] == (ref.size, ref.size)
+    assert "built on a" in next(env.path.glob("lib/python*/site-packages/greeting.py")).read_text()
+
+    def names() -> list[str]:
+        store.fs.invalidate_cache()
+        return sorted(p.rsplit("/", 1)[1] for p in store.fs.ls(f"{store.root}/envs", detail=False))
+
+    assert len([name for name in names() if name.endswith(".tar.zst")]) == 2
+    store.set_alias("t/p/n:v1", env_id)
+    assert store.gc(dt.timedelta(days=7), now=utcnow() + dt.timedelta(days=30)) == []
+    assert names() == sorted([f"{env_id}.{ref.sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"])
 
 
 def test_unreachable_store_is_named(tmp_path: Path) -> None:

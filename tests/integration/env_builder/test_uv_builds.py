@@ -58,8 +58,9 @@ def test_same_spec_resolves_to_the_same_ids_and_a_rebuild_is_byte_identical(six_
     rebuilt = build(again, str(tmp_path / "other-store"))
     assert rebuilt.id == six_env.ref.id
     assert rebuilt.sha256 == six_env.ref.sha256
-    assert (tmp_path / "other-store" / "envs" / f"{rebuilt.id}.tar.zst").read_bytes() == (
-        Path(six_env.store) / "envs" / f"{rebuilt.id}.tar.zst"
+    archive_name = f"{rebuilt.id}.{rebuilt.sha256}.tar.zst"
+    assert (tmp_path / "other-store" / "envs" / archive_name).read_bytes() == (
+        Path(six_env.store) / "envs" / archive_name
     ).read_bytes()
     # Already stored: build returns it without building.
     assert build(again, six_env.store) == six_env.ref
@@ -123,6 +124,8 @@ def test_two_builders_of_the_same_env_at_once_both_succeed_with_one_archive(tmp_
         thread.join()
     assert not errors and len(refs) == 2 and refs[0] == refs[1]
     names = sorted(p.name for p in (tmp_path / "store" / "envs").iterdir())
-    assert names == sorted(f"{refs[0].id}{suffix}" for suffix in (".tar.zst", ".lock", ".manifest.json"))
+    assert names == sorted(
+        f"{refs[0].id}{suffix}" for suffix in (f".{refs[0].sha256}.tar.zst", ".lock", ".manifest.json")
+    )
     manifest = json.loads((tmp_path / "store" / "envs" / f"{refs[0].id}.manifest.json").read_text())
     assert manifest["archive"]["sha256"] == refs[0].sha256

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import zstandard
 
+from env_builder.pack import pack_tree
+from env_builder.store import utcnow
+
 
 def make_venv_tree(root: Path, marker: str = "hello") -> Path:
     """A tree shaped like an unpacked relocatable venv (no interpreter links: rehydration adds them)."""
@@ -52,6 +55,37 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o644, linkname
     info.mode = mode
     info.linkname = linkname
     return info
+
+
+def host_build_output(tmp_path: Path, env_id: str, host: str) -> tuple[Path, dict[str, object]]:
+    """What one host's builder of ``env_id`` publishes: an archive (bytes of its own) and its manifest."""
+    tree = make_venv_tree(tmp_path / f"tree-{host}", marker=f"built on {host}")
+    archive = tmp_path / f"{host}.tar.zst"
+    packed = pack_tree(tree, archive)
+    manifest = {
+        "format": 1,
+        "env_id": env_id,
+        "kind": "pip",
+        "archive": {"sha256": packed.sha256, "size": packed.size, "unpacked_size": packed.unpacked_size},
+        "base_interpreter": base_interpreter(),
+        "created_at": utcnow().isoformat(),
+        "builder": {"host": host},
+    }
+    return archive, manifest
+
+
+class RecordingProgress:
+    """A ByteProgress that keeps every message and the last count of each step."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.steps: dict[str, tuple[int, int | None]] = {}
+
+    def __call__(self, message: str) -> None:
+        self.messages.append(message)
+
+    def advance(self, step: str, done: int, total: int | None) -> None:
+        self.steps[step] = (done, total)
 
 
 # publish(store, tree=None, archive_bytes=None, manifest_sha256=None, unpacked_size=None) -> env id

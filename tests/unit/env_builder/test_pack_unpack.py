@@ -73,6 +73,47 @@ def test_round_trip_keeps_files_modes_and_internal_symlinks(tmp_path: Path) -> N
     assert _tree_listing(out) == _tree_listing(tree)
 
 
+def test_files_larger_than_a_chunk_are_streamed_in_bounded_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import env_builder.pack
+
+    monkeypatch.setattr(env_builder.pack, "_FLUSH_AT", 64 << 10)
+    tree = make_venv_tree(tmp_path / "src")
+    big = tree / "lib" / "libbig.so"
+    big.write_bytes(os.urandom(1 << 20) + b"tail")  # 16 chunks and a bit, not a multiple of the block size
+    chunks = list(env_builder.pack._tar_chunks(str(tree), [0, 0]))
+    assert max(len(chunk) for chunk in chunks) <= (64 << 10) + 4 * tarfile.BLOCKSIZE
+    pack_tree(tree, tmp_path / "env.tar.zst")
+    out = tmp_path / "out"
+    out.mkdir()
+    extract_archive(tmp_path / "env.tar.zst", out)
+    assert _tree_listing(out) == _tree_listing(tree)
+
+
+@pytest.mark.parametrize("change", ["shrinks", "grows"])
+def test_file_changing_size_while_packed_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    import env_builder.pack
+
+    monkeypatch.setattr(env_builder.pack, "_FLUSH_AT", 64 << 10)
+    tree = tmp_path / "src"
+    tree.mkdir()
+    big = tree / "big.bin"
+    big.write_bytes(b"x" * (256 << 10))
+    chunks = env_builder.pack._tar_chunks(str(tree), [0, 0])
+    next(chunks)  # mid-file: the builder still writes into the tree
+    with open(big, "r+b") as fh:
+        if change == "shrinks":
+            fh.truncate(100 << 10)
+        else:
+            fh.seek(0, os.SEEK_END)
+            fh.write(b"more")
+    with pytest.raises(BuildError, match="cannot pack big.bin: it changed size while being packed"):
+        list(chunks)
+
+
 def test_symlink_leaving_the_tree_cannot_be_packed(tmp_path: Path) -> None:
     tree = make_venv_tree(tmp_path / "src")
     (tree / "lib" / "escape").symlink_to("../../outside")

@@ -79,7 +79,7 @@ def test_wrong_sha256_is_refused_before_extracting(tmp_path: Path, publish: Publ
 def test_tampered_archive_in_store_is_refused(tmp_path: Path, publish: Publish) -> None:
     store = EnvStore.open(str(tmp_path / "store"))
     env_id = publish(store)
-    archive = tmp_path / "store" / "envs" / f"{env_id}.tar.zst"
+    archive = tmp_path / "store" / "envs" / f"{env_id}.{store.ref(env_id).sha256}.tar.zst"
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
@@ -273,20 +273,19 @@ def test_alias_pointing_outside_the_cache_is_refused_and_touches_nothing(tmp_pat
 def test_archive_vanishing_from_a_local_store_mid_rehydrate_is_env_not_found(
     tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import env_builder.rehydrate
     from env_builder.errors import EnvNotFoundError
 
     store = EnvStore.open(str(tmp_path / "store"))
     env_id = publish(store)
-    find = env_builder.rehydrate._local_archive
+    find = EnvStore.local_archive_path
 
-    def found_then_deleted(env_store: Any, wanted: str) -> str | None:
-        path = find(env_store, wanted)
+    def found_then_deleted(env_store: EnvStore, wanted: str, manifest: dict[str, Any]) -> str | None:
+        path = find(env_store, wanted, manifest)
         assert path is not None
         os.remove(path)  # gc deletes it between the lookup and the link
         return path
 
-    monkeypatch.setattr(env_builder.rehydrate, "_local_archive", found_then_deleted)
+    monkeypatch.setattr(EnvStore, "local_archive_path", found_then_deleted)
     cache = tmp_path / "cache"
     with pytest.raises(EnvNotFoundError, match=f"{env_id} vanished"):
         ensure(env_id, store=store.url, cache_dir=cache)
@@ -308,9 +307,9 @@ def test_transport_error_while_downloading_is_a_store_error(
         def read(self, size: int | None = -1) -> bytes:
             raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(store, "open_archive", lambda wanted: DropsConnection())
+    monkeypatch.setattr(store, "open_archive", lambda wanted, manifest: DropsConnection())
     with pytest.raises(StoreError, match=f"failed while downloading the archive of {env_id}.*reset by peer"):
-        _download(store, env_id, tmp_path / "download", 10, lambda message: None)
+        _download(store, env_id, store.manifest(env_id), tmp_path / "download", lambda message: None)
 
 
 def test_env_ref_on_a_cache_miss_must_match_the_stores_manifest(tmp_path: Path, publish: Publish) -> None:

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import posixpath
 import threading
 from pathlib import Path
 
 import pytest
 
 from env_builder.errors import AliasError, EnvNotFoundError, StoreError
-from env_builder.refs import parse_alias, sanitize_component
-from env_builder.store import EnvStore
-from tests.unit.env_builder.helpers import Publish
+from env_builder.refs import AliasRef, parse_alias, sanitize_component
+from env_builder.rehydrate import ensure
+from env_builder.store import EnvStore, utcnow
+from tests.unit.env_builder.helpers import Publish, host_build_output
 
 
 def test_alias_parsing_fills_defaults_and_names_the_bad_part() -> None:
@@ -30,10 +33,12 @@ def test_alias_parsing_fills_defaults_and_names_the_bad_part() -> None:
 def test_put_env_writes_archive_lock_and_manifest_without_temporaries(tmp_path: Path, publish: Publish) -> None:
     store = EnvStore.open(str(tmp_path / "store"))
     env_id = publish(store)
+    sha256 = store.manifest(env_id)["archive"]["sha256"]
     names = sorted(p.name for p in (tmp_path / "store" / "envs").iterdir())
-    assert names == sorted([f"{env_id}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"])
+    assert names == sorted([f"{env_id}.{sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"])
     assert store.has_env(env_id) and store.list_envs() == [env_id]
-    assert store.ref(env_id).uri.endswith(f"envs/{env_id}.tar.zst")
+    assert store.ref(env_id).uri.endswith(f"envs/{env_id}.{sha256}.tar.zst")
+    assert store.manifest(env_id)["archive"]["path"] == f"envs/{env_id}.{sha256}.tar.zst"
 
 
 def test_two_builders_storing_the_same_env_at_once_both_succeed_with_one_archive(tmp_path: Path) -> None:
@@ -41,7 +46,8 @@ def test_two_builders_storing_the_same_env_at_once_both_succeed_with_one_archive
     archive = tmp_path / "a.tar.zst"
     archive.write_bytes(b"same bytes" * 1000)
     env_id = "a" * 64
-    manifest = {"env_id": env_id, "archive": {"sha256": "x", "size": archive.stat().st_size}, "created_at": "now"}
+    sha256 = hashlib.sha256(archive.read_bytes()).hexdigest()
+    manifest = {"env_id": env_id, "archive": {"sha256": sha256, "size": archive.stat().st_size}, "created_at": "now"}
     results: list[bool] = []
     errors: list[BaseException] = []
 
@@ -59,8 +65,113 @@ def test_two_builders_storing_the_same_env_at_once_both_succeed_with_one_archive
     assert not errors
     assert sorted(results) == [False] * 7 + [True]  # exactly one manifest creation won
     assert sorted(p.name for p in (tmp_path / "store" / "envs").iterdir()) == sorted(
-        [f"{env_id}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"]
+        [f"{env_id}.{sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"]
     )
+
+
+def test_builders_on_two_hosts_with_different_bytes_never_break_the_winning_manifest(tmp_path: Path) -> None:
+    # Host A stores its archive and wins the manifest; host B, whose uv or zstd made other bytes for the
+    # same env id, stores afterwards. B must not replace the bytes A's manifest describes.
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = "c" * 64
+    archive_a, manifest_a = host_build_output(tmp_path, env_id, "a")
+    archive_b, manifest_b = host_build_output(tmp_path, env_id, "b")
+    assert manifest_a["archive"] != manifest_b["archive"]
+
+    assert store.put_env(env_id, str(archive_a), manifest_a, "lock\n") is True
+    assert store.put_env(env_id, str(archive_b), manifest_b, "lock\n") is False
+    ref = store.ref(env_id)
+    assert ref.sha256 == manifest_a["archive"]["sha256"]  # type: ignore[index]
+    local = ensure(ref, store=store.url, cache_dir=tmp_path / "cache")
+    site = next(local.path.glob("lib/python*/site-packages"))
+    assert "built on a" in (site / "greeting.py").read_text()
+
+    # B's archive is an orphan: kept within the retention period (B may still be uploading), then removed.
+    envs = tmp_path / "store" / "envs"
+    loser = envs / f"{env_id}.{manifest_b['archive']['sha256']}.tar.zst"  # type: ignore[index]
+    assert loser.exists()
+    assert store.gc(dt.timedelta(days=7)) == [] and loser.exists()
+    later = utcnow() + dt.timedelta(days=30)
+    store.set_alias("t/p/n:v1", env_id)  # aliased: the env itself stays
+    assert store.gc(dt.timedelta(days=7), now=later) == []
+    assert not loser.exists()
+    assert sorted(p.name for p in envs.iterdir()) == sorted(
+        [f"{env_id}.{ref.sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"]
+    )
+    assert ensure(ref, store=store.url, cache_dir=tmp_path / "cache2").sha256 == ref.sha256
+
+
+def test_many_builders_with_different_bytes_at_once_leave_one_consistent_env(tmp_path: Path) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = "d" * 64
+    outputs = [host_build_output(tmp_path, env_id, f"host{n}") for n in range(6)]
+    barrier = threading.Barrier(len(outputs))
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def put(archive: Path, manifest: dict[str, object]) -> None:
+        try:
+            barrier.wait()
+            results.append(store.put_env(env_id, str(archive), manifest, "lock\n"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=output) for output in outputs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and sorted(results) == [False] * 5 + [True]
+    ref = store.ref(env_id)
+    winner = store.manifest(env_id)["builder"]["host"]
+    local = ensure(ref, store=store.url, cache_dir=tmp_path / "cache")
+    assert f"built on {winner}" in next(local.path.glob("lib/python*/site-packages/greeting.py")).read_text()
+    store.delete_env(env_id)  # every archive of the env goes, the losers' too
+    assert list((tmp_path / "store" / "envs").iterdir()) == []
+
+
+@pytest.mark.parametrize("legacy_path", [None, "envs/{env_id}.tar.zst"])
+def test_manifests_naming_the_legacy_archive_key_are_still_read(
+    tmp_path: Path, publish: Publish, legacy_path: str | None
+) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    envs = tmp_path / "store" / "envs"
+    manifest = store.manifest(env_id)
+    (envs / posixpath.basename(manifest["archive"]["path"])).rename(envs / f"{env_id}.tar.zst")
+    if legacy_path is None:
+        del manifest["archive"]["path"]
+    else:
+        manifest["archive"]["path"] = legacy_path.format(env_id=env_id)
+    (envs / f"{env_id}.manifest.json").write_text(json.dumps(manifest))
+    assert store.ref(env_id).uri.endswith(f"envs/{env_id}.tar.zst")
+    assert ensure(env_id, store=store.url, cache_dir=tmp_path / "cache").sha256 == manifest["archive"]["sha256"]
+    assert store.gc(dt.timedelta(0), now=utcnow() + dt.timedelta(days=1)) == [env_id]
+    assert list(envs.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../outside.tar.zst", "envs/{other}.tar.zst", "envs/{env_id}.{wrong_sha}.tar.zst", "/etc/passwd", 7],
+)
+def test_manifest_naming_an_archive_that_is_not_its_own_is_refused(
+    tmp_path: Path, publish: Publish, path: object
+) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    manifest = store.manifest(env_id)
+    if isinstance(path, str):
+        path = path.format(env_id=env_id, other="e" * 64, wrong_sha="0" * 64)
+    manifest["archive"]["path"] = path
+    (tmp_path / "store" / "envs" / f"{env_id}.manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=f"{env_id}.manifest.json names archive .*expected envs/{env_id}"):
+        ensure(env_id, store=store.url, cache_dir=tmp_path / "cache")
+    with pytest.raises(StoreError, match="names archive"):
+        store.ref(env_id)
+    # gc keeps every file of an env whose manifest it cannot follow: nothing is deleted on a guess
+    before = sorted(p.name for p in (tmp_path / "store" / "envs").iterdir())
+    store.gc(dt.timedelta(0), now=utcnow() + dt.timedelta(days=1))
+    assert sorted(p.name for p in (tmp_path / "store" / "envs").iterdir()) == before
 
 
 def test_immutable_alias_cannot_be_repointed_mutable_tags_can(tmp_path: Path, publish: Publish) -> None:
@@ -144,3 +255,64 @@ def test_alias_record_without_a_valid_env_id_is_refused_naming_the_alias(tmp_pat
     path.write_text(json.dumps(record))
     with pytest.raises(AliasError, match=r"alias team/proj/model:v1 .* has env_id"):
         store.resolve("team/proj/model:v1")
+
+
+def _age(store: EnvStore, env_id: str, days: int) -> None:
+    manifest_path = f"{store.root}/envs/{env_id}.manifest.json"
+    manifest = json.loads(Path(manifest_path).read_text())
+    manifest["created_at"] = (utcnow() - dt.timedelta(days=days)).isoformat()
+    Path(manifest_path).write_text(json.dumps(manifest))
+
+
+def test_alias_set_while_gc_hides_the_env_brings_the_env_back(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # set_alias checked the env before gc hid it, and its write lands before gc looks at the aliases again.
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    _age(store, env_id, 30)
+    list_aliases = EnvStore.list_aliases
+    calls = []
+
+    def alias_written_meanwhile(self: EnvStore) -> list[tuple[AliasRef, str]]:
+        calls.append(1)
+        if len(calls) == 2:
+            alias = parse_alias("t/p/n:v1")
+            record = {"alias": str(alias), "env_id": env_id, "updated_at": utcnow().isoformat()}
+            target = tmp_path / "store" / alias.store_path
+            target.parent.mkdir(parents=True)
+            target.write_text(json.dumps(record))
+        return list_aliases(self)
+
+    monkeypatch.setattr(EnvStore, "list_aliases", alias_written_meanwhile)
+    assert store.gc(dt.timedelta(days=7)) == []
+    assert store.resolve("t/p/n:v1") == env_id
+    assert ensure("t/p/n:v1", store=store.url, cache_dir=tmp_path / "cache").env_id == env_id
+
+
+@pytest.mark.parametrize("tag", ["v1", "latest"])
+def test_alias_written_after_gc_deleted_its_env_is_taken_back(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch, tag: str
+) -> None:
+    # set_alias checked the env just before gc deleted it: its write must not leave a dangling alias.
+    store = EnvStore.open(str(tmp_path / "store"))
+    doomed, other = publish(store), publish(store)
+    store.set_alias("t/p/n:latest", other)
+    _age(store, doomed, 30)
+    assert store.gc(dt.timedelta(days=7)) == [doomed]
+    has_env = EnvStore.has_env
+    checks = []
+
+    def existed_at_first_check(self: EnvStore, env_id: str) -> bool:
+        checks.append(env_id)
+        return True if len(checks) == 1 else has_env(self, env_id)
+
+    monkeypatch.setattr(EnvStore, "has_env", existed_at_first_check)
+    with pytest.raises(EnvNotFoundError, match=f"cannot alias t/p/n:{tag} to {doomed}: the environment was deleted"):
+        store.set_alias(f"t/p/n:{tag}", doomed)
+    monkeypatch.undo()
+    if tag == "latest":
+        assert store.resolve("t/p/n@latest") == other  # the previous target is back
+    else:
+        with pytest.raises(AliasError, match="unknown alias t/p/n:v1"):
+            store.resolve("t/p/n:v1")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import posixpath
 import re
@@ -41,6 +42,10 @@ MANIFEST_SUFFIX = ".manifest.json"
 ARCHIVE_SUFFIX = ".tar.zst"
 LOCK_SUFFIX = ".lock"
 _TEMP_MARK = ".tmp-"
+# Object stores whose fsspec create-only write is a conditional request (s3fs: If-None-Match). The
+# local filesystem is handled with os.link. Everything else gets a check-then-write.
+_ATOMIC_CREATE_PROTOCOLS = frozenset({"s3", "s3a"})
+logger = logging.getLogger(__name__)
 _ARCHIVE_KEY_RE = re.compile(r"envs/(?P<env_id>[0-9a-f]{64})(?:\.(?P<sha256>[0-9a-f]{64}))?\.tar\.zst")
 
 
@@ -74,6 +79,7 @@ class EnvStore:
         self.url = url.rstrip("/")
         self.fs = fs
         self.root = root.rstrip("/")
+        self._create_warned = False
 
     @classmethod
     def open(cls, url: str | None = None, storage_options: Mapping[str, Any] | None = None) -> EnvStore:
@@ -90,10 +96,13 @@ class EnvStore:
     # -- paths -----------------------------------------------------------------------------------
 
     @property
-    def is_local(self) -> bool:
+    def protocols(self) -> frozenset[str]:
         protocol = self.fs.protocol
-        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-        return "file" in protocols or "local" in protocols
+        return frozenset((protocol,) if isinstance(protocol, str) else protocol)
+
+    @property
+    def is_local(self) -> bool:
+        return bool(self.protocols & {"file", "local"})
 
     def _path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -153,6 +162,7 @@ class EnvStore:
             if self.is_local:
                 return _local_atomic_write(path, lambda fh: fh.write(data), create=create)
             if create:
+                self._warn_if_create_is_not_atomic()
                 try:
                     self.fs.pipe_file(path, data, mode="create")
                 except FileExistsError:
@@ -164,6 +174,19 @@ class EnvStore:
                 return True
             self.fs.pipe_file(path, data)
             return True
+
+    def _warn_if_create_is_not_atomic(self) -> None:
+        """Say once per store when create-only writes can race: fsspec's generic ``mode="create"``
+        checks for the object and then writes it, so two writers may both believe they created it."""
+        if self._create_warned or self.protocols & _ATOMIC_CREATE_PROTOCOLS:
+            return
+        self._create_warned = True
+        logger.warning(
+            "environment store %r: create-only writes (manifests, immutable aliases) on %s are check-then-write, "
+            "not atomic; builders of one environment or writers of one immutable alias should not run at once",
+            self.url,
+            "/".join(sorted(self.protocols)),
+        )
 
     def _put_file(self, relative: str, local_path: str, size: int, progress: Progress | None = None) -> None:
         """Upload a local file atomically; an identical object already there is kept."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from pathlib import Path
 
@@ -49,8 +50,11 @@ def test_build_alias_and_rehydrate_through_s3(s3_store: tuple[str, dict[str, obj
     assert store.gc(dt.timedelta(0)) == []  # both referenced by aliases
 
 
-def test_concurrent_builders_on_s3_both_succeed(s3_store: tuple[str, dict[str, object]]) -> None:
+def test_concurrent_builders_on_s3_both_succeed(
+    s3_store: tuple[str, dict[str, object]], caplog: pytest.LogCaptureFixture
+) -> None:
     url, options = s3_store
+    caplog.set_level(logging.WARNING, logger="env_builder.store")
     refs, errors = [], []
 
     def run() -> None:
@@ -65,6 +69,7 @@ def test_concurrent_builders_on_s3_both_succeed(s3_store: tuple[str, dict[str, o
     for thread in threads:
         thread.join()
     assert not errors and refs[0] == refs[1]
+    assert not caplog.records  # S3's create-only writes are conditional requests: nothing to warn about
     store = EnvStore.open(url, options)
     assert sorted(p.rsplit("/", 1)[1] for p in store.fs.ls(f"{store.root}/envs", detail=False)) == sorted(
         f"{refs[0].id}{suffix}" for suffix in (f".{refs[0].sha256}.tar.zst", ".lock", ".manifest.json")

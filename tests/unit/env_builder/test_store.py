@@ -3,8 +3,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import posixpath
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -316,3 +318,16 @@ def test_alias_written_after_gc_deleted_its_env_is_taken_back(
     else:
         with pytest.raises(AliasError, match="unknown alias t/p/n:v1"):
             store.resolve("t/p/n:v1")
+
+
+def test_a_store_on_another_fsspec_backend_works_and_says_its_create_only_writes_can_race(
+    tmp_path: Path, publish: Publish, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"memory://mlp-test-{uuid.uuid4().hex}/envs"
+    store = EnvStore.open(url)
+    with caplog.at_level(logging.WARNING, logger="env_builder.store"):
+        env_id = publish(store)
+        store.set_alias("t/p/n:v1", env_id)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "env_builder.store"]
+    assert len(warnings) == 1 and "on memory are check-then-write, not atomic" in warnings[0]
+    assert ensure("t/p/n:v1", store=url, cache_dir=tmp_path / "cache").env_id == env_id

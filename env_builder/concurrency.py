@@ -68,6 +68,12 @@ class ReadAhead(Generic[T]):
             self._put(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
             self._put(_Failure(exc))
+        finally:
+            # A generator stopped early still holds what it opened (a file being packed) until
+            # it is closed; close it here, on the thread that ran it.
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
 
     def __iter__(self) -> ReadAhead[T]:
         return self

@@ -84,9 +84,10 @@ class TerminalProgress:
         # The first count arrives with the step's start: a rate needs some time behind it.
         rate = f" {done / elapsed / 1e6:.1f} MB/s" if elapsed >= 0.2 else ""
         if total:
-            filled = min(self._WIDTH, self._WIDTH * done // total)
+            shown = min(done, total)
+            filled = self._WIDTH * shown // total
             bar = "#" * filled + "-" * (self._WIDTH - filled)
-            line = f"{step} [{bar}] {100 * done // total:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB{rate}"
+            line = f"{step} [{bar}] {100 * shown // total:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB{rate}"
         else:
             line = f"{step} {done / 1e6:.1f} MB{rate}"
         self.stream.write(f"\r\x1b[2K{line}")
@@ -98,6 +99,9 @@ class TerminalProgress:
         self.stream.flush()
 
     def _clear_bar(self) -> None:
+        # A message ends every step still drawn (a step without a known total never finishes
+        # by itself); a later step of the same name starts its own rate anew.
+        self._step_started.clear()
         if self._bar_shown:
             self.stream.write("\r\x1b[2K")
             self._bar_shown = False

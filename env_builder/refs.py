@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from env_builder.errors import AliasError
 
-ENV_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+ENV_ID_RE = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: "$" would let a trailing newline through
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DEFAULT_TEAM = "default"
 DEFAULT_PROJECT = "default"
@@ -39,12 +39,12 @@ class AliasRef:
 
 
 def is_env_id(text: str) -> bool:
-    return bool(ENV_ID_RE.match(text))
+    return bool(ENV_ID_RE.fullmatch(text))
 
 
 def is_sha256(text: str) -> bool:
     """A sha256 hex digest, as archives are named by (an env id has the same shape)."""
-    return bool(ENV_ID_RE.match(text))
+    return bool(ENV_ID_RE.fullmatch(text))
 
 
 def parse_alias(text: str, default_tag: str = DEFAULT_TAG) -> AliasRef:

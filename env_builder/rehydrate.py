@@ -292,7 +292,7 @@ def ensure(
     if not isinstance(env, str):  # an EnvRef: its sha256 is what the cache entry must hold
         expected_sha256 = env.sha256
         env = env.id
-    env_id = env if ENV_ID_RE.match(env) else None
+    env_id = env if ENV_ID_RE.fullmatch(env) else None
     if env_id is not None and not verify:
         ready = _is_ready(cache / "envs" / env_id, env_id, expected_sha256)
         if ready is not None:
@@ -305,7 +305,7 @@ def ensure(
                 env_id = json.loads(alias_cache.read_text())["env_id"]
             except (OSError, ValueError, KeyError, TypeError):
                 env_id = None
-            if not isinstance(env_id, str) or not ENV_ID_RE.match(env_id):
+            if not isinstance(env_id, str) or not ENV_ID_RE.fullmatch(env_id):
                 env_id = None  # a damaged node-side record: ask the store again
             if env_id is not None:
                 ready = _is_ready(cache / "envs" / env_id, env_id, None)
@@ -347,7 +347,7 @@ def rehydrate(
     """
     from env_builder.unpack import extract_archive
 
-    if not isinstance(env_id, str) or not ENV_ID_RE.match(env_id):
+    if not isinstance(env_id, str) or not ENV_ID_RE.fullmatch(env_id):
         # It becomes a path under the cache (lock, temporaries, the entry itself): nothing else may pass.
         raise EnvBuilderError(f"cannot rehydrate {env_id!r}: an environment id is 64 lowercase hex digits")
     say = progress or quiet

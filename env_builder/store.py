@@ -46,6 +46,7 @@ _TEMP_MARK = ".tmp-"
 # local filesystem is handled with os.link. Everything else gets a check-then-write.
 _ATOMIC_CREATE_PROTOCOLS = frozenset({"s3", "s3a"})
 logger = logging.getLogger(__name__)
+_CREATE_WARNED: set[str] = set()  # store URLs already warned about, once per process
 _ARCHIVE_KEY_RE = re.compile(r"envs/(?P<env_id>[0-9a-f]{64})(?:\.(?P<sha256>[0-9a-f]{64}))?\.tar\.zst")
 
 
@@ -76,19 +77,26 @@ class EnvStore:
     """Packed environments, their manifests and aliases under one fsspec URL."""
 
     def __init__(self, url: str, fs: Any, root: str) -> None:
+        """``fs`` must not cache listings (see ``open``): every existence check has to see the store now."""
         self.url = url.rstrip("/")
         self.fs = fs
         self.root = root.rstrip("/")
-        self._create_warned = False
 
     @classmethod
     def open(cls, url: str | None = None, storage_options: Mapping[str, Any] | None = None) -> EnvStore:
         """Open the store at ``url`` (default: settings().env_store, i.e. MLP_ENV_STORE)."""
         import fsspec.core
+        import fsspec.utils
 
         url = url or default_store_url()
+        options = dict(storage_options or {})
+        if fsspec.utils.get_protocol(url) not in ("file", "local"):
+            # fsspec filesystems (s3fs, gcsfs, ...) answer exists/info/open from a listing they saw
+            # earlier, for the life of the process: a manifest another host wrote or deleted since
+            # would look absent or present. The store's races are decided by fresh answers only.
+            options.setdefault("use_listings_cache", False)
         try:
-            fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+            fs, root = fsspec.core.url_to_fs(url, **options)
         except (ImportError, ValueError) as exc:
             raise StoreError(f"cannot open environment store {url!r}: {exc}") from None
         return cls(url, fs, root)
@@ -117,7 +125,11 @@ class EnvStore:
 
     def archive_key_of(self, env_id: str, manifest: Mapping[str, Any]) -> str:
         """The archive ``manifest`` describes; it must be one of ``env_id``'s, with the manifest's sha256."""
-        archive = manifest["archive"]
+        archive = manifest.get("archive")
+        if not isinstance(archive, Mapping):
+            raise StoreError(
+                f"manifest {self._url(self.manifest_key(env_id))} has archive {archive!r}; expected a JSON object"
+            )
         key = archive.get("path") or self.archive_key(env_id)
         match = _ARCHIVE_KEY_RE.fullmatch(key) if isinstance(key, str) else None
         # The key becomes a path in the store (and, for a local store, on this host): nothing else may pass.
@@ -178,9 +190,9 @@ class EnvStore:
     def _warn_if_create_is_not_atomic(self) -> None:
         """Say once per store when create-only writes can race: fsspec's generic ``mode="create"``
         checks for the object and then writes it, so two writers may both believe they created it."""
-        if self._create_warned or self.protocols & _ATOMIC_CREATE_PROTOCOLS:
+        if self.url in _CREATE_WARNED or self.protocols & _ATOMIC_CREATE_PROTOCOLS:
             return
-        self._create_warned = True
+        _CREATE_WARNED.add(self.url)
         logger.warning(
             "environment store %r: create-only writes (manifests, immutable aliases) on %s are check-then-write, "
             "not atomic; builders of one environment or writers of one immutable alias should not run at once",
@@ -241,8 +253,9 @@ class EnvStore:
 
     def ref(self, env_id: str, manifest: Mapping[str, Any] | None = None) -> EnvRef:
         manifest = manifest or self.manifest(env_id)
+        key = self.archive_key_of(env_id, manifest)  # checks the archive entry first
         archive = manifest["archive"]
-        return EnvRef(env_id, archive["sha256"], int(archive["size"]), self._url(self.archive_key_of(env_id, manifest)))
+        return EnvRef(env_id, archive["sha256"], int(archive["size"]), self._url(key))
 
     def put_env(
         self,
@@ -268,7 +281,17 @@ class EnvStore:
         self._put_file(key, archive_path, int(archive["size"]), progress)
         self._write_bytes(self.lock_key(env_id), lock_text.encode(), create=False)
         body = json.dumps({**manifest, "archive": archive}, indent=2, sort_keys=True).encode()
-        return self._write_bytes(self.manifest_key(env_id), body, create=True)
+        created = self._write_bytes(self.manifest_key(env_id), body, create=True)
+        # An identical archive already in the store was kept, not uploaded again; if it was an old
+        # orphan (its builder died), gc may have deleted it just now. Check the archive the winning
+        # manifest names, and put it back when we hold the same bytes.
+        stored = self.manifest(env_id)
+        stored_key = self.archive_key_of(env_id, stored)
+        with self._errors(f"checking {stored_key}"):
+            missing = not self.fs.exists(self._path(stored_key))
+        if missing and stored["archive"].get("sha256") == archive["sha256"]:
+            self._put_file(stored_key, archive_path, int(archive["size"]), progress)
+        return created
 
     def open_archive(self, env_id: str, manifest: Mapping[str, Any]) -> Any:
         """Open the archive ``manifest`` (env ``env_id``'s) describes, for reading."""
@@ -304,20 +327,23 @@ class EnvStore:
         then every archive of it (a losing builder's too) and its lock."""
         with self._errors(f"deleting environment {env_id}"):
             self._remove(self._path(self.manifest_key(env_id)))
-        self._delete_env_files(env_id)
+        self._delete_files(env_id, self._list_env_files())
 
-    def _delete_env_files(self, env_id: str) -> None:
-        """Every file of ``env_id`` but temporaries; its manifest must be gone already."""
-        with self._errors(f"deleting environment {env_id}"):
+    def _list_env_files(self) -> list[dict[str, Any]]:
+        """The listing of ``envs/`` with details (name, size, modified time)."""
+        with self._errors("listing environments"):
             try:
-                names = self.fs.ls(self._path("envs"), detail=False)
+                return list(self.fs.ls(self._path("envs"), detail=True))
             except FileNotFoundError:
-                return
-            for name in names:
-                base = posixpath.basename(str(name))
-                # Temporaries start with "." and belong to writers still at work.
+                return []
+
+    def _delete_files(self, env_id: str, entries: list[dict[str, Any]]) -> None:
+        """The files of ``env_id`` among ``entries``, but temporaries (they belong to writers still at work)."""
+        with self._errors(f"deleting environment {env_id}"):
+            for entry in entries:
+                base = posixpath.basename(str(entry["name"]))
                 if base.startswith(f"{env_id}.") and _TEMP_MARK not in base:
-                    self._remove(str(name))
+                    self._remove(str(entry["name"]))
 
     def _remove(self, path: str) -> None:
         try:
@@ -377,6 +403,8 @@ class EnvStore:
 
         gc hides an environment by deleting its manifest, then lists aliases again and restores the
         manifest of any that gained one: whichever of the two looks second sees the other's write.
+        Restoring a mutable tag is a plain write: a third writer re-pointing the same tag in that
+        instant can be overwritten (object stores offer no compare-and-swap through fsspec).
         """
         if self.has_env(env_id):
             return
@@ -431,6 +459,8 @@ class EnvStore:
                 manifest = self.manifest(env_id)
                 live_archives[env_id] = posixpath.basename(self.archive_key_of(env_id, manifest))
                 created = dt.datetime.fromisoformat(manifest["created_at"])
+                if created.tzinfo is None:
+                    created = created.replace(tzinfo=dt.UTC)
             except EnvNotFoundError:
                 continue
             except (StoreError, KeyError, TypeError, ValueError):
@@ -441,6 +471,9 @@ class EnvStore:
             expired[env_id] = manifest
         if dry_run:
             return sorted(expired)
+        # The files to delete are those listed now, before hiding: whatever a builder publishing
+        # the same env again writes from here on is not touched.
+        files_before = self._list_env_files()
         # Hide the expired environments (manifest first), then look at the aliases again: one set
         # meanwhile (set_alias checked the env before we hid it) brings its manifest back.
         for env_id in expired:
@@ -450,21 +483,20 @@ class EnvStore:
         for env_id in aliased_meanwhile:
             body = json.dumps(expired.pop(env_id), indent=2, sort_keys=True).encode()
             self._write_bytes(self.manifest_key(env_id), body, create=True)
-        for env_id in expired:
-            self._delete_env_files(env_id)
+        removed = []
+        for env_id in sorted(expired):
             del live_archives[env_id]
+            if self.has_env(env_id):
+                continue  # published again since it was hidden: it is a new environment now
+            self._delete_files(env_id, files_before)
+            removed.append(env_id)
         self._remove_orphans(now, retention, live_archives)
-        return sorted(expired)
+        return removed
 
     def _remove_orphans(self, now: dt.datetime, retention: dt.timedelta, live_archives: dict[str, str | None]) -> None:
         """Files older than ``retention`` that no manifest owns: archives and locks of builders that died
         before writing the manifest, archives of builders that lost the race for it, stale temporaries."""
-        with self._errors("listing environments"):
-            try:
-                entries = self.fs.ls(self._path("envs"), detail=True)
-            except FileNotFoundError:
-                return
-        for entry in entries:
+        for entry in self._list_env_files():
             name = posixpath.basename(str(entry["name"]))
             if _TEMP_MARK not in name:
                 env_id = name.split(".", 1)[0]

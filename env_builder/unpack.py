@@ -301,7 +301,7 @@ class _Writers:
     def __init__(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.pool = ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="mlp-unpack-decompress")
+        self.pool = ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="mlp-unpack")
         self.pending: deque[tuple[Future[None], int]] = deque()
         self.in_flight = 0
         self.batch: list[tuple[str, bytes | None, int]] = []

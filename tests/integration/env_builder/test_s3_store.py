@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from env_builder.builder import alias, build
-from env_builder.errors import AliasError, IntegrityError, StoreError
+from env_builder.errors import AliasError, EnvNotFoundError, IntegrityError, StoreError
 from env_builder.rehydrate import ensure
 from env_builder.spec import EnvSpec
 from env_builder.store import EnvStore, utcnow
@@ -131,3 +131,25 @@ def test_unreachable_store_is_named(tmp_path: Path) -> None:
     }
     with pytest.raises(StoreError, match="environment store 's3://nowhere/envs' failed"):
         ensure("a" * 64, store="s3://nowhere/envs", storage_options=options, cache_dir=tmp_path / "cache")
+
+
+def test_a_long_lived_process_sees_envs_deleted_and_published_by_other_hosts(
+    s3_store: tuple[str, dict[str, object]], tmp_path: Path
+) -> None:
+    # fsspec filesystems answer from listings they saw earlier; a worker that listed the store once
+    # must still see another host's gc and another host's new manifest.
+    url, options = s3_store
+    worker = EnvStore.open(url, options)
+    other_host = EnvStore.open(url, {**options, "skip_instance_cache": True})
+    doomed, later = "6" * 64, "7" * 64
+    archive, manifest = host_build_output(tmp_path, doomed, "a")
+    old = {**manifest, "created_at": (utcnow() - dt.timedelta(days=30)).isoformat()}
+    other_host.put_env(doomed, str(archive), old, "lock\n")
+    assert worker.list_envs() == [doomed]  # the worker has listed envs/
+
+    assert other_host.gc(dt.timedelta(days=7)) == [doomed]
+    with pytest.raises(EnvNotFoundError, match=f"cannot alias t/p/n:latest to {doomed}"):
+        worker.set_alias("t/p/n:latest", doomed)
+    other_host.put_env(later, str(archive), {**manifest, "env_id": later}, "lock\n")
+    assert worker.has_env(later) and worker.list_envs() == [later]
+    assert ensure(later, store=url, storage_options=options, cache_dir=tmp_path / "cache").env_id == later

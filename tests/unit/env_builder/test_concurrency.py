@@ -81,3 +81,17 @@ def test_file_lock_serializes_processes_and_is_released_when_the_holder_dies(tmp
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def test_closing_early_closes_the_producing_generator_on_its_thread() -> None:
+    closed = threading.Event()
+
+    def holds_a_resource() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()  # where a generator reading a file closes it
+
+    with ReadAhead(holds_a_resource(), 2, "test-read-ahead") as chunks:
+        assert next(chunks) == 0
+    assert closed.is_set()

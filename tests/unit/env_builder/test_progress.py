@@ -68,3 +68,10 @@ def test_storing_and_rehydrating_report_every_byte_of_each_step(tmp_path: Path) 
     unpacked = manifest["archive"]["unpacked_size"]  # type: ignore[index]
     assert progress.steps == {"extracting": (unpacked, unpacked)}  # a local store needs no download
     assert any("ready at" in message for message in progress.messages)
+
+
+def test_a_count_past_the_total_shows_a_full_bar_not_more() -> None:
+    terminal = FakeTerminal(tty=True)
+    progress = TerminalProgress("mlp-env", terminal)
+    progress.advance("downloading", 300, 200)
+    assert "[############################] 100% 0.0/0.0 MB" in terminal.getvalue()

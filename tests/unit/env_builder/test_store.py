@@ -331,3 +331,70 @@ def test_a_store_on_another_fsspec_backend_works_and_says_its_create_only_writes
     warnings = [r.getMessage() for r in caplog.records if r.name == "env_builder.store"]
     assert len(warnings) == 1 and "on memory are check-then-write, not atomic" in warnings[0]
     assert ensure("t/p/n:v1", store=url, cache_dir=tmp_path / "cache").env_id == env_id
+
+
+def test_env_published_again_while_gc_hides_it_is_left_whole(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gc hid X; a builder sees X missing and publishes it again before gc deletes X's files.
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = "9" * 64
+    archive, manifest = host_build_output(tmp_path, env_id, "a")
+    store.put_env(env_id, str(archive), {**manifest, "created_at": (utcnow() - dt.timedelta(days=30)).isoformat()}, "l")
+    list_aliases = EnvStore.list_aliases
+    calls = []
+
+    def republished_meanwhile(self: EnvStore) -> list[tuple[AliasRef, str]]:
+        calls.append(1)
+        if len(calls) == 2:
+            assert not self.has_env(env_id)
+            assert self.put_env(env_id, str(archive), manifest, "l") is True
+        return list_aliases(self)
+
+    monkeypatch.setattr(EnvStore, "list_aliases", republished_meanwhile)
+    assert store.gc(dt.timedelta(days=7)) == []
+    monkeypatch.undo()
+    assert store.has_env(env_id)
+    assert ensure(env_id, store=store.url, cache_dir=tmp_path / "cache").env_id == env_id
+
+
+def test_identical_archive_kept_from_a_dead_builder_is_put_back_if_gc_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A builder died long ago after uploading; a new build of the same env finds the identical archive and
+    # keeps it, and gc deletes it as an old orphan just before the new manifest lands.
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = "8" * 64
+    archive, manifest = host_build_output(tmp_path, env_id, "a")
+    key = EnvStore.archive_key(env_id, manifest["archive"]["sha256"])  # type: ignore[index]
+    store._put_file(key, str(archive), archive.stat().st_size)
+    write_bytes = EnvStore._write_bytes
+
+    def gc_deletes_the_orphan_first(self: EnvStore, relative: str, data: bytes, *, create: bool) -> bool:
+        if relative == EnvStore.manifest_key(env_id):
+            (tmp_path / "store" / key).unlink()
+        return write_bytes(self, relative, data, create=create)
+
+    monkeypatch.setattr(EnvStore, "_write_bytes", gc_deletes_the_orphan_first)
+    assert store.put_env(env_id, str(archive), manifest, "l") is True
+    monkeypatch.undo()
+    assert (tmp_path / "store" / key).exists()
+    assert ensure(env_id, store=store.url, cache_dir=tmp_path / "cache").env_id == env_id
+
+
+@pytest.mark.parametrize("field", ["archive", "created_at"])
+def test_gc_survives_a_malformed_manifest_and_keeps_its_files(tmp_path: Path, publish: Publish, field: str) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    broken, old = publish(store), publish(store)
+    _age(store, old, 30)
+    path = tmp_path / "store" / "envs" / f"{broken}.manifest.json"
+    manifest = json.loads(path.read_text())
+    # an archive that is not an object; a created_at without a time zone (read as UTC)
+    manifest[field] = "oops" if field == "archive" else "2000-01-01T00:00:00"
+    path.write_text(json.dumps(manifest))
+    expected = [old] if field == "archive" else sorted([broken, old])
+    assert store.gc(dt.timedelta(days=7)) == expected
+    if field == "archive":
+        with pytest.raises(StoreError, match=f"{broken}.manifest.json has archive 'oops'; expected a JSON object"):
+            store.ref(broken)
+        assert len(list((tmp_path / "store" / "envs").glob(f"{broken}.*"))) == 3

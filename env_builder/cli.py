@@ -10,19 +10,43 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from env_builder.errors import EnvBuilderError
+from env_builder.errors import EnvBuilderError, EnvNotFoundError, StoreError
 from env_builder.progress import TerminalProgress
+from env_builder.refs import parse_alias
 
 PROG = "mlp-env"
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    # Zero is allowed (every unaliased env goes; uploads in flight are kept by the store's minimum
+    # orphan age); huge values would overflow a timedelta.
+    if not math.isfinite(days) or not 0 <= days <= 36500:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of days from 0 to 36500")
+    return days
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="fsspec URL of the environment store (default: MLP_ENV_STORE)")
-    parser.add_argument("--storage-options", type=json.loads, default=None, help="fsspec options as JSON")
+    parser.add_argument("--storage-options", type=_json_object, default=None, help="fsspec options as a JSON object")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -73,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(fetch)
 
     gc = commands.add_parser("gc", help="delete environments no alias references, older than the retention")
-    gc.add_argument("--retention-days", type=float, default=30.0, help="keep anything younger (default 30)")
+    gc.add_argument("--retention-days", type=_positive_days, default=30.0, help="keep anything younger (default 30)")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     _common(gc)
     return parser
@@ -131,6 +155,8 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> tuple[Any, str
         from env_builder.builder import build
 
         spec = _spec_from(args)
+        if args.alias:
+            parse_alias(args.alias)  # a bad name is refused before the build, not after it
         ref = build(
             spec, args.store, storage_options=args.storage_options, base_python=args.base_python, progress=progress
         )
@@ -162,7 +188,13 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> tuple[Any, str
         aliases = store.list_aliases()
         envs = []
         for env_id in store.list_envs():
-            manifest = store.manifest(env_id)
+            try:
+                manifest = store.manifest(env_id)
+            except EnvNotFoundError:
+                continue  # deleted since it was listed
+            except StoreError as exc:
+                progress(f"skipping {env_id}: {exc}")
+                continue
             envs.append(
                 {
                     "env_id": env_id,

@@ -87,7 +87,7 @@ class TerminalProgress:
             shown = min(done, total)
             filled = self._WIDTH * shown // total
             bar = "#" * filled + "-" * (self._WIDTH - filled)
-            line = f"{step} [{bar}] {100 * shown // total:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB{rate}"
+            line = f"{step} [{bar}] {100 * shown // total:3d}% {shown / 1e6:.1f}/{total / 1e6:.1f} MB{rate}"
         else:
             line = f"{step} {done / 1e6:.1f} MB{rate}"
         self.stream.write(f"\r\x1b[2K{line}")

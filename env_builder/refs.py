@@ -30,9 +30,14 @@ class AliasRef:
         return self.tag in MUTABLE_TAGS
 
     @property
+    def record_name(self) -> str:
+        """``team/project/name/tag.json``: where the alias is recorded, under an ``aliases/`` folder."""
+        return f"{self.team}/{self.project}/{self.name}/{self.tag}.json"
+
+    @property
     def store_path(self) -> str:
         """Path of the alias record, relative to the store root."""
-        return f"aliases/{self.team}/{self.project}/{self.name}/{self.tag}.json"
+        return f"aliases/{self.record_name}"
 
     def __str__(self) -> str:
         return f"{self.team}/{self.project}/{self.name}:{self.tag}"

@@ -5,7 +5,7 @@ Cache layout (``settings().env_cache_dir`` or ``MLP_ENV_CACHE_DIR``; an emptyDir
     envs/<env_id>/               a ready environment; ``.mlp-ready`` inside it is written last
     locks/<env_id>.lock          fcntl lock serializing rehydrations of one env on this node
     tmp/<env_id>.<random>...     downloads and extractions in progress (removed on failure)
-    aliases/<team>/.../<tag>.json  immutable aliases already resolved (mutable tags always ask the store)
+    aliases/<team>/<project>/<name>/<tag>.json  immutable aliases already resolved (mutable tags always ask the store)
 
 A hit reads one small JSON file and checks the interpreter link, so it never touches the store.
 A miss downloads the archive, checks its sha256 and size against the manifest **before**
@@ -16,6 +16,7 @@ runs ``conda-unpack``), then renames the directory into place. A directory witho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -299,7 +300,7 @@ def ensure(
             return ready
     else:
         alias = parse_alias(env)
-        alias_cache = cache / "aliases" / alias.store_path
+        alias_cache = cache / "aliases" / alias.record_name
         if not alias.mutable and not verify:
             try:
                 env_id = json.loads(alias_cache.read_text())["env_id"]
@@ -318,17 +319,45 @@ def ensure(
     if env_id is None:
         env_id = env_store.resolve(env)
         if not parse_alias(env).mutable:
-            _write_small(cache / "aliases" / parse_alias(env).store_path, json.dumps({"env_id": env_id}))
+            _write_small(cache / "aliases" / parse_alias(env).record_name, json.dumps({"env_id": env_id}))
     return rehydrate(
         env_id, env_store, cache, base_python=base_python, progress=progress, expected_sha256=expected_sha256
     )
 
 
 def _write_small(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Best effort: the alias record only saves a store lookup next time (an unusable cache
+    directory is reported by the rehydration that follows)."""
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    temp.write_text(text)
-    os.replace(temp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(text)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
+def _prepare_cache(cache: Path) -> None:
+    for folder in ("envs", "locks", "tmp"):
+        try:
+            (cache / folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EnvBuilderError(
+                f"environment cache directory {cache} is not usable: {exc}; set MLP_ENV_CACHE_DIR or --cache-dir "
+                "to a writable directory"
+            ) from None
+
+
+def _sweep_leftovers(cache: Path, current_env_id: str) -> None:
+    """Remove the temporaries of killed rehydrations of other envs, where nobody holds their lock."""
+    for leftover in (cache / "tmp").iterdir():
+        other = leftover.name.split(".", 1)[0]
+        if other == current_env_id or not ENV_ID_RE.fullmatch(other):
+            continue
+        with file_lock(cache / "locks" / f"{other}.lock", blocking=False) as held:
+            if held:
+                _remove_tree(leftover)
 
 
 def rehydrate(
@@ -353,6 +382,7 @@ def rehydrate(
     say = progress or quiet
     final = cache / "envs" / env_id
     tmp_root = cache / "tmp"
+    _prepare_cache(cache)
     with file_lock(cache / "locks" / f"{env_id}.lock"):
         manifest = env_store.manifest(env_id)
         archive = manifest["archive"]
@@ -369,6 +399,7 @@ def rehydrate(
         # Holding the lock, any temporary of this env is a leftover of a killed rehydration.
         for leftover in tmp_root.glob(f"{env_id}.*"):
             _remove_tree(leftover)
+        _sweep_leftovers(cache, env_id)
         if final.exists() or final.is_symlink():
             say(f"cache entry {final} is incomplete or corrupted; rebuilding it")
             trash = tmp_root / f"{env_id}.trash-{uuid.uuid4().hex}"

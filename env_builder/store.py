@@ -16,8 +16,9 @@ Manifests written before archives were content-addressed name ``envs/<env_id>.ta
 
 Every write is atomic: on a local filesystem a temporary name in the same directory is renamed
 into place (``os.link`` for create-only writes); on object stores a single PUT or completed
-multipart upload is already atomic, create-only writes use a conditional PUT (``If-None-Match``),
-and an archive's size is checked after upload.
+multipart upload is already atomic, and an archive's size is checked after upload. Create-only
+writes are atomic on the local filesystem and on S3 (a conditional PUT, ``If-None-Match``); on
+other backends fsspec checks and then writes, and the store logs a warning saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import os
 import posixpath
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -47,6 +49,10 @@ _TEMP_MARK = ".tmp-"
 _ATOMIC_CREATE_PROTOCOLS = frozenset({"s3", "s3a"})
 logger = logging.getLogger(__name__)
 _CREATE_WARNED: set[str] = set()  # store URLs already warned about, once per process
+_CREATE_ATTEMPTS = 5
+# gc never removes a temporary or an unpublished archive younger than this, whatever the retention:
+# a builder may be uploading it right now.
+MIN_ORPHAN_AGE = dt.timedelta(hours=1)
 _ARCHIVE_KEY_RE = re.compile(r"envs/(?P<env_id>[0-9a-f]{64})(?:\.(?P<sha256>[0-9a-f]{64}))?\.tar\.zst")
 
 
@@ -97,7 +103,7 @@ class EnvStore:
             options.setdefault("use_listings_cache", False)
         try:
             fs, root = fsspec.core.url_to_fs(url, **options)
-        except (ImportError, ValueError) as exc:
+        except (ImportError, ValueError, TypeError) as exc:
             raise StoreError(f"cannot open environment store {url!r}: {exc}") from None
         return cls(url, fs, root)
 
@@ -149,13 +155,19 @@ class EnvStore:
         return f"envs/{env_id}{LOCK_SUFFIX}"
 
     @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Turn transport failures into a StoreError that names the store and the operation."""
+    def _errors(self, what: str, *, writing: bool = False) -> Iterator[None]:
+        """Turn transport failures into a StoreError that names the store and the operation.
+
+        A FileNotFoundError passes through while reading (callers turn it into the missing thing's
+        own error); while writing it is a StoreError too (say, gc removed a temporary meanwhile).
+        """
         try:
             yield
         except (EnvNotFoundError, AliasError, StoreError):
             raise
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if writing:
+                raise StoreError(f"environment store {self.url!r} failed while {what}: {exc}") from exc
             raise
         except (OSError, TimeoutError, ConnectionError) as exc:
             raise StoreError(f"environment store {self.url!r} failed while {what}: {exc}") from exc
@@ -170,22 +182,37 @@ class EnvStore:
     def _write_bytes(self, relative: str, data: bytes, *, create: bool) -> bool:
         """Write ``data``; with ``create`` only if absent. Returns False when it already existed."""
         path = self._path(relative)
-        with self._errors(f"writing {relative}"):
+        with self._errors(f"writing {relative}", writing=True):
             if self.is_local:
                 return _local_atomic_write(path, lambda fh: fh.write(data), create=create)
             if create:
-                self._warn_if_create_is_not_atomic()
-                try:
-                    self.fs.pipe_file(path, data, mode="create")
-                except FileExistsError:
-                    return False
-                except (NotImplementedError, TypeError):
-                    if self.fs.exists(path):
-                        return False
-                    self.fs.pipe_file(path, data)
-                return True
+                return self._create_remote(path, data)
             self.fs.pipe_file(path, data)
             return True
+
+    def _create_remote(self, path: str, data: bytes) -> bool:
+        """A create-only write on an object store; False when the object already exists."""
+        self._warn_if_create_is_not_atomic()
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+                return True
+            except FileExistsError:
+                return False
+            except (NotImplementedError, TypeError):
+                if self.fs.exists(path):
+                    return False
+                self.fs.pipe_file(path, data)
+                return True
+            except OSError:
+                # S3 answers two conditional PUTs racing for one key with 409 ConditionalRequestConflict
+                # ("retry"), which s3fs raises as a plain OSError: the object may exist by now.
+                if self.fs.exists(path):
+                    return False
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _warn_if_create_is_not_atomic(self) -> None:
         """Say once per store when create-only writes can race: fsspec's generic ``mode="create"``
@@ -204,7 +231,7 @@ class EnvStore:
         """Upload a local file atomically; an identical object already there is kept."""
         path = self._path(relative)
         uploaded = byte_counter(progress, "uploading", size)
-        with self._errors(f"uploading {relative}"):
+        with self._errors(f"uploading {relative}", writing=True):
             if self.is_local:
 
                 def copy(fh: Any) -> None:
@@ -246,10 +273,28 @@ class EnvStore:
             return bool(self.fs.exists(self._path(self.manifest_key(env_id))))
 
     def manifest(self, env_id: str) -> dict[str, Any]:
-        return self._read_json(
+        """The manifest of ``env_id``, checked for the fields every reader relies on."""
+        manifest = self._read_json(
             self.manifest_key(env_id),
             lambda: EnvNotFoundError(f"environment {env_id} is not in store {self.url!r}"),
         )
+        archive = manifest.get("archive")
+        problem = None
+        if not isinstance(archive, dict):
+            problem = f"has archive {archive!r}; expected a JSON object"
+        elif not isinstance(archive.get("sha256"), str) or not is_sha256(archive["sha256"]):
+            problem = f"has archive.sha256 {archive.get('sha256')!r}; expected 64 lowercase hex digits"
+        elif not _is_count(archive.get("size")):
+            problem = f"has archive.size {archive.get('size')!r}; expected a byte count"
+        elif archive.get("unpacked_size") is not None and not _is_count(archive["unpacked_size"]):
+            problem = f"has archive.unpacked_size {archive['unpacked_size']!r}; expected a byte count"
+        elif not isinstance(manifest.get("created_at"), str):
+            problem = f"has created_at {manifest.get('created_at')!r}; expected an ISO 8601 time"
+        elif manifest.get("kind", "pip") == "pip" and not isinstance(manifest.get("base_interpreter"), dict):
+            problem = f"has base_interpreter {manifest.get('base_interpreter')!r}; expected a JSON object"
+        if problem is not None:
+            raise StoreError(f"manifest {self._url(self.manifest_key(env_id))} {problem}")
+        return manifest
 
     def ref(self, env_id: str, manifest: Mapping[str, Any] | None = None) -> EnvRef:
         manifest = manifest or self.manifest(env_id)
@@ -476,13 +521,20 @@ class EnvStore:
         files_before = self._list_env_files()
         # Hide the expired environments (manifest first), then look at the aliases again: one set
         # meanwhile (set_alias checked the env before we hid it) brings its manifest back.
-        for env_id in expired:
-            with self._errors(f"deleting environment {env_id}"):
-                self._remove(self._path(self.manifest_key(env_id)))
-        aliased_meanwhile = {env_id for _, env_id in self.list_aliases()} & set(expired)
-        for env_id in aliased_meanwhile:
-            body = json.dumps(expired.pop(env_id), indent=2, sort_keys=True).encode()
-            self._write_bytes(self.manifest_key(env_id), body, create=True)
+        hidden: list[str] = []
+        try:
+            for env_id in expired:
+                with self._errors(f"deleting environment {env_id}"):
+                    self._remove(self._path(self.manifest_key(env_id)))
+                hidden.append(env_id)
+            referenced |= {env_id for _, env_id in self.list_aliases()}
+        except BaseException:
+            # Without the second look at the aliases nothing hidden may go: put every manifest back.
+            for env_id in hidden:
+                self._restore_manifest(env_id, expired[env_id])
+            raise
+        for env_id in referenced & set(expired):
+            self._restore_manifest(env_id, expired.pop(env_id))
         removed = []
         for env_id in sorted(expired):
             del live_archives[env_id]
@@ -490,18 +542,29 @@ class EnvStore:
                 continue  # published again since it was hidden: it is a new environment now
             self._delete_files(env_id, files_before)
             removed.append(env_id)
-        self._remove_orphans(now, retention, live_archives)
+        self._remove_orphans(now, max(retention, MIN_ORPHAN_AGE), live_archives, referenced)
         return removed
 
-    def _remove_orphans(self, now: dt.datetime, retention: dt.timedelta, live_archives: dict[str, str | None]) -> None:
+    def _restore_manifest(self, env_id: str, manifest: Mapping[str, Any]) -> None:
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        self._write_bytes(self.manifest_key(env_id), body, create=True)
+
+    def _remove_orphans(
+        self,
+        now: dt.datetime,
+        retention: dt.timedelta,
+        live_archives: dict[str, str | None],
+        referenced: set[str],
+    ) -> None:
         """Files older than ``retention`` that no manifest owns: archives and locks of builders that died
-        before writing the manifest, archives of builders that lost the race for it, stale temporaries."""
+        before writing the manifest, archives of builders that lost the race for it, stale temporaries.
+        Nothing of an env an alias names goes, even without its manifest (an interrupted gc's)."""
         for entry in self._list_env_files():
             name = posixpath.basename(str(entry["name"]))
             if _TEMP_MARK not in name:
                 env_id = name.split(".", 1)[0]
-                if not is_env_id(env_id):
-                    continue  # not ours
+                if not is_env_id(env_id) or (env_id in referenced and env_id not in live_archives):
+                    continue  # not ours, or aliased
                 if env_id in live_archives:
                     live_archive = live_archives[env_id]
                     # An unreadable manifest keeps everything of its env: nothing is deleted on a guess.
@@ -514,6 +577,10 @@ class EnvStore:
                 continue
             with self._errors(f"removing {name}"):
                 self._remove(str(entry["name"]))
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _record_env_id(raw: bytes) -> object:

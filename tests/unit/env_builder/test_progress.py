@@ -73,5 +73,5 @@ def test_storing_and_rehydrating_report_every_byte_of_each_step(tmp_path: Path) 
 def test_a_count_past_the_total_shows_a_full_bar_not_more() -> None:
     terminal = FakeTerminal(tty=True)
     progress = TerminalProgress("mlp-env", terminal)
-    progress.advance("downloading", 300, 200)
-    assert "[############################] 100% 0.0/0.0 MB" in terminal.getvalue()
+    progress.advance("downloading", 300_000_000, 200_000_000)
+    assert "[############################] 100% 200.0/200.0 MB" in terminal.getvalue()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import env_builder.unpack
-from env_builder.errors import BaseInterpreterError, IntegrityError, UnsafeArchiveError
+from env_builder.errors import BaseInterpreterError, EnvBuilderError, IntegrityError, UnsafeArchiveError
 from env_builder.rehydrate import READY_MARKER, cached, ensure
 from env_builder.store import EnvStore
 from tests.unit.env_builder.helpers import Publish, make_venv_tree, member, tar_zst
@@ -63,6 +63,7 @@ def test_immutable_alias_is_remembered_on_the_node_mutable_tags_ask_the_store(tm
     cache = tmp_path / "cache"
     assert ensure("t/p/model:v1", store=store.url, cache_dir=cache).env_id == first
     assert ensure("t/p/model:v1", store=str(tmp_path / "gone"), cache_dir=cache).env_id == first
+    assert json.loads((cache / "aliases" / "t" / "p" / "model" / "v1.json").read_text()) == {"env_id": first}
     store.set_alias("t/p/model:latest", second)
     assert ensure("t/p/model@latest", store=store.url, cache_dir=cache).env_id == second
 
@@ -324,3 +325,25 @@ def test_env_ref_on_a_cache_miss_must_match_the_stores_manifest(tmp_path: Path, 
         ensure(stale, store=store.url, cache_dir=cache)
     assert not (cache / "envs" / env_id).exists()
     assert ensure(ref, store=store.url, cache_dir=cache).sha256 == ref.sha256
+
+
+def test_a_rehydration_sweeps_other_envs_leftovers_nobody_is_working_on(tmp_path: Path, publish: Publish) -> None:
+    from env_builder.concurrency import file_lock
+
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    cache = tmp_path / "cache"
+    abandoned, in_progress = "a" * 64, "b" * 64
+    (cache / "tmp" / f"{abandoned}.0123.d" / "lib").mkdir(parents=True)  # a killed rehydration's staging
+    (cache / "tmp" / f"{in_progress}.4567.tar.zst").write_bytes(b"downloading")
+    with file_lock(cache / "locks" / f"{in_progress}.lock"):  # another process is rehydrating it
+        ensure(env_id, store=store.url, cache_dir=cache)
+    assert sorted(p.name for p in (cache / "tmp").iterdir()) == [f"{in_progress}.4567.tar.zst"]
+
+
+@pytest.mark.parametrize("cache_dir", ["/dev/null", "/proc/mlp-env-cache"])
+def test_an_unusable_cache_directory_is_named(tmp_path: Path, publish: Publish, cache_dir: str) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    with pytest.raises(EnvBuilderError, match=f"environment cache directory {cache_dir} is not usable"):
+        ensure(env_id, store=store.url, cache_dir=cache_dir)

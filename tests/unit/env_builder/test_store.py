@@ -4,7 +4,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import posixpath
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -15,7 +17,7 @@ from env_builder.errors import AliasError, EnvNotFoundError, StoreError
 from env_builder.refs import AliasRef, parse_alias, sanitize_component
 from env_builder.rehydrate import ensure
 from env_builder.store import EnvStore, utcnow
-from tests.unit.env_builder.helpers import Publish, host_build_output
+from tests.unit.env_builder.helpers import Publish, base_interpreter, host_build_output
 
 
 def test_alias_parsing_fills_defaults_and_names_the_bad_part() -> None:
@@ -49,7 +51,12 @@ def test_two_builders_storing_the_same_env_at_once_both_succeed_with_one_archive
     archive.write_bytes(b"same bytes" * 1000)
     env_id = "a" * 64
     sha256 = hashlib.sha256(archive.read_bytes()).hexdigest()
-    manifest = {"env_id": env_id, "archive": {"sha256": sha256, "size": archive.stat().st_size}, "created_at": "now"}
+    manifest = {
+        "env_id": env_id,
+        "archive": {"sha256": sha256, "size": archive.stat().st_size},
+        "base_interpreter": base_interpreter(),
+        "created_at": utcnow().isoformat(),
+    }
     results: list[bool] = []
     errors: list[BaseException] = []
 
@@ -382,19 +389,112 @@ def test_identical_archive_kept_from_a_dead_builder_is_put_back_if_gc_removes_it
     assert ensure(env_id, store=store.url, cache_dir=tmp_path / "cache").env_id == env_id
 
 
-@pytest.mark.parametrize("field", ["archive", "created_at"])
-def test_gc_survives_a_malformed_manifest_and_keeps_its_files(tmp_path: Path, publish: Publish, field: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("archive", "oops", "has archive 'oops'; expected a JSON object"),
+        ("archive", {"sha256": "0" * 64, "size": "12"}, "has archive.size '12'; expected a byte count"),
+        ("archive", {"size": 12}, "has archive.sha256 None; expected 64 lowercase hex digits"),
+        ("created_at", 7, "has created_at 7; expected an ISO 8601 time"),
+        ("created_at", "oops", None),  # a string, but not a time: gc cannot age it
+        ("base_interpreter", None, "has base_interpreter None; expected a JSON object"),
+    ],
+)
+def test_malformed_manifest_is_named_and_gc_keeps_its_files(
+    tmp_path: Path, publish: Publish, field: str, value: object, message: str | None
+) -> None:
     store = EnvStore.open(str(tmp_path / "store"))
     broken, old = publish(store), publish(store)
+    _age(store, broken, 30)
     _age(store, old, 30)
     path = tmp_path / "store" / "envs" / f"{broken}.manifest.json"
     manifest = json.loads(path.read_text())
-    # an archive that is not an object; a created_at without a time zone (read as UTC)
-    manifest[field] = "oops" if field == "archive" else "2000-01-01T00:00:00"
+    manifest[field] = value
     path.write_text(json.dumps(manifest))
-    expected = [old] if field == "archive" else sorted([broken, old])
-    assert store.gc(dt.timedelta(days=7)) == expected
-    if field == "archive":
-        with pytest.raises(StoreError, match=f"{broken}.manifest.json has archive 'oops'; expected a JSON object"):
+    assert store.gc(dt.timedelta(days=7)) == [old]
+    assert len(list((tmp_path / "store" / "envs").glob(f"{broken}.*"))) == 3
+    if message is not None:
+        with pytest.raises(StoreError, match=re.escape(f"{broken}.manifest.json {message}")):
             store.ref(broken)
-        assert len(list((tmp_path / "store" / "envs").glob(f"{broken}.*"))) == 3
+        with pytest.raises(StoreError, match=re.escape(message)):
+            ensure(broken, store=store.url, cache_dir=tmp_path / "cache")
+
+
+def test_created_at_without_a_time_zone_is_read_as_utc(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    path = tmp_path / "store" / "envs" / f"{env_id}.manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["created_at"] = "2000-01-01T00:00:00"
+    path.write_text(json.dumps(manifest))
+    assert store.gc(dt.timedelta(days=7)) == [env_id]
+
+
+def test_gc_failing_after_hiding_puts_every_manifest_back_and_never_deletes_an_aliased_env(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    _age(store, env_id, 30)
+    list_aliases = EnvStore.list_aliases
+    calls = []
+
+    def aliased_then_the_store_fails(self: EnvStore) -> list[tuple[AliasRef, str]]:
+        calls.append(1)
+        if len(calls) == 2:
+            # set_alias checked the env before gc hid it; its write lands now, then the store fails
+            record = {"alias": "t/p/n:v1", "env_id": env_id, "updated_at": utcnow().isoformat()}
+            target = tmp_path / "store" / parse_alias("t/p/n:v1").store_path
+            target.parent.mkdir(parents=True)
+            target.write_text(json.dumps(record))
+            raise StoreError("503 Slow Down")
+        return list_aliases(self)
+
+    monkeypatch.setattr(EnvStore, "list_aliases", aliased_then_the_store_fails)
+    with pytest.raises(StoreError, match="503"):
+        store.gc(dt.timedelta(days=7))
+    monkeypatch.undo()
+    assert store.resolve("t/p/n:v1") == env_id
+
+    # A gc killed at the same point leaves the manifest hidden; the next gc keeps an aliased env's files.
+    (tmp_path / "store" / "envs" / f"{env_id}.manifest.json").unlink()
+    month_ago = (utcnow() - dt.timedelta(days=30)).timestamp()
+    for path in (tmp_path / "store" / "envs").iterdir():
+        os.utime(path, (month_ago, month_ago))
+    assert store.gc(dt.timedelta(days=7)) == []
+    assert len(list((tmp_path / "store" / "envs").glob(f"{env_id}.*"))) == 2  # archive and lock
+
+
+def test_gc_with_no_retention_still_leaves_uploads_in_flight_alone(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    publish(store)
+    envs = tmp_path / "store" / "envs"
+    in_flight = [envs / f".{'e' * 64}.{'1' * 64}.tar.zst.tmp-0123", envs / f"{'e' * 64}.{'1' * 64}.tar.zst"]
+    for path in in_flight:
+        path.write_bytes(b"uploading")
+    store.gc(dt.timedelta(0))
+    assert all(path.exists() for path in in_flight)
+
+
+@pytest.mark.parametrize("other_writer_won", [True, False])
+def test_a_create_conflict_on_an_object_store_is_retried_not_raised(
+    tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch, other_writer_won: bool
+) -> None:
+    # S3 answers two conditional PUTs racing for one key with 409 ConditionalRequestConflict, which
+    # s3fs raises as a plain OSError.
+    store = EnvStore.open(f"memory://mlp-test-{uuid.uuid4().hex}/envs")
+    pipe_file = store.fs.pipe_file
+    conflicts = []
+
+    def conflicting_once(path: str, value: bytes, mode: str = "overwrite", **kwargs: object) -> None:
+        if mode == "create" and path.endswith(".manifest.json") and not conflicts:
+            conflicts.append(path)
+            if other_writer_won:
+                pipe_file(path, value)
+            raise OSError(5, "ConditionalRequestConflict: please retry")
+        pipe_file(path, value, mode=mode, **kwargs)
+
+    monkeypatch.setattr(store.fs, "pipe_file", conflicting_once)
+    env_id = publish(store)
+    assert conflicts and store.has_env(env_id)
+    assert ensure(env_id, store=store.url, cache_dir=tmp_path / "cache").env_id == env_id

@@ -9,6 +9,7 @@ import posixpath
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,28 @@ def _age(store: EnvStore, env_id: str, days: int) -> None:
     Path(manifest_path).write_text(json.dumps(manifest))
 
 
+def _when_gc_looks_at_aliases_again(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> None:
+    """Run ``meanwhile`` once gc has hidden the expired envs, just before it lists the aliases again."""
+    list_aliases = EnvStore.list_aliases
+    calls = []
+
+    def second_look(self: EnvStore) -> list[tuple[AliasRef, str]]:
+        calls.append(1)
+        if len(calls) == 2:
+            meanwhile()
+        return list_aliases(self)
+
+    monkeypatch.setattr(EnvStore, "list_aliases", second_look)
+
+
+def _alias_record_lands(store: EnvStore, name: str, env_id: str) -> None:
+    """The write of a set_alias that checked the env before gc hid it."""
+    alias = parse_alias(name)
+    target = Path(store.root) / alias.store_path
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps({"alias": str(alias), "env_id": env_id, "updated_at": utcnow().isoformat()}))
+
+
 def test_alias_set_while_gc_hides_the_env_brings_the_env_back(
     tmp_path: Path, publish: Publish, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,20 +303,7 @@ def test_alias_set_while_gc_hides_the_env_brings_the_env_back(
     store = EnvStore.open(str(tmp_path / "store"))
     env_id = publish(store)
     _age(store, env_id, 30)
-    list_aliases = EnvStore.list_aliases
-    calls = []
-
-    def alias_written_meanwhile(self: EnvStore) -> list[tuple[AliasRef, str]]:
-        calls.append(1)
-        if len(calls) == 2:
-            alias = parse_alias("t/p/n:v1")
-            record = {"alias": str(alias), "env_id": env_id, "updated_at": utcnow().isoformat()}
-            target = tmp_path / "store" / alias.store_path
-            target.parent.mkdir(parents=True)
-            target.write_text(json.dumps(record))
-        return list_aliases(self)
-
-    monkeypatch.setattr(EnvStore, "list_aliases", alias_written_meanwhile)
+    _when_gc_looks_at_aliases_again(monkeypatch, lambda: _alias_record_lands(store, "t/p/n:v1", env_id))
     assert store.gc(dt.timedelta(days=7)) == []
     assert store.resolve("t/p/n:v1") == env_id
     assert ensure("t/p/n:v1", store=store.url, cache_dir=tmp_path / "cache").env_id == env_id
@@ -348,17 +358,12 @@ def test_env_published_again_while_gc_hides_it_is_left_whole(
     env_id = "9" * 64
     archive, manifest = host_build_output(tmp_path, env_id, "a")
     store.put_env(env_id, str(archive), {**manifest, "created_at": (utcnow() - dt.timedelta(days=30)).isoformat()}, "l")
-    list_aliases = EnvStore.list_aliases
-    calls = []
 
-    def republished_meanwhile(self: EnvStore) -> list[tuple[AliasRef, str]]:
-        calls.append(1)
-        if len(calls) == 2:
-            assert not self.has_env(env_id)
-            assert self.put_env(env_id, str(archive), manifest, "l") is True
-        return list_aliases(self)
+    def republish() -> None:
+        assert not store.has_env(env_id)
+        assert store.put_env(env_id, str(archive), manifest, "l") is True
 
-    monkeypatch.setattr(EnvStore, "list_aliases", republished_meanwhile)
+    _when_gc_looks_at_aliases_again(monkeypatch, republish)
     assert store.gc(dt.timedelta(days=7)) == []
     monkeypatch.undo()
     assert store.has_env(env_id)
@@ -436,21 +441,12 @@ def test_gc_failing_after_hiding_puts_every_manifest_back_and_never_deletes_an_a
     store = EnvStore.open(str(tmp_path / "store"))
     env_id = publish(store)
     _age(store, env_id, 30)
-    list_aliases = EnvStore.list_aliases
-    calls = []
 
-    def aliased_then_the_store_fails(self: EnvStore) -> list[tuple[AliasRef, str]]:
-        calls.append(1)
-        if len(calls) == 2:
-            # set_alias checked the env before gc hid it; its write lands now, then the store fails
-            record = {"alias": "t/p/n:v1", "env_id": env_id, "updated_at": utcnow().isoformat()}
-            target = tmp_path / "store" / parse_alias("t/p/n:v1").store_path
-            target.parent.mkdir(parents=True)
-            target.write_text(json.dumps(record))
-            raise StoreError("503 Slow Down")
-        return list_aliases(self)
+    def aliased_then_the_store_fails() -> None:
+        _alias_record_lands(store, "t/p/n:v1", env_id)
+        raise StoreError("503 Slow Down")
 
-    monkeypatch.setattr(EnvStore, "list_aliases", aliased_then_the_store_fails)
+    _when_gc_looks_at_aliases_again(monkeypatch, aliased_then_the_store_fails)
     with pytest.raises(StoreError, match="503"):
         store.gc(dt.timedelta(days=7))
     monkeypatch.undo()

@@ -187,8 +187,7 @@ def build(
             say(f"building venv {env_id} on Python {base['version']}")
             links = build_venv(lock, env_dir, base, progress=say)
         built_s = time.monotonic() - started
-        publish_tree(spec, lock, env_dir, base, links, env_store, build_s=built_s, progress=say)
-    return env_store.ref(env_id)
+        return publish_tree(spec, lock, env_dir, base, links, env_store, build_s=built_s, progress=say)
 
 
 def publish_tree(
@@ -238,10 +237,11 @@ def publish_tree(
     }
     say(f"storing {packed.size / 1e6:.1f} MB in {env_store.url}")
     try:
-        env_store.put_env(env_id, str(archive_path), manifest, lock.lock_text(), progress=progress)
+        created = env_store.put_env(env_id, str(archive_path), manifest, lock.lock_text(), progress=progress)
     finally:
         archive_path.unlink(missing_ok=True)
-    return env_store.ref(env_id)
+    # Another builder's manifest won: its archive is the one to refer to.
+    return env_store.ref(env_id, manifest if created else None)
 
 
 def alias(

@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> tuple[Any, str
         pins = "\n".join(f"  {name}=={version}" for name, version in (*lock.packages, *lock.conda_packages))
         return result, f"req_id {spec.req_id}\nenv_id {lock.env_id}\n{pins}"
     if args.command == "build":
-        from env_builder.builder import build
+        from env_builder.builder import alias, build
 
         spec = _spec_from(args)
         if args.alias:
@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> tuple[Any, str
         result = ref.to_dict()
         text = f"{ref.id}  {ref.size / 1e6:.1f} MB  {ref.uri}"
         if args.alias:
-            record = _store(args).set_alias(args.alias, ref.id)
+            record = alias(ref, args.alias, args.store, storage_options=args.storage_options)
             result["alias"] = record["alias"]
             text += f"\nalias {record['alias']} -> {ref.id}"
         return result, text
@@ -208,8 +208,9 @@ def _run(args: argparse.Namespace, progress: TerminalProgress) -> tuple[Any, str
         ]
         return {"environments": envs}, "\n".join(lines) or "(no environments)"
     if args.command == "alias":
-        store = _store(args)
-        record = store.set_alias(args.name, store.resolve(args.env))
+        from env_builder.builder import alias
+
+        record = alias(args.env, args.name, args.store, storage_options=args.storage_options)
         return record, f"{record['alias']} -> {record['env_id']}"
     if args.command == "fetch":
         from env_builder.rehydrate import ensure

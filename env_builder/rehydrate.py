@@ -17,6 +17,7 @@ runs ``conda-unpack``), then renames the directory into place. A directory witho
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -264,13 +265,8 @@ def _link_local_archive(store: Any, env_id: str, local: str, download: Path) -> 
 
 
 def _hash_file(path: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
     with open(path, "rb") as fh:
-        while chunk := fh.read(_DOWNLOAD_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
 
 
 def ensure(
@@ -294,35 +290,35 @@ def ensure(
         expected_sha256 = env.sha256
         env = env.id
     env_id = env if ENV_ID_RE.fullmatch(env) else None
+    alias = None if env_id is not None else parse_alias(env)
+    # An immutable alias names one env forever: the node remembers what it resolved to.
+    remembered = cache / "aliases" / alias.record_name if alias is not None and not alias.mutable else None
+    if remembered is not None and not verify:
+        env_id = _remembered_env_id(remembered)
     if env_id is not None and not verify:
         ready = _is_ready(cache / "envs" / env_id, env_id, expected_sha256)
         if ready is not None:
             return ready
-    else:
-        alias = parse_alias(env)
-        alias_cache = cache / "aliases" / alias.record_name
-        if not alias.mutable and not verify:
-            try:
-                env_id = json.loads(alias_cache.read_text())["env_id"]
-            except (OSError, ValueError, KeyError, TypeError):
-                env_id = None
-            if not isinstance(env_id, str) or not ENV_ID_RE.fullmatch(env_id):
-                env_id = None  # a damaged node-side record: ask the store again
-            if env_id is not None:
-                ready = _is_ready(cache / "envs" / env_id, env_id, None)
-                if ready is not None:
-                    return ready
 
     from env_builder.store import EnvStore
 
     env_store = EnvStore.open(store, storage_options)
     if env_id is None:
         env_id = env_store.resolve(env)
-        if not parse_alias(env).mutable:
-            _write_small(cache / "aliases" / parse_alias(env).record_name, json.dumps({"env_id": env_id}))
+        if remembered is not None:
+            _write_small(remembered, json.dumps({"env_id": env_id}))
     return rehydrate(
         env_id, env_store, cache, base_python=base_python, progress=progress, expected_sha256=expected_sha256
     )
+
+
+def _remembered_env_id(record: Path) -> str | None:
+    try:
+        env_id = json.loads(record.read_text())["env_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # A damaged node-side record: ask the store again.
+    return env_id if isinstance(env_id, str) and ENV_ID_RE.fullmatch(env_id) else None
 
 
 def _write_small(path: Path, text: str) -> None:
@@ -350,14 +346,16 @@ def _prepare_cache(cache: Path) -> None:
 
 
 def _sweep_leftovers(cache: Path, current_env_id: str) -> None:
-    """Remove the temporaries of killed rehydrations of other envs, where nobody holds their lock."""
+    """Remove the temporaries of killed rehydrations: all of ``current_env_id``'s (its lock is held,
+    so they are leftovers), and other envs' where nobody holds their lock."""
     for leftover in (cache / "tmp").iterdir():
         other = leftover.name.split(".", 1)[0]
-        if other == current_env_id or not ENV_ID_RE.fullmatch(other):
-            continue
-        with file_lock(cache / "locks" / f"{other}.lock", blocking=False) as held:
-            if held:
-                _remove_tree(leftover)
+        if other == current_env_id:
+            _remove_tree(leftover)
+        elif ENV_ID_RE.fullmatch(other):
+            with file_lock(cache / "locks" / f"{other}.lock", blocking=False) as held:
+                if held:
+                    _remove_tree(leftover)
 
 
 def rehydrate(
@@ -394,11 +392,6 @@ def rehydrate(
         ready = _is_ready(final, env_id, archive["sha256"])
         if ready is not None:
             return ready  # another process on this node finished it while we waited for the lock
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        # Holding the lock, any temporary of this env is a leftover of a killed rehydration.
-        for leftover in tmp_root.glob(f"{env_id}.*"):
-            _remove_tree(leftover)
         _sweep_leftovers(cache, env_id)
         if final.exists() or final.is_symlink():
             say(f"cache entry {final} is incomplete or corrupted; rebuilding it")
@@ -462,6 +455,7 @@ def rehydrate(
     return LocalEnv(env_id, final, sha256, manifest.get("kind", "pip"))
 
 
+@functools.cache
 def _boot_id() -> str | None:
     try:
         with open("/proc/sys/kernel/random/boot_id") as fh:

@@ -163,8 +163,6 @@ class EnvStore:
         """
         try:
             yield
-        except (EnvNotFoundError, AliasError, StoreError):
-            raise
         except FileNotFoundError as exc:
             if writing:
                 raise StoreError(f"environment store {self.url!r} failed while {what}: {exc}") from exc
@@ -242,8 +240,11 @@ class EnvStore:
 
                 _local_atomic_write(path, copy, create=False)
                 return
-            if self.fs.exists(path) and self.fs.info(path).get("size") == size:
-                return
+            try:
+                if self.fs.info(path).get("size") == size:
+                    return
+            except FileNotFoundError:
+                pass
             self.fs.put_file(local_path, path, callback=_fsspec_callback(uploaded))
             self.fs.invalidate_cache(path)
             stored = self.fs.info(path).get("size")
@@ -330,7 +331,7 @@ class EnvStore:
         # An identical archive already in the store was kept, not uploaded again; if it was an old
         # orphan (its builder died), gc may have deleted it just now. Check the archive the winning
         # manifest names, and put it back when we hold the same bytes.
-        stored = self.manifest(env_id)
+        stored = {**manifest, "archive": archive} if created else self.manifest(env_id)
         stored_key = self.archive_key_of(env_id, stored)
         with self._errors(f"checking {stored_key}"):
             missing = not self.fs.exists(self._path(stored_key))
@@ -542,7 +543,10 @@ class EnvStore:
                 continue  # published again since it was hidden: it is a new environment now
             self._delete_files(env_id, files_before)
             removed.append(env_id)
-        self._remove_orphans(now, max(retention, MIN_ORPHAN_AGE), live_archives, referenced)
+        # Orphans come from the same listing: anything written since is younger than MIN_ORPHAN_AGE.
+        self._remove_orphans(
+            files_before, now, max(retention, MIN_ORPHAN_AGE), live_archives, referenced | set(removed)
+        )
         return removed
 
     def _restore_manifest(self, env_id: str, manifest: Mapping[str, Any]) -> None:
@@ -551,20 +555,22 @@ class EnvStore:
 
     def _remove_orphans(
         self,
+        entries: list[dict[str, Any]],
         now: dt.datetime,
         retention: dt.timedelta,
         live_archives: dict[str, str | None],
-        referenced: set[str],
+        keep: set[str],
     ) -> None:
-        """Files older than ``retention`` that no manifest owns: archives and locks of builders that died
-        before writing the manifest, archives of builders that lost the race for it, stale temporaries.
-        Nothing of an env an alias names goes, even without its manifest (an interrupted gc's)."""
-        for entry in self._list_env_files():
+        """Files among ``entries`` older than ``retention`` that no manifest owns: archives and locks of
+        builders that died before writing the manifest, archives of builders that lost the race for it,
+        stale temporaries. Envs in ``keep`` without a live manifest are left alone: aliased ones (an
+        interrupted gc may have hidden their manifest) and those this gc just removed."""
+        for entry in entries:
             name = posixpath.basename(str(entry["name"]))
             if _TEMP_MARK not in name:
                 env_id = name.split(".", 1)[0]
-                if not is_env_id(env_id) or (env_id in referenced and env_id not in live_archives):
-                    continue  # not ours, or aliased
+                if not is_env_id(env_id) or (env_id in keep and env_id not in live_archives):
+                    continue  # not ours, aliased, or removed already
                 if env_id in live_archives:
                     live_archive = live_archives[env_id]
                     # An unreadable manifest keeps everything of its env: nothing is deleted on a guess.

@@ -92,9 +92,8 @@ class BuildEnvironmentOperator(BaseOperator):
         return f"{'/'.join(parts)}:{sanitize_component(str(self.tag))}"
 
     def execute(self, context: Context) -> str:
-        from env_builder.builder import build
+        from env_builder.builder import alias, build
         from env_builder.refs import parse_alias
-        from env_builder.store import EnvStore
 
         alias_name = self.alias_name()
         if alias_name:
@@ -111,7 +110,7 @@ class BuildEnvironmentOperator(BaseOperator):
         self.log.info("Environment %s: %d bytes at %s", ref.id, ref.size, ref.uri)
         ti = context["ti"]
         if alias_name:
-            record = EnvStore.open(self.store, self.storage_options).set_alias(alias_name, ref.id)
+            record = alias(ref, alias_name, self.store, storage_options=self.storage_options)
             self.log.info("Alias %s -> %s", record["alias"], ref.id)
             ti.xcom_push(key="alias", value=record["alias"])
         ti.xcom_push(key="env", value=ref.to_dict())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from env_builder.spec import EnvSpec
 from env_builder.store import EnvStore, utcnow
 from tests.integration.env_builder.conftest import PY, SIX_SPEC
 from tests.support.s3_server import S3Server
-from tests.unit.env_builder.helpers import RecordingProgress, host_build_output
+from tests.unit.env_builder.helpers import RecordingProgress, host_build_output, run_at_once, stored_names
 
 pytestmark = pytest.mark.integration
 
@@ -55,24 +54,12 @@ def test_concurrent_builders_on_s3_both_succeed(
 ) -> None:
     url, options = s3_store
     caplog.set_level(logging.WARNING, logger="env_builder.store")
-    refs, errors = [], []
-
-    def run() -> None:
-        try:
-            refs.append(build(SIX_SPEC, url, storage_options=options))
-        except BaseException as exc:  # pragma: no cover - reported by the assertion
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    refs, errors = run_at_once(lambda: build(SIX_SPEC, url, storage_options=options), [(), ()])
     assert not errors and refs[0] == refs[1]
     assert not caplog.records  # S3's create-only writes are conditional requests: nothing to warn about
     store = EnvStore.open(url, options)
-    assert sorted(p.rsplit("/", 1)[1] for p in store.fs.ls(f"{store.root}/envs", detail=False)) == sorted(
-        f"{refs[0].id}{suffix}" for suffix in (f".{refs[0].sha256}.tar.zst", ".lock", ".manifest.json")
+    assert sorted(p.rsplit("/", 1)[1] for p in store.fs.ls(f"{store.root}/envs", detail=False)) == stored_names(
+        refs[0].id, refs[0].sha256
     )
 
 
@@ -119,7 +106,7 @@ def test_builders_on_two_hosts_with_different_bytes_on_s3_keep_the_winners_archi
     assert len([name for name in names() if name.endswith(".tar.zst")]) == 2
     store.set_alias("t/p/n:v1", env_id)
     assert store.gc(dt.timedelta(days=7), now=utcnow() + dt.timedelta(days=30)) == []
-    assert names() == sorted([f"{env_id}.{ref.sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"])
+    assert names() == stored_names(env_id, ref.sha256)
 
 
 def test_unreachable_store_is_named(tmp_path: Path) -> None:

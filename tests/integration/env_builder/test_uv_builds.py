@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from env_builder.resolve import find_uv, resolve, uv_env
 from env_builder.spec import EnvSpec
 from env_builder.store import EnvStore
 from tests.integration.env_builder.conftest import PY, BuiltEnv
+from tests.unit.env_builder.helpers import run_at_once, stored_names
 
 pytestmark = pytest.mark.integration
 
@@ -109,23 +109,9 @@ def test_editable_install_is_refused(tmp_path: Path) -> None:
 
 def test_two_builders_of_the_same_env_at_once_both_succeed_with_one_archive(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
-    refs, errors = [], []
-
-    def run() -> None:
-        try:
-            refs.append(build(EnvSpec(python=PY, pip=["six==1.17.0"]), store))
-        except BaseException as exc:  # pragma: no cover - reported by the assertion
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    refs, errors = run_at_once(lambda: build(EnvSpec(python=PY, pip=["six==1.17.0"]), store), [(), ()])
     assert not errors and len(refs) == 2 and refs[0] == refs[1]
     names = sorted(p.name for p in (tmp_path / "store" / "envs").iterdir())
-    assert names == sorted(
-        f"{refs[0].id}{suffix}" for suffix in (f".{refs[0].sha256}.tar.zst", ".lock", ".manifest.json")
-    )
+    assert names == stored_names(refs[0].id, refs[0].sha256)
     manifest = json.loads((tmp_path / "store" / "envs" / f"{refs[0].id}.manifest.json").read_text())
     assert manifest["archive"]["sha256"] == refs[0].sha256

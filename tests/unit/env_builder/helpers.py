@@ -6,8 +6,10 @@ import io
 import platform
 import sys
 import tarfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import zstandard
 
@@ -86,6 +88,33 @@ class RecordingProgress:
 
     def advance(self, step: str, done: int, total: int | None) -> None:
         self.steps[step] = (done, total)
+
+
+T = TypeVar("T")
+
+
+def run_at_once(call: Callable[..., T], arguments: list[tuple[Any, ...]]) -> tuple[list[T], list[BaseException]]:
+    """``call`` on its own thread for each tuple of ``arguments``: (results, exceptions), each in finishing order."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run(*args: Any) -> None:
+        try:
+            results.append(call(*args))
+        except BaseException as exc:  # reported by the caller's assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=args) for args in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors
+
+
+def stored_names(env_id: str, sha256: str) -> list[str]:
+    """The files a store holds for one published environment, sorted."""
+    return sorted([f"{env_id}.{sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"])
 
 
 # publish(store, tree=None, archive_bytes=None, manifest_sha256=None, unpacked_size=None) -> env id

@@ -18,7 +18,13 @@ from env_builder.errors import AliasError, EnvNotFoundError, StoreError
 from env_builder.refs import AliasRef, parse_alias, sanitize_component
 from env_builder.rehydrate import ensure
 from env_builder.store import EnvStore, utcnow
-from tests.unit.env_builder.helpers import Publish, base_interpreter, host_build_output
+from tests.unit.env_builder.helpers import (
+    Publish,
+    base_interpreter,
+    host_build_output,
+    run_at_once,
+    stored_names,
+)
 
 
 def test_alias_parsing_fills_defaults_and_names_the_bad_part() -> None:
@@ -40,7 +46,7 @@ def test_put_env_writes_archive_lock_and_manifest_without_temporaries(tmp_path: 
     env_id = publish(store)
     sha256 = store.manifest(env_id)["archive"]["sha256"]
     names = sorted(p.name for p in (tmp_path / "store" / "envs").iterdir())
-    assert names == sorted([f"{env_id}.{sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"])
+    assert names == stored_names(env_id, sha256)
     assert store.has_env(env_id) and store.list_envs() == [env_id]
     assert store.ref(env_id).uri.endswith(f"envs/{env_id}.{sha256}.tar.zst")
     assert store.manifest(env_id)["archive"]["path"] == f"envs/{env_id}.{sha256}.tar.zst"
@@ -58,25 +64,10 @@ def test_two_builders_storing_the_same_env_at_once_both_succeed_with_one_archive
         "base_interpreter": base_interpreter(),
         "created_at": utcnow().isoformat(),
     }
-    results: list[bool] = []
-    errors: list[BaseException] = []
-
-    def put() -> None:
-        try:
-            results.append(store.put_env(env_id, str(archive), manifest, "lock\n"))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=put) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_at_once(lambda: store.put_env(env_id, str(archive), manifest, "lock\n"), [()] * 8)
     assert not errors
     assert sorted(results) == [False] * 7 + [True]  # exactly one manifest creation won
-    assert sorted(p.name for p in (tmp_path / "store" / "envs").iterdir()) == sorted(
-        [f"{env_id}.{sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"]
-    )
+    assert sorted(p.name for p in (tmp_path / "store" / "envs").iterdir()) == stored_names(env_id, sha256)
 
 
 def test_builders_on_two_hosts_with_different_bytes_never_break_the_winning_manifest(tmp_path: Path) -> None:
@@ -105,9 +96,7 @@ def test_builders_on_two_hosts_with_different_bytes_never_break_the_winning_mani
     store.set_alias("t/p/n:v1", env_id)  # aliased: the env itself stays
     assert store.gc(dt.timedelta(days=7), now=later) == []
     assert not loser.exists()
-    assert sorted(p.name for p in envs.iterdir()) == sorted(
-        [f"{env_id}.{ref.sha256}.tar.zst", f"{env_id}.lock", f"{env_id}.manifest.json"]
-    )
+    assert sorted(p.name for p in envs.iterdir()) == stored_names(env_id, ref.sha256)
     assert ensure(ref, store=store.url, cache_dir=tmp_path / "cache2").sha256 == ref.sha256
 
 
@@ -116,21 +105,12 @@ def test_many_builders_with_different_bytes_at_once_leave_one_consistent_env(tmp
     env_id = "d" * 64
     outputs = [host_build_output(tmp_path, env_id, f"host{n}") for n in range(6)]
     barrier = threading.Barrier(len(outputs))
-    results: list[bool] = []
-    errors: list[BaseException] = []
 
-    def put(archive: Path, manifest: dict[str, object]) -> None:
-        try:
-            barrier.wait()
-            results.append(store.put_env(env_id, str(archive), manifest, "lock\n"))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def put(archive: Path, manifest: dict[str, object]) -> bool:
+        barrier.wait()
+        return store.put_env(env_id, str(archive), manifest, "lock\n")
 
-    threads = [threading.Thread(target=put, args=output) for output in outputs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_at_once(put, outputs)
     assert not errors and sorted(results) == [False] * 5 + [True]
     ref = store.ref(env_id)
     winner = store.manifest(env_id)["builder"]["host"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from airflow_provider_mlp.config import settings
 
@@ -69,8 +70,9 @@ def demo(dags_folder: Path | None, rows: int) -> int:
         print(f"mlp demo: the {QUICKSTART_DAG_ID} run failed", file=sys.stderr)
         return ran.returncode or 1
 
-    report_path = s.home / "artifacts" / "quickstart" / f"{run_id}.json"
-    if s.artifact_store.startswith("file://") and report_path.exists():
+    local_store = Path(urlparse(s.artifact_store).path) if s.artifact_store.startswith("file://") else None
+    report_path = local_store / "quickstart" / f"{run_id}.json" if local_store is not None else None
+    if report_path is not None and report_path.exists():
         report = json.loads(report_path.read_text())
         _step(f"report written by the DAG to {report_path}:")
         print(json.dumps(report, indent=2))

@@ -39,6 +39,13 @@ OPTIONS: dict[str, tuple[str, str]] = {
 DEFAULT_HOME = "~/.mlp"
 DEFAULT_CATALOG_NAME = "mlp"
 DEFAULT_MEMCACHED_SERVERS = "127.0.0.1:11211"
+# Defaults that do not depend on ``home``; every other option's default is derived from it in ``settings``.
+FIXED_DEFAULTS = {
+    "home": DEFAULT_HOME,
+    "catalog_name": DEFAULT_CATALOG_NAME,
+    "env_base_python": "",
+    "memcached_servers": DEFAULT_MEMCACHED_SERVERS,
+}
 
 
 @dataclass(frozen=True)

@@ -7,33 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_mlp.config import OPTIONS
-
-_CONFIG_DEFAULTS = {
-    "home": "~/.mlp",
-    "catalog_name": "mlp",
-    "catalog_uri": "sqlite:///{home}/catalog.db",
-    "warehouse": "file://{home}/warehouse",
-    "env_store": "file://{home}/envs",
-    "env_cache_dir": "{home}/env-cache",
-    "env_base_python": "",
-    "artifact_store": "file://{home}/artifacts",
-    "memcached_servers": "127.0.0.1:11211",
-}
+from airflow_provider_mlp.config import FIXED_DEFAULTS, OPTIONS
 
 
 def _config_options() -> dict[str, dict[str, Any]]:
     options: dict[str, dict[str, Any]] = {}
     for key, (env_var, description) in OPTIONS.items():
-        default = _CONFIG_DEFAULTS[key]
+        home_derived = key not in FIXED_DEFAULTS
         options[key] = {
             "description": f"{description} Overridden by the {env_var} environment variable. "
-            + ("Empty means the embedded default." if "{home}" in default else ""),
+            + ("Empty means the embedded default." if home_derived else ""),
             "version_added": "0.1.0",
             "type": "string",
             "example": None,
             # Defaults that depend on ``home`` are computed at run time; the config file leaves them empty.
-            "default": "" if "{home}" in default else default,
+            "default": FIXED_DEFAULTS.get(key, ""),
         }
     return options
 

@@ -102,6 +102,14 @@ def coalesce(ranges: Sequence[tuple[int, int]], gap: int = COALESCE_GAP) -> list
     return merged
 
 
+def chunk_span(chunk: Any) -> tuple[int, int]:
+    """(start, end) byte offsets of a Parquet column chunk; its dictionary page, when it has one, comes first."""
+    start = chunk.data_page_offset
+    if chunk.has_dictionary_page and 0 < chunk.dictionary_page_offset < start:
+        start = chunk.dictionary_page_offset
+    return start, start + chunk.total_compressed_size
+
+
 class RemoteFile:
     """One data file: its size, where it lives, and range reads that name it when they fail."""
 
@@ -109,7 +117,6 @@ class RemoteFile:
         self.path = path
         self.size = size
         self.native = arrow_native(path, properties, io)
-        self._stream: Any = None
         self._lock = threading.Lock()
         self._spare_streams: list[Any] = []
         self._properties = properties
@@ -159,23 +166,11 @@ class RemoteFile:
             return DataFileError(f"data file {self.path} is missing")
         return DataFileError(f"data file {self.path} cannot be read ({start}-{end}): {exc}")
 
-    def _native_stream(self) -> Any:
-        # One handle per file (its open costs a HEAD request); its read_at is safe from many threads.
-        with self._lock:
-            if self._stream is None:
-                arrow_fs, arrow_path = self.native  # type: ignore[misc]
-                self._stream = arrow_fs.open_input_file(arrow_path)
-            return self._stream
-
     def _native_cat(self, start: int, end: int) -> memoryview:
-        import pyarrow as pa
-
-        try:
-            data = self._native_stream().read_at(end - start, start)
-        except (OSError, pa.ArrowException) as exc:
-            raise self._native_error(exc, start, end) from exc
-        self._check_length(len(data), start, end)
-        return memoryview(data)
+        # Through the pooled handles of _native_read_into: the footer's handle serves the row groups.
+        buffer = bytearray(end - start)
+        self._native_read_into(memoryview(buffer), start)
+        return memoryview(buffer)
 
     def _native_read_into(self, target: Any, start: int) -> None:
         """Read ``len(target)`` bytes at ``start`` straight into ``target`` (no buffer in between).
@@ -214,6 +209,12 @@ class RemoteFile:
     def release_whole(self) -> None:
         self.whole = None
 
+    def _bytes(self, start: int, end: int) -> bytes | memoryview:
+        """Bytes ``start``-``end``: from the whole file when it was fetched, else one range request."""
+        if self.whole is not None:
+            return memoryview(self.whole)[start:end]
+        return self._cat(start, end)
+
     def footer(self) -> pq.FileMetaData:
         """The Parquet footer, in one request for footers up to FOOTER_GUESS bytes, else two."""
         import pyarrow as pa
@@ -222,20 +223,14 @@ class RemoteFile:
         if self.size < 12:
             raise DataFileError(f"data file {self.path} is too small to be Parquet ({self.size} bytes)")
         tail_len = min(self.size, FOOTER_GUESS)
-        if self.whole is not None:
-            tail: bytes | memoryview = memoryview(self.whole)[self.size - tail_len :]
-        else:
-            tail = self._cat(self.size - tail_len, self.size)
+        tail = self._bytes(self.size - tail_len, self.size)
         if tail[-4:] != b"PAR1":
             raise DataFileError(f"data file {self.path} is not Parquet or is truncated (no PAR1 magic at its end)")
         footer_len = int.from_bytes(tail[-8:-4], "little")
         if footer_len + 8 > tail_len:
             if footer_len + 8 > self.size:
                 raise DataFileError(f"data file {self.path} is corrupt: footer length {footer_len} exceeds the file")
-            if self.whole is not None:
-                tail = memoryview(self.whole)[self.size - footer_len - 8 :]
-            else:
-                tail = self._cat(self.size - footer_len - 8, self.size)
+            tail = self._bytes(self.size - footer_len - 8, self.size)
         try:
             return pq.read_metadata(pa.BufferReader(tail))
         except Exception as exc:

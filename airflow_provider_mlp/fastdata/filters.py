@@ -98,14 +98,14 @@ def filter_to_text(expr: BooleanExpression) -> str:
         GreaterThan: ">",
         GreaterThanOrEqual: ">=",
     }
+    connectives: dict[type, str] = {And: "and", Or: "or"}
+    unary_tests: dict[type, str] = {IsNull: "is null", NotNull: "is not null", IsNaN: "is nan", NotNaN: "is not nan"}
     if isinstance(expr, AlwaysTrue):
         return "true"
     if isinstance(expr, AlwaysFalse):
         return "false"
-    if isinstance(expr, And):
-        return f"({filter_to_text(expr.left)} and {filter_to_text(expr.right)})"
-    if isinstance(expr, Or):
-        return f"({filter_to_text(expr.left)} or {filter_to_text(expr.right)})"
+    if type(expr) in connectives:
+        return f"({filter_to_text(expr.left)} {connectives[type(expr)]} {filter_to_text(expr.right)})"  # type: ignore[attr-defined]
     if isinstance(expr, Not):
         return f"(not {filter_to_text(expr.child)})"
     term = getattr(expr, "term", None)
@@ -120,14 +120,8 @@ def filter_to_text(expr: BooleanExpression) -> str:
         values = sorted((lit.value for lit in expr.literals), key=repr)
         inner = ", ".join(_literal_text(v) for v in values)
         return f"{column} {'in' if isinstance(expr, In) else 'not in'} ({inner})"
-    if isinstance(expr, IsNull):
-        return f"{column} is null"
-    if isinstance(expr, NotNull):
-        return f"{column} is not null"
-    if isinstance(expr, IsNaN):
-        return f"{column} is nan"
-    if isinstance(expr, NotNaN):
-        return f"{column} is not nan"
+    if type(expr) in unary_tests:
+        return f"{column} {unary_tests[type(expr)]}"
     if isinstance(expr, (StartsWith, NotStartsWith)):
         pattern = str(expr.literal.value).replace("%", "\\%") + "%"
         return f"{column} {'like' if isinstance(expr, StartsWith) else 'not like'} {_literal_text(pattern)}"

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.errors import ShardError
-from airflow_provider_mlp.fastdata.fetch import RemoteFile, io_pool
+from airflow_provider_mlp.fastdata.fetch import RemoteFile, chunk_span, io_pool
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -31,11 +31,9 @@ def _row_group_span(parquet: pq.FileMetaData, rg: int) -> tuple[int, int, int]:
     start, end, size = None, 0, 0
     for index in range(group.num_columns):
         chunk = group.column(index)
-        first = chunk.data_page_offset
-        if chunk.has_dictionary_page and 0 < chunk.dictionary_page_offset < first:
-            first = chunk.dictionary_page_offset
+        first, last = chunk_span(chunk)
         start = first if start is None else min(start, first)
-        end = max(end, first + chunk.total_compressed_size)
+        end = max(end, last)
         size += chunk.total_compressed_size
     return (start or 0, end, size)
 

@@ -13,8 +13,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlp.fastdata.errors import DataFileError, UnsupportedDeletesError
-from airflow_provider_mlp.fastdata.fetch import WHOLE_FILE_MAX, RemoteFile, RowGroupSource, data_memory_pool
+from airflow_provider_mlp.fastdata.errors import DataFileError
+from airflow_provider_mlp.fastdata.fetch import (
+    WHOLE_FILE_MAX,
+    RemoteFile,
+    RowGroupSource,
+    chunk_span,
+    data_memory_pool,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,16 +123,14 @@ class OpenFile:
         spans = []
         for name in columns:
             for leaf in self.leaves.get(name, ()):
-                chunk = rg.column(leaf)
-                start = chunk.data_page_offset
-                if chunk.has_dictionary_page and 0 < chunk.dictionary_page_offset < start:
-                    start = chunk.dictionary_page_offset
-                spans.append((start, start + chunk.total_compressed_size))
+                spans.append(chunk_span(rg.column(leaf)))
         return spans
 
 
-def check_deletes(table_name: str, tasks: Sequence[FileScanTask]) -> None:
-    from pyiceberg.manifest import DataFileContent, FileFormat
+def check_file_formats(table_name: str, tasks: Sequence[FileScanTask]) -> None:
+    # Equality deletes never get this far: pyiceberg's planner refuses them, and Table._tasks turns
+    # that into UnsupportedDeletesError.
+    from pyiceberg.manifest import FileFormat
 
     for task in tasks:
         if task.file.file_format != FileFormat.PARQUET:
@@ -134,13 +138,6 @@ def check_deletes(table_name: str, tasks: Sequence[FileScanTask]) -> None:
                 f"data file {task.file.file_path} of table {table_name!r} is {task.file.file_format}; "
                 "only Parquet data files are supported"
             )
-        for delete in task.delete_files:
-            if delete.content == DataFileContent.EQUALITY_DELETES:
-                raise UnsupportedDeletesError(
-                    f"table {table_name!r} has equality delete file {delete.file_path} applying to "
-                    f"{task.file.file_path}; equality deletes are not supported by this reader "
-                    "(compact the table, or read it with an engine that applies them)"
-                )
 
 
 def read_positional_deletes(plan: ReadPlan, tasks: Sequence[FileScanTask], pool: ThreadPoolExecutor) -> dict[str, Any]:
@@ -456,7 +453,7 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -
     from airflow_provider_mlp.fastdata.fetch import io_pool
 
     tasks = [task for task, _ in parts]
-    check_deletes(plan.table_name, tasks)
+    check_file_formats(plan.table_name, tasks)
     pool = io_pool(plan.io_concurrency)
     deletes = read_positional_deletes(plan, tasks, pool)  # type: ignore[arg-type]
     # A read of every column of every row group, without a filter, needs each file whole.

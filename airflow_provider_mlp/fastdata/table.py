@@ -64,7 +64,7 @@ class Table:
         self._catalog: Catalog | None = None
         self._table: IcebergTable | None = None
         self.io_concurrency = io_concurrency
-        self._plans: dict[tuple[int | None, str, tuple[str, ...] | None], list[FileScanTask]] = {}
+        self._plans: dict[tuple[int, str], list[FileScanTask]] = {}
         self._lock = threading.Lock()
 
     # -- catalog and metadata -------------------------------------------------------------------
@@ -226,7 +226,7 @@ class Table:
     def _tasks(self, snapshot_id: int | None, expr: BooleanExpression, text: str) -> list[FileScanTask]:
         if snapshot_id is None:
             return []
-        key = (snapshot_id, text, None)
+        key = (snapshot_id, text)
         with self._lock:
             cached = self._plans.get(key)
         if cached is not None:
@@ -355,10 +355,7 @@ class Table:
                 if task.file.file_size_in_bytes != entry.get("file_size", task.file.file_size_in_bytes):
                     raise ShardError(f"data file {entry['path']} changed size since shard was planned")
                 parts.append((task, entry.get("row_groups")))
-            if text != "true":
-                expr = And(shard_expr, expr)
-            else:
-                expr = shard_expr
+            expr = And(shard_expr, expr)  # And(x, AlwaysTrue()) is x itself
         else:
             parts = [(t, None) for t in self._tasks(resolved, expr, text)]
         plan = ReadPlan.create(

@@ -302,7 +302,7 @@ def _check_files_exist(table: IcebergTable, entries: Sequence[Mapping[str, Any]]
         path = entry["file_path"]
         input_file = table.io.new_input(path)
         try:
-            actual = len(input_file) if input_file.exists() else None
+            actual = len(input_file)  # one metadata request; a missing file raises FileNotFoundError
         except FileNotFoundError:
             actual = None
         if actual is None:
@@ -385,9 +385,9 @@ def commit(
             # Another writer won the race: back off, reload and try again on its snapshot.
             time.sleep(min(2.0, 0.05 * (2**attempt)) * (0.5 + random.random()))
             continue
-        # The transaction went through; an overwrite that matched no rows and added no files makes
-        # no snapshot at all, and there is nothing to retry then.
-        return committed_snapshot(load(), run_id)
+        # The transaction went through and left the committed metadata on ``table`` (no reload); an
+        # overwrite that matched no rows and added no files makes no snapshot, and there is nothing to retry.
+        return committed_snapshot(table, run_id)
     raise CommitError(
         f"could not commit run {run_id!r} to table {table_name!r} after {max_attempts} attempts "
         "against concurrent writers"

@@ -71,7 +71,6 @@ def ensure_table(size: dict[str, int]) -> Path:
 
     import pyarrow.parquet as pq
     from pyiceberg.catalog import load_catalog
-    from pyiceberg.io.pyarrow import pyarrow_to_schema
     from pyiceberg.schema import Schema
     from pyiceberg.types import DoubleType, LongType, NestedField, StringType
 
@@ -86,7 +85,6 @@ def ensure_table(size: dict[str, int]) -> Path:
         NestedField(3, "name", StringType(), required=False),
         NestedField(4, "category", StringType(), required=False),
     )
-    del pyarrow_to_schema
     table = catalog.create_table(IDENTIFIER, schema=schema)
     per_file = size["rows"] // size["files"]
     paths = []

@@ -101,96 +101,55 @@ typedef struct {
   uint32_t num_buckets_mask;
   int32_t* out;
   uint8_t* validity;
-  int64_t null_counts[256];
+  int has_nulls;
 } MlpBucketTask;
-
-static inline int64_t ReadInteger(const struct ArrowArrayView* view, int64_t i) {
-  i += view->offset;
-  const struct ArrowBufferView* data = &view->buffer_views[1];
-  switch (view->storage_type) {
-    case NANOARROW_TYPE_INT8:
-      return data->data.as_int8[i];
-    case NANOARROW_TYPE_UINT8:
-      return data->data.as_uint8[i];
-    case NANOARROW_TYPE_INT16:
-      return data->data.as_int16[i];
-    case NANOARROW_TYPE_UINT16:
-      return data->data.as_uint16[i];
-    case NANOARROW_TYPE_INT32:
-      return data->data.as_int32[i];
-    case NANOARROW_TYPE_UINT32:
-      return data->data.as_uint32[i];
-    default:
-      return data->data.as_int64[i];
-  }
-}
 
 static void BucketRange(void* ctx, int index, int64_t begin, int64_t end) {
   MlpBucketTask* task = (MlpBucketTask*)ctx;
   const MlpColumn* column = task->column;
   const uint32_t n_buckets = task->num_buckets;
   const uint32_t n_mask = task->num_buckets_mask;
-  int64_t nulls = 0;
-  if (begin < end) {
-    int64_t chunk = MlpColumnChunkOf(column, begin);
-    int64_t row = begin;
-    while (row < end) {
-      while (column->starts[chunk + 1] <= row) chunk++;
-      int64_t stop = column->starts[chunk + 1] < end ? column->starts[chunk + 1] : end;
-      const struct ArrowArrayView* view = &column->views[chunk];
-      int64_t local = row - column->starts[chunk];
-      int nullable = view->buffer_views[0].data.data != NULL;
-      int64_t n = stop - row;
-      int32_t* out = task->out + row;
-      if (task->kind == MLP_BUCKET_LONG && view->storage_type == NANOARROW_TYPE_INT64 &&
-          task->multiply == 1 && task->divide == 1) {
-        /* The common case, kept branch-free for the compiler. */
-        const int64_t* values = view->buffer_views[1].data.as_int64 + view->offset + local;
-        for (int64_t i = 0; i < n; i++) out[i] = BucketOf(Murmur3Long(values[i]), n_buckets, n_mask);
-      } else if (task->kind == MLP_BUCKET_LONG) {
-        for (int64_t i = 0; i < n; i++) {
-          int64_t value = ReadInteger(view, local + i);
-          /* Wrapping multiply, as Java's long arithmetic does; never undefined behaviour. */
-          if (task->multiply != 1) value = (int64_t)((uint64_t)value * (uint64_t)task->multiply);
-          if (task->divide != 1) value = FloorDiv(value, task->divide);
-          out[i] = BucketOf(Murmur3Long(value), n_buckets, n_mask);
-        }
-      } else {
-        for (int64_t i = 0; i < n; i++) {
-          if (nullable && ArrowArrayViewIsNull(view, local + i)) {
-            out[i] = 0;
-            continue;
-          }
-          struct ArrowBufferView bytes = ArrowArrayViewGetBytesUnsafe(view, local + i);
-          out[i] = BucketOf(Murmur3Bytes(bytes.data.as_uint8, bytes.size_bytes), n_buckets,
-                            n_mask);
-        }
+  if (begin >= end) return;
+  int64_t chunk = MlpColumnChunkOf(column, begin);
+  int64_t row = begin;
+  while (row < end) {
+    while (column->starts[chunk + 1] <= row) chunk++;
+    int64_t stop = column->starts[chunk + 1] < end ? column->starts[chunk + 1] : end;
+    const struct ArrowArrayView* view = &column->views[chunk];
+    int64_t local = row - column->starts[chunk];
+    int nullable = view->buffer_views[0].data.data != NULL;
+    int64_t n = stop - row;
+    int32_t* out = task->out + row;
+    if (task->kind == MLP_BUCKET_LONG) {
+      for (int64_t i = 0; i < n; i++) {
+        int64_t value = ArrowArrayViewGetIntUnsafe(view, local + i);
+        /* Wrapping multiply, as Java's long arithmetic does; never undefined behaviour. */
+        if (task->multiply != 1) value = (int64_t)((uint64_t)value * (uint64_t)task->multiply);
+        if (task->divide != 1) value = FloorDiv(value, task->divide);
+        out[i] = BucketOf(Murmur3Long(value), n_buckets, n_mask);
       }
-      if (nullable) {
-        for (int64_t i = 0; i < n; i++) {
-          int is_valid = !ArrowArrayViewIsNull(view, local + i);
-          if (is_valid) {
-            task->validity[(row + i) / 8] |= (uint8_t)(1u << ((row + i) % 8));
-          } else {
-            out[i] = 0;
-            nulls++;
-          }
-        }
-      } else {
-        /* Whole bytes where possible: ranges start on multiples of 8 rows. */
-        for (int64_t r = row; r < stop; r++) {
-          if (r % 8 == 0 && r + 8 <= stop) {
-            task->validity[r / 8] = 0xff;
-            r += 7;
-          } else {
-            task->validity[r / 8] |= (uint8_t)(1u << (r % 8));
-          }
-        }
+    } else {
+      for (int64_t i = 0; i < n; i++) {
+        if (nullable && ArrowArrayViewIsNull(view, local + i)) continue;
+        struct ArrowBufferView bytes = ArrowArrayViewGetBytesUnsafe(view, local + i);
+        out[i] = BucketOf(Murmur3Bytes(bytes.data.as_uint8, bytes.size_bytes), n_buckets,
+                          n_mask);
       }
-      row = stop;
     }
+    /* Output nulls are the input's; without any, MlpOutputFinish drops the bitmap. */
+    if (task->has_nulls && !nullable) {
+      ArrowBitsSetTo(task->validity, row, n, 1);
+    } else if (task->has_nulls) {
+      for (int64_t i = 0; i < n; i++) {
+        if (ArrowArrayViewIsNull(view, local + i)) {
+          out[i] = 0;
+        } else {
+          ArrowBitSet(task->validity, row + i);
+        }
+      }
+    }
+    row = stop;
   }
-  task->null_counts[index] = nulls;
 }
 
 static const enum ArrowType MlpBucketTypes[] = {
@@ -251,7 +210,6 @@ PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs) {
   task->multiply = 1;
   task->divide = 1;
   task->kind = MLP_BUCKET_LONG;
-  const char* format = column.input.format;
   switch (column.type) {
     case NANOARROW_TYPE_STRING:
     case NANOARROW_TYPE_LARGE_STRING:
@@ -267,18 +225,11 @@ PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs) {
       break;
     case NANOARROW_TYPE_TIME32:
     case NANOARROW_TYPE_TIME64:
-    case NANOARROW_TYPE_TIMESTAMP: {
-      /* format "tts"/"ttm"/"ttu"/"ttn" or "tss:..."/"tsm:..."/"tsu:..."/"tsn:..." */
-      char unit = strlen(format) >= 3 ? format[2] : '?';
-      if (unit == 's') {
-        task->multiply = 1000000;
-      } else if (unit == 'm') {
-        task->multiply = 1000;
-      } else if (unit == 'n') {
-        task->divide = 1000;
-      }
+    case NANOARROW_TYPE_TIMESTAMP:
+      if (column.time_unit == NANOARROW_TIME_UNIT_SECOND) task->multiply = 1000000;
+      if (column.time_unit == NANOARROW_TIME_UNIT_MILLI) task->multiply = 1000;
+      if (column.time_unit == NANOARROW_TIME_UNIT_NANO) task->divide = 1000;
       break;
-    }
     default:
       break;
   }
@@ -290,11 +241,11 @@ PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs) {
   }
   task->out = (int32_t*)out.values;
   task->validity = out.validity;
+  task->has_nulls = column.null_count > 0;
+  int64_t nulls = column.null_count;
   Py_BEGIN_ALLOW_THREADS;
   MlpParallelFor(threads, column.length, MLP_BUCKET_BLOCK_ROWS, BucketRange, task);
   Py_END_ALLOW_THREADS;
-  int64_t nulls = 0;
-  for (int t = 0; t < 256; t++) nulls += task->null_counts[t];
   PyMem_Free(task);
   MlpColumnClose(&column);
   return MlpOutputFinish(&out, nulls);

@@ -35,33 +35,27 @@ int MlpColumnOpen(PyObject* obj, const char* func, const char* argname,
 
   struct ArrowError error;
   error.message[0] = '\0';
-  struct ArrowArrayView probe;
-  if (ArrowArrayViewInitFromSchema(&probe, &out->input.schema, &error) != NANOARROW_OK) {
+  struct ArrowSchemaView schema_view;
+  if (ArrowSchemaViewInit(&schema_view, &out->input.schema, &error) != NANOARROW_OK) {
     MlpRaise("%s() argument '%s': unsupported Arrow type with format '%s' (%s); expected %s",
              func, argname, out->input.format, error.message, expected);
     MlpColumnClose(out);
     return -1;
   }
-  enum ArrowType storage_type = probe.storage_type;
-  int dictionary = probe.dictionary != NULL;
-  ArrowArrayViewReset(&probe);
-  struct ArrowSchemaView schema_view;
-  int ok = !dictionary &&
-           ArrowSchemaViewInit(&schema_view, &out->input.schema, &error) == NANOARROW_OK;
-  if (ok) {
-    ok = 0;
-    for (const enum ArrowType* t = accepted; *t != NANOARROW_TYPE_UNINITIALIZED; t++) {
-      if (*t == schema_view.type) ok = 1;
-    }
+  int ok = 0;
+  for (const enum ArrowType* t = accepted; *t != NANOARROW_TYPE_UNINITIALIZED; t++) {
+    if (*t == schema_view.type) ok = 1;
   }
   if (!ok) {
+    /* A dictionary's type is NANOARROW_TYPE_DICTIONARY, which no kernel accepts. */
     MlpRaise("%s() argument '%s': unsupported Arrow type with format '%s'%s; expected %s", func,
-             argname, out->input.format, dictionary ? " (dictionary-encoded)" : "", expected);
+             argname, out->input.format,
+             schema_view.type == NANOARROW_TYPE_DICTIONARY ? " (dictionary-encoded)" : "", expected);
     MlpColumnClose(out);
     return -1;
   }
-  out->storage_type = storage_type;
   out->type = schema_view.type;
+  out->time_unit = schema_view.time_unit;
 
   int64_t n = out->input.n_chunks;
   out->views = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(struct ArrowArrayView));
@@ -105,8 +99,7 @@ int64_t MlpColumnChunkOf(const MlpColumn* column, int64_t row) {
       hi = mid - 1;
     }
   }
-  /* Skip empty chunks that start at the same row. */
-  while (lo + 1 < column->input.n_chunks && column->starts[lo + 1] <= row) lo++;
+  /* lo is the last chunk starting at or before row: empty chunks before it are skipped already. */
   return lo;
 }
 

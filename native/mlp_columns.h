@@ -15,7 +15,7 @@ typedef struct {
   int64_t n_views;              /* how many of them are initialised */
   int64_t* starts;              /* n_chunks + 1 entries: the first row of each chunk, then length */
   enum ArrowType type;         /* the logical type (timestamp, date32, ...) */
-  enum ArrowType storage_type; /* its physical layout (int64, int32, ...) */
+  enum ArrowTimeUnit time_unit; /* for time and timestamp types */
   int64_t length;
   int64_t null_count;
 } MlpColumn;
@@ -31,7 +31,6 @@ void MlpColumnClose(MlpColumn* column);
 int64_t MlpColumnChunkOf(const MlpColumn* column, int64_t row);
 
 extern const enum ArrowType MlpStringTypes[];
-#define MLP_STRING_EXPECTED "a string column: string 'u', large_string 'U' or string_view 'vu'"
 /* Text columns: strings, or lists of strings (whose non-null items are joined by a space). */
 extern const enum ArrowType MlpTextTypes[];
 #define MLP_TEXT_EXPECTED                                                                    \

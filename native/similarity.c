@@ -518,84 +518,8 @@ static int OpenPair(PyObject* left_obj, PyObject* right_obj, const char* func,
 /* ------------------------------------------------------------------------------------------ */
 /* Similarity kernels                                                                         */
 
-typedef struct {
-  const MlpColumn* left;
-  const MlpColumn* right;
-  MlpMetric metric;
-  double* scores;
-  uint8_t* validity;
-  int64_t null_counts[256];
-  int failed[256];
-} MlpSimilarityTask;
-
-static void SimilarityRange(void* ctx, int index, int64_t begin, int64_t end) {
-  MlpSimilarityTask* task = (MlpSimilarityTask*)ctx;
-  MlpScratch scratch;
-  ScratchInit(&scratch);
-  uint8_t valid[MLP_BLOCK_ROWS];
-  int64_t nulls = 0;
-  for (int64_t block = begin; block < end; block += MLP_BLOCK_ROWS) {
-    int64_t stop = block + MLP_BLOCK_ROWS < end ? block + MLP_BLOCK_ROWS : end;
-    PairRange(task->left, task->right, &task->metric, block, stop, task->scores + block, valid,
-              &scratch);
-    /* block is a multiple of 8 (of MLP_BLOCK_ROWS, even), so whole bytes are written. */
-    uint8_t* bits = task->validity + block / 8;
-    int64_t n = stop - block;
-    for (int64_t i = 0; i < n; i += 8) {
-      uint8_t byte = 0;
-      for (int64_t b = 0; b < 8 && i + b < n; b++) {
-        byte |= (uint8_t)(valid[i + b] << b);
-        nulls += !valid[i + b];
-      }
-      bits[i / 8] = byte;
-    }
-  }
-  task->null_counts[index] = nulls;
-  task->failed[index] = scratch.out_of_memory;
-  ScratchFree(&scratch);
-}
-
 static PyObject* RunSimilarity(const char* func, PyObject* left_obj, PyObject* right_obj,
-                               const MlpMetric* metric, int threads) {
-  MlpColumn left;
-  MlpColumn right;
-  if (OpenPair(left_obj, right_obj, func, "left", "right", &left, &right) != 0) return NULL;
-  MlpOutput out;
-  if (MlpOutputInit(&out, NANOARROW_TYPE_DOUBLE, left.length) != 0) {
-    MlpColumnClose(&left);
-    MlpColumnClose(&right);
-    return NULL;
-  }
-  MlpSimilarityTask* task = PyMem_Calloc(1, sizeof(MlpSimilarityTask));
-  if (task == NULL) {
-    MlpOutputRelease(&out);
-    MlpColumnClose(&left);
-    MlpColumnClose(&right);
-    return PyErr_NoMemory();
-  }
-  task->left = &left;
-  task->right = &right;
-  task->metric = *metric;
-  task->scores = (double*)out.values;
-  task->validity = out.validity;
-  Py_BEGIN_ALLOW_THREADS;
-  MlpParallelFor(threads, left.length, MLP_BLOCK_ROWS, SimilarityRange, task);
-  Py_END_ALLOW_THREADS;
-  int64_t nulls = 0;
-  int failed = 0;
-  for (int t = 0; t < 256; t++) {
-    nulls += task->null_counts[t];
-    failed |= task->failed[t];
-  }
-  PyMem_Free(task);
-  MlpColumnClose(&left);
-  MlpColumnClose(&right);
-  if (failed) {
-    MlpOutputRelease(&out);
-    return PyErr_NoMemory();
-  }
-  return MlpOutputFinish(&out, nulls);
-}
+                               const MlpMetric* metric, int threads);
 
 PyObject* MlpJaroWinklerSimilarity(PyObject* self, PyObject* args, PyObject* kwargs) {
   static char* keywords[] = {"left",      "right",   "prefix_weight", "boost_threshold",
@@ -821,6 +745,23 @@ fail:
   return -1;
 }
 
+static PyObject* RunFields(MlpField* fields, int64_t n_fields, int with_threshold,
+                           double threshold, int threads);
+
+static PyObject* RunSimilarity(const char* func, PyObject* left_obj, PyObject* right_obj,
+                               const MlpMetric* metric, int threads) {
+  MlpField* field = PyMem_Calloc(1, sizeof(MlpField));
+  if (field == NULL) return PyErr_NoMemory();
+  if (OpenPair(left_obj, right_obj, func, "left", "right", &field->left, &field->right) != 0) {
+    PyMem_Free(field);
+    return NULL;
+  }
+  field->open = 1;
+  field->metric = *metric;
+  field->weight = 1.0;
+  return RunFields(field, 1, 0, 0.0, threads);
+}
+
 PyObject* MlpMatchPairs(PyObject* self, PyObject* args, PyObject* kwargs) {
   static char* keywords[] = {"fields", "threshold", "threads", NULL};
   const char* func = "match_pairs";
@@ -842,6 +783,12 @@ PyObject* MlpMatchPairs(PyObject* self, PyObject* args, PyObject* kwargs) {
   MlpField* fields;
   int64_t n_fields;
   if (OpenFields(fields_obj, func, &fields, &n_fields) != 0) return NULL;
+  return RunFields(fields, n_fields, with_threshold, threshold, threads);
+}
+
+/* Score `fields` (closed and freed here) into a weighted mean, with matching rows on request. */
+static PyObject* RunFields(MlpField* fields, int64_t n_fields, int with_threshold,
+                           double threshold, int threads) {
   int64_t length = fields[0].left.length;
   MlpOutput out;
   if (MlpOutputInit(&out, NANOARROW_TYPE_DOUBLE, length) != 0) {

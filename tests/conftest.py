@@ -11,7 +11,8 @@ import pytest
 
 # Airflow reads AIRFLOW_HOME when it is first imported: give the whole test session its own,
 # so that tests never touch a user's ~/airflow and start from a clean configuration.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mlp-test-airflow-home-"))
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="mlp-test-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from tests.support.s3_server import CREDENTIALS, S3Server, running_s3_server

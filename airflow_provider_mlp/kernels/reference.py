@@ -37,7 +37,6 @@ def array_stats(values: Any) -> tuple[int, int]:
 # Input checks shared by the references below
 
 
-_STRING_EXPECTED = "a string column: string 'u', large_string 'U' or string_view 'vu'"
 _TEXT_EXPECTED = (
     "a string column (string 'u', large_string 'U' or string_view 'vu') or a list of strings "
     "(list '+l' or large_list '+L' of those)"
@@ -49,17 +48,10 @@ _BUCKET_EXPECTED = (
 
 
 def _arrow_format(data_type: Any) -> str:
-    """The Arrow C data interface format string of a pyarrow type, read from its schema capsule."""
-    import ctypes
+    """The Arrow C data interface format string of a pyarrow type (as the native kernels see it)."""
+    import nanoarrow
 
-    capsule = data_type.__arrow_c_schema__()
-    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    get_pointer.restype = ctypes.c_void_p
-    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    address = get_pointer(capsule, b"arrow_schema")
-    # struct ArrowSchema starts with `const char* format`.
-    format_pointer = ctypes.cast(address, ctypes.POINTER(ctypes.c_char_p))[0]
-    return (format_pointer or b"").decode()
+    return str(nanoarrow.c_schema(data_type).format)
 
 
 def _column(values: Any, func: str, argname: str, accepted: Any, expected: str) -> Any:

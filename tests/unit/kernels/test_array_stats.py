@@ -8,15 +8,9 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlp.kernels import ArrowKernelError, native, reference
+from airflow_provider_mlp.kernels import ArrowKernelError, reference
 
-IMPLEMENTATIONS = [pytest.param(native, id="native"), pytest.param(reference, id="reference")]
 STRING_TYPES = [pa.string(), pa.large_string(), pa.string_view()]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def impl(request: pytest.FixtureRequest) -> Any:
-    return request.param
 
 
 def test_both_implementations_agree_on_a_plain_array(impl: Any) -> None:

@@ -25,16 +25,10 @@ from pyiceberg.types import (
 
 from airflow_provider_mlp.kernels import native, reference
 
-IMPLEMENTATIONS = [pytest.param(native, id="native"), pytest.param(reference, id="reference")]
 SETTINGS = settings(max_examples=100, deadline=None)
 BUCKET_COUNTS = st.sampled_from([1, 2, 7, 16, 1000, 2147483647])
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def impl(request: pytest.FixtureRequest) -> Any:
-    return request.param
 
 
 def pyiceberg_buckets(values: list[Any], source_type: Any, num_buckets: int) -> list[int | None]:

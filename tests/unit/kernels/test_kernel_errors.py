@@ -8,15 +8,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from airflow_provider_mlp.kernels import ArrowKernelError, native, reference
+from airflow_provider_mlp.kernels import ArrowKernelError
 
-IMPLEMENTATIONS = [pytest.param(native, id="native"), pytest.param(reference, id="reference")]
 STRINGS = pa.array(["a", "b", "c"])
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def impl(request: pytest.FixtureRequest) -> Any:
-    return request.param
 
 
 def raised_message(call: Any, *args: Any, **kwargs: Any) -> str:

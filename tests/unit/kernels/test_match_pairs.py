@@ -13,14 +13,6 @@ from rapidfuzz.distance import JaroWinkler, Levenshtein
 
 from airflow_provider_mlp.kernels import native, reference
 
-IMPLEMENTATIONS = [pytest.param(native, id="native"), pytest.param(reference, id="reference")]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def impl(request: pytest.FixtureRequest) -> Any:
-    return request.param
-
-
 LEFT_TITLES = ["The Godfather", "Heat", None, "Alien", None, "Ran"]
 RIGHT_TITLES = ["Godfather, The", "Heat", "Se7en", "Aliens", "Brasil", None]
 LEFT_YEARS = ["1972", "1995", "1995", "1979", None, "1985"]

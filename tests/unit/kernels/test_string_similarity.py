@@ -15,7 +15,6 @@ from rapidfuzz.distance import JaroWinkler, Levenshtein
 
 from airflow_provider_mlp.kernels import ArrowResult, native, reference
 
-IMPLEMENTATIONS = [pytest.param(native, id="native"), pytest.param(reference, id="reference")]
 STRING_TYPES = [pa.string(), pa.large_string(), pa.string_view()]
 
 # Few distinct characters so that random strings share many of them (matches, transpositions),
@@ -25,11 +24,6 @@ ANY_TEXT = st.text(max_size=40)
 MAYBE_TEXT = st.one_of(st.none(), CLOSE_TEXT, ANY_TEXT)
 PAIRS = st.lists(st.tuples(MAYBE_TEXT, MAYBE_TEXT), max_size=25)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def impl(request: pytest.FixtureRequest) -> Any:
-    return request.param
 
 
 def expected_scores(lefts: Sequence[str | None], rights: Sequence[str | None], score: Any) -> list[float | None]:

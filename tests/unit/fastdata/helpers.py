@@ -8,9 +8,14 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyiceberg.catalog import Catalog
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestWriterV2
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.typedef import Record
+from pyiceberg.types import LongType, NestedField, StringType
+
+from airflow_provider_mlp.fastdata import Table
 
 FILE_PATH_ID = b"2147483546"
 POS_ID = b"2147483545"
@@ -21,12 +26,22 @@ class _DeleteManifestWriter(ManifestWriterV2):
         return ManifestContent.DELETES
 
 
-def _write_parquet(table: IcebergTable, arrow: pa.Table, name: str) -> tuple[str, int]:
-    path = f"{table.location()}/data/{name}"
-    output = table.io.new_output(path)
-    with output.create(overwrite=True) as stream:
+def _write_data_file(
+    table: IcebergTable, arrow: pa.Table, name: str, content: DataFileContent, **fields: Any
+) -> DataFile:
+    """Write ``arrow`` as Parquet under the table's data folder and describe it as a v2 DataFile."""
+    path = f"{table.location()}/data/{name}-{uuid.uuid4()}.parquet"
+    with table.io.new_output(path).create(overwrite=True) as stream:
         pq.write_table(arrow, stream)
-    return path, len(table.io.new_input(path))
+    return DataFile.from_args(
+        _table_format_version=2,
+        content=content,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        record_count=arrow.num_rows,
+        file_size_in_bytes=len(table.io.new_input(path)),
+        **fields,
+    )
 
 
 def _commit_delete_file(table: IcebergTable, delete_file: DataFile, spec_id: int) -> None:
@@ -58,19 +73,16 @@ def add_position_deletes(table: IcebergTable, data_file_path: str, positions: Se
     )
     ordered = sorted(positions)
     arrow = pa.table({"file_path": [data_file_path] * len(ordered), "pos": ordered}, schema=schema)
-    path, size = _write_parquet(table, arrow, f"pos-deletes-{uuid.uuid4()}.parquet")
-    delete_file = DataFile.from_args(
-        _table_format_version=2,
-        content=DataFileContent.POSITION_DELETES,
-        file_path=path,
-        file_format=FileFormat.PARQUET,
+    delete_file = _write_data_file(
+        table,
+        arrow,
+        "pos-deletes",
+        DataFileContent.POSITION_DELETES,
         partition=target.partition,
-        record_count=len(ordered),
-        file_size_in_bytes=size,
         spec_id=target.spec_id,
     )
     _commit_delete_file(table, delete_file, target.spec_id)
-    return path
+    return delete_file.file_path
 
 
 def add_equality_deletes(table: IcebergTable, column: str, values: Sequence[Any]) -> str:
@@ -81,22 +93,19 @@ def add_equality_deletes(table: IcebergTable, column: str, values: Sequence[Any]
             [pa.field(column, arrow.schema.field(0).type, metadata={b"PARQUET:field_id": str(field.field_id).encode()})]
         )
     )
-    path, size = _write_parquet(table, arrow, f"eq-deletes-{uuid.uuid4()}.parquet")
     spec = table.spec()
     target = next(iter(table.scan().plan_files())).file
-    delete_file = DataFile.from_args(
-        _table_format_version=2,
-        content=DataFileContent.EQUALITY_DELETES,
-        file_path=path,
-        file_format=FileFormat.PARQUET,
+    delete_file = _write_data_file(
+        table,
+        arrow,
+        "eq-deletes",
+        DataFileContent.EQUALITY_DELETES,
         partition=target.partition if spec.fields else Record(),
-        record_count=len(values),
-        file_size_in_bytes=size,
         equality_ids=[field.field_id],
         spec_id=spec.spec_id,
     )
     _commit_delete_file(table, delete_file, spec.spec_id)
-    return path
+    return delete_file.file_path
 
 
 def add_file_without_partition_column(table: IcebergTable, arrow: pa.Table, partition_value: Any) -> str:
@@ -107,20 +116,17 @@ def add_file_without_partition_column(table: IcebergTable, arrow: pa.Table, part
         for f in arrow.schema
     ]
     arrow = arrow.cast(pa.schema(fields))
-    path, size = _write_parquet(table, arrow, f"no-partition-column-{uuid.uuid4()}.parquet")
-    data_file = DataFile.from_args(
-        _table_format_version=2,
-        content=DataFileContent.DATA,
-        file_path=path,
-        file_format=FileFormat.PARQUET,
+    data_file = _write_data_file(
+        table,
+        arrow,
+        "no-partition-column",
+        DataFileContent.DATA,
         partition=Record(partition_value),
-        record_count=arrow.num_rows,
-        file_size_in_bytes=size,
         spec_id=table.spec().spec_id,
     )
     with table.transaction() as txn, txn.update_snapshot().fast_append() as append:
         append.append_data_file(data_file)
-    return path
+    return data_file.file_path
 
 
 def sort_all(table: pa.Table, key: str) -> pa.Table:
@@ -133,3 +139,18 @@ def assert_same(ours: pa.Table, theirs: pa.Table, key: str) -> None:
     assert ours.num_rows == theirs.num_rows
     left, right = sort_all(ours, key).combine_chunks(), sort_all(theirs, key).combine_chunks()
     assert left.equals(right), "rows differ"
+
+
+def create_shard_table(catalog: Catalog, identifier: str) -> Table:
+    """An empty ``(id long, shard string)`` table, the target of the write-path tests."""
+    catalog.create_namespace_if_not_exists(identifier.split(".")[0])
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False), NestedField(2, "shard", StringType(), required=False)
+    )
+    catalog.create_table(identifier, schema=schema)
+    return Table(identifier, catalog=catalog)
+
+
+def shard_rows(shard: int, n: int) -> pa.Table:
+    """Shard ``shard``'s ``n`` rows: ids ``shard * n`` up to ``(shard + 1) * n``."""
+    return pa.table({"id": pa.array(range(shard * n, (shard + 1) * n), pa.int64()), "shard": [str(shard)] * n})

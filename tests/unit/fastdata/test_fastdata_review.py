@@ -10,25 +10,19 @@ import pyarrow as pa
 import pytest
 from airflow.exceptions import AirflowNotFoundException
 from pyiceberg.catalog import Catalog
-from pyiceberg.schema import Schema
-from pyiceberg.types import LongType, NestedField, StringType
 
 from airflow_provider_mlp.fastdata import ShardError, Table
 from airflow_provider_mlp.operators.fastdata import IcebergCommitOperator, stage_to_table
+from tests.unit.fastdata.helpers import create_shard_table, shard_rows
 
 
 @pytest.fixture
 def out(catalog: Catalog) -> Table:
-    catalog.create_namespace_if_not_exists("r")
-    schema = Schema(
-        NestedField(1, "id", LongType(), required=False), NestedField(2, "shard", StringType(), required=False)
-    )
-    catalog.create_table("r.out", schema=schema)
-    return Table("r.out", catalog=catalog)
+    return create_shard_table(catalog, "r.out")
 
 
 def _rows(shard: int, n: int = 10) -> pa.Table:
-    return pa.table({"id": pa.array(range(shard * n, (shard + 1) * n), pa.int64()), "shard": [str(shard)] * n})
+    return shard_rows(shard, n)
 
 
 def test_plain_dict_shards_never_share_files(out: Table) -> None:

@@ -14,24 +14,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from pyiceberg.catalog import Catalog
-from pyiceberg.schema import Schema
-from pyiceberg.types import LongType, NestedField, StringType
 
 from airflow_provider_mlp.fastdata import RUN_ID_PROPERTY, DataFileError, SchemaMismatchError, ShardError, Table
+from tests.unit.fastdata.helpers import create_shard_table, shard_rows
 
 
 @pytest.fixture
 def out(catalog: Catalog) -> Table:
-    catalog.create_namespace_if_not_exists("w")
-    schema = Schema(
-        NestedField(1, "id", LongType(), required=False), NestedField(2, "shard", StringType(), required=False)
-    )
-    catalog.create_table("w.out", schema=schema)
-    return Table("w.out", catalog=catalog)
+    return create_shard_table(catalog, "w.out")
 
 
 def _rows(shard: int, n: int = 100) -> pa.Table:
-    return pa.table({"id": pa.array(range(shard * n, (shard + 1) * n), pa.int64()), "shard": [str(shard)] * n})
+    return shard_rows(shard, n)
 
 
 def test_stage_and_commit_one_snapshot_exactly_once(out: Table) -> None:

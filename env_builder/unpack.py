@@ -21,7 +21,7 @@ import posixpath
 import re
 import stat
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import IO
@@ -217,27 +217,28 @@ class _TarStream:
 
 
 def _write_file(path: str, data: bytes | memoryview, mode: int) -> None:
-    # O_EXCL | O_NOFOLLOW: never follow or overwrite anything already at that name.
-    fd = os.open(path, _OPEN_FLAGS, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
+    _write_pieces(path, (data,), mode)
 
 
 def _write_large_file(path: str, source: _TarStream, size: int, mode: int) -> None:
-    fd = os.open(path, _OPEN_FLAGS, 0o600)
-    try:
+    def pieces() -> Iterator[bytes]:
         remaining = size
         while remaining:
             chunk = source.read(min(remaining, _COPY_CHUNK))
-            view = memoryview(chunk)
+            remaining -= len(chunk)
+            yield chunk
+
+    _write_pieces(path, pieces(), mode)
+
+
+def _write_pieces(path: str, pieces: Iterable[bytes | memoryview], mode: int) -> None:
+    # O_EXCL | O_NOFOLLOW: never follow or overwrite anything already at that name.
+    fd = os.open(path, _OPEN_FLAGS, 0o600)
+    try:
+        for piece in pieces:
+            view = memoryview(piece)
             while view:
                 view = view[os.write(fd, view) :]
-            remaining -= len(chunk)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)

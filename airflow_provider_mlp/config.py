@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from airflow_provider_mlp.errors import ConfigurationError
 
 # (key, environment variable, description). Defaults are derived from ``home`` in ``settings``.
 OPTIONS: dict[str, tuple[str, str]] = {
@@ -38,7 +41,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
 
 DEFAULT_HOME = "~/.mlp"
 DEFAULT_CATALOG_NAME = "mlp"
-DEFAULT_MEMCACHED_SERVERS = "127.0.0.1:11211"
+DEFAULT_MEMCACHED_PORT = 11211
+DEFAULT_MEMCACHED_SERVERS = f"127.0.0.1:{DEFAULT_MEMCACHED_PORT}"
+# How many object-store requests one reader or planner keeps in flight.
+DEFAULT_IO_CONCURRENCY = 16
 # Defaults that do not depend on ``home``; every other option's default is derived from it in ``settings``.
 FIXED_DEFAULTS = {
     "home": DEFAULT_HOME,
@@ -67,6 +73,51 @@ class Settings:
         return {"type": "sql", "uri": self.catalog_uri, "warehouse": self.warehouse}
 
 
+def parse_servers(servers: str | Iterable[str], *, source: str) -> list[tuple[str, int]]:
+    """Parse ``"host[:port],host[:port]"`` (or a list of them) into ``(host, port)`` tuples.
+
+    A host without a port gets memcached's default port, as a connection's host field does;
+    ``[::1]:11211`` is an IPv6 address. Nothing at all (``""``) is an error, never a silent default.
+    ``source`` names where the text came from (a variable, a connection field) for the message.
+    """
+    items = servers.split(",") if isinstance(servers, str) else [str(item) for item in servers]
+    parsed: list[tuple[str, int]] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        host, port_text = item, ""
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            if rest and not rest.startswith(":"):
+                host = ""
+            port_text = rest[1:]
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+        elif ":" in item:
+            host = ""  # a bare IPv6 address needs brackets to tell its last group from a port
+        if not host or any(c.isspace() for c in host) or (port_text and not port_text.isdigit()):
+            raise ConfigurationError(
+                f"{source}: memcached server {item!r} is not of the form host[:port] (e.g. 127.0.0.1:11211, [::1]:11211)"
+            )
+        port = int(port_text) if port_text else DEFAULT_MEMCACHED_PORT
+        if not 1 <= port <= 65535:
+            raise ConfigurationError(f"{source}: memcached server {item!r} has port {port}, expected 1-65535")
+        parsed.append((host, port))
+    if not parsed:
+        raise ConfigurationError(f"{source}: no memcached server given (expected host[:port][,host[:port]...])")
+    return parsed
+
+
+def format_server(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _source_of(key: str) -> str:
+    env_var = OPTIONS[key][0]
+    return env_var if os.environ.get(env_var) else f"[mlp] {key}"
+
+
 def _airflow_option(key: str) -> str | None:
     # Only consult Airflow's configuration inside processes that already imported it (the
     # scheduler, workers, the API server): importing it here would cost pods a second or more.
@@ -90,6 +141,8 @@ def settings() -> Settings:
     """Resolve the settings now (cheap; call it where they are needed rather than caching)."""
     home = Path(os.path.expanduser(_lookup("home") or DEFAULT_HOME)).resolve()
     servers = _lookup("memcached_servers") or DEFAULT_MEMCACHED_SERVERS
+    # Checked now, naming the variable, rather than when a hook first connects.
+    addresses = parse_servers(servers, source=_source_of("memcached_servers"))
     return Settings(
         home=home,
         catalog_name=_lookup("catalog_name") or DEFAULT_CATALOG_NAME,
@@ -99,5 +152,5 @@ def settings() -> Settings:
         env_cache_dir=Path(os.path.expanduser(_lookup("env_cache_dir") or str(home / "env-cache"))),
         env_base_python=_lookup("env_base_python"),
         artifact_store=_lookup("artifact_store") or (home / "artifacts").as_uri(),
-        memcached_servers=tuple(s.strip() for s in servers.split(",") if s.strip()),
+        memcached_servers=tuple(format_server(address) for address in addresses),
     )

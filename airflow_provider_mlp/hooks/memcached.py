@@ -7,26 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_mlp.config import settings
+from airflow_provider_mlp.config import DEFAULT_MEMCACHED_PORT, parse_servers, settings
+from airflow_provider_mlp.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from pymemcache.client.hash import HashClient
-
-
-def parse_servers(servers: str | list[str] | tuple[str, ...], *, source: str) -> list[tuple[str, int]]:
-    """Parse ``"host:port,host:port"`` (or a list of ``host:port``) into address tuples."""
-    items = servers.split(",") if isinstance(servers, str) else list(servers)
-    parsed: list[tuple[str, int]] = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"{source}: memcached server {item!r} is not of the form host:port")
-        parsed.append((host, int(port)))
-    if not parsed:
-        raise ValueError(f"{source}: no memcached server given (expected host:port[,host:port...])")
-    return parsed
 
 
 class MemcachedHook(BaseHook):
@@ -61,7 +46,7 @@ class MemcachedHook(BaseHook):
     @cached_property
     def servers(self) -> list[tuple[str, int]]:
         """The resolved server addresses."""
-        if self._servers:
+        if self._servers is not None:
             return parse_servers(self._servers, source="argument 'servers'")
         if self.mlp_memcached_conn_id is not None:
             conn = self.get_connection(self.mlp_memcached_conn_id)
@@ -70,8 +55,8 @@ class MemcachedHook(BaseHook):
             if extra_servers:
                 return parse_servers(extra_servers, source=f"{source} field 'servers'")
             if conn.host:
-                return parse_servers(f"{conn.host}:{conn.port or 11211}", source=source)
-            raise ValueError(f"{source}: set its host (and port) or its 'servers' field")
+                return parse_servers(f"{conn.host}:{conn.port or DEFAULT_MEMCACHED_PORT}", source=source)
+            raise ConfigurationError(f"{source}: set its host (and port) or its 'servers' field")
         return parse_servers(settings().memcached_servers, source="[mlp] memcached_servers")
 
     @cached_property

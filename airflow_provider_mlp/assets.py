@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, unquote
 
+from airflow_provider_mlp.fastdata.identifiers import split_table_identifier
+
 if TYPE_CHECKING:
     from airflow.sdk import Asset
 
@@ -20,9 +22,7 @@ def table_asset_uri(catalog: str, identifier: str) -> str:
     """The asset URI of table ``identifier`` ("namespace.table") in catalog ``catalog``."""
     if not catalog:
         raise ValueError(f"an iceberg asset URI needs a catalog name (table {identifier!r})")
-    if "." not in identifier.strip("."):
-        raise ValueError(f"table identifier {identifier!r} must be 'namespace.table'")
-    namespace, table = identifier.rsplit(".", 1)
+    namespace, table = split_table_identifier(identifier)
     return f"{SCHEME}://{quote(catalog, safe='')}/{quote(namespace, safe='.')}/{quote(table, safe='')}"
 
 

@@ -43,8 +43,6 @@ DEFAULT_HOME = "~/.mlp"
 DEFAULT_CATALOG_NAME = "mlp"
 DEFAULT_MEMCACHED_PORT = 11211
 DEFAULT_MEMCACHED_SERVERS = f"127.0.0.1:{DEFAULT_MEMCACHED_PORT}"
-# How many object-store requests one reader or planner keeps in flight.
-DEFAULT_IO_CONCURRENCY = 16
 # Defaults that do not depend on ``home``; every other option's default is derived from it in ``settings``.
 FIXED_DEFAULTS = {
     "home": DEFAULT_HOME,
@@ -97,7 +95,8 @@ def parse_servers(servers: str | Iterable[str], *, source: str) -> list[tuple[st
             host = ""  # a bare IPv6 address needs brackets to tell its last group from a port
         if not host or any(c.isspace() for c in host) or (port_text and not port_text.isdigit()):
             raise ConfigurationError(
-                f"{source}: memcached server {item!r} is not of the form host[:port] (e.g. 127.0.0.1:11211, [::1]:11211)"
+                f"{source}: memcached server {item!r} is not of the form host[:port] "
+                "(e.g. 127.0.0.1:11211, or [::1]:11211 for IPv6)"
             )
         port = int(port_text) if port_text else DEFAULT_MEMCACHED_PORT
         if not 1 <= port <= 65535:

@@ -12,7 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "EnvSpec": "env_builder.spec",
-    "Lock": "env_builder.resolve",
+    "Lock": "env_builder.lock",
     "resolve": "env_builder.resolve",
     "build": "env_builder.builder",
     "alias": "env_builder.builder",

@@ -19,8 +19,8 @@ from typing import Any
 
 from env_builder.concurrency import file_lock
 from env_builder.errors import BuildError, ResolutionError
+from env_builder.lock import Lock
 from env_builder.progress import Progress
-from env_builder.resolve import Lock
 from env_builder.spec import EnvSpec
 
 _CONDA_EXTENSIONS = (".conda", ".tar.bz2")
@@ -38,11 +38,11 @@ def conda_available() -> bool:
 
 
 def _require() -> None:
-    if not conda_available():
-        raise BuildError(
-            "conda environments need py-rattler and conda-pack (pip install py-rattler conda-pack); "
-            "neither conda, mamba nor micromamba is used"
-        )
+    """py-rattler and conda-pack are the ``conda`` extra; neither conda, mamba nor micromamba is used."""
+    from airflow_provider_mlp.extras import require
+
+    require("rattler", feature="conda environments")
+    require("conda_pack", feature="conda environments")
 
 
 def current_subdir() -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from airflow_provider_mlp.errors import MlpError
 
-class EnvBuilderError(Exception):
+
+class EnvBuilderError(MlpError):
     """Base class of every env_builder error."""
 
 

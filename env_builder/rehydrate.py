@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from env_builder.cache_layout import READY_MARKER
 from env_builder.concurrency import file_lock
 from env_builder.errors import BaseInterpreterError, EnvBuilderError, EnvNotFoundError, IntegrityError
 from env_builder.progress import ByteProgress, Progress, byte_counter, quiet
 from env_builder.refs import ENV_ID_RE, parse_alias
 
-READY_MARKER = ".mlp-ready"
 _DOWNLOAD_CHUNK = 8 << 20
 
 
@@ -79,9 +79,7 @@ class LocalEnv:
 
 
 def default_cache_dir() -> Path:
-    value = os.environ.get("MLP_ENV_CACHE_DIR")
-    if value:
-        return Path(os.path.expanduser(value))
+    """``settings().env_cache_dir``: ``MLP_ENV_CACHE_DIR``, ``[mlp] env_cache_dir``, or under ``MLP_HOME``."""
     from airflow_provider_mlp.config import settings
 
     return settings().env_cache_dir

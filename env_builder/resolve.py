@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform as platform_module
-import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from env_builder.errors import BuildError, ResolutionError
+from env_builder.lock import Lock, parse_pins
 from env_builder.spec import EnvSpec
 
-_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*([^\s;\\]+)|@\s*(\S+))")
 # uv knows manylinux targets from 2_17 to 2_40; a newer glibc still runs 2_40 wheels.
 _MANYLINUX_RANGE = (17, 40)
 
@@ -68,80 +63,6 @@ def host_platform() -> str:
     if system == "Darwin":
         return f"{machine}-apple-darwin"
     raise ResolutionError(f"cannot name a uv target platform for {system}/{machine}; pass EnvSpec(platform=...)")
-
-
-def python_abi(python: str) -> str:
-    major, minor = python.split(".")[:2]
-    return f"cp{major}{minor}"
-
-
-@dataclass(frozen=True)
-class Lock:
-    """Exact pins (with hashes) for one platform and Python ABI; ``env_id`` is its hash."""
-
-    kind: str
-    python: str
-    platform: str
-    requirements: str
-    packages: tuple[tuple[str, str], ...]
-    # conda builds: one "channel-url#sha256" line per package, in install order.
-    conda: tuple[str, ...] = ()
-    conda_packages: tuple[tuple[str, str], ...] = field(default=())
-
-    @property
-    def abi(self) -> str:
-        return python_abi(self.python)
-
-    @property
-    def env_id(self) -> str:
-        identity = {
-            "kind": self.kind,
-            "abi": self.abi,
-            "platform": self.platform,
-            "requirements": self.requirements,
-            "conda": list(self.conda),
-        }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "python": self.python,
-            "abi": self.abi,
-            "platform": self.platform,
-            "requirements": self.requirements,
-            "packages": [list(p) for p in self.packages],
-            "conda": list(self.conda),
-            "conda_packages": [list(p) for p in self.conda_packages],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Lock:
-        return cls(
-            kind=data["kind"],
-            python=data["python"],
-            platform=data["platform"],
-            requirements=data["requirements"],
-            packages=tuple((str(n), str(v)) for n, v in data["packages"]),
-            conda=tuple(data.get("conda") or ()),
-            conda_packages=tuple((str(n), str(v)) for n, v in data.get("conda_packages") or ()),
-        )
-
-    def lock_text(self) -> str:
-        """The text stored beside the archive (``envs/<id>.lock``): the pins, then the conda URLs."""
-        text = self.requirements
-        if self.conda:
-            text += "".join(f"# conda: {line}\n" for line in self.conda)
-        return text
-
-
-def parse_pins(requirements: str) -> tuple[tuple[str, str], ...]:
-    pins = []
-    for line in requirements.splitlines():
-        match = _PIN_RE.match(line)
-        if match:
-            pins.append((match.group(1).lower(), match.group(2) or match.group(3)))
-    return tuple(pins)
 
 
 def _explain_uv_failure(spec: EnvSpec, message: str) -> str:

@@ -91,19 +91,15 @@ class EnvStore:
     @classmethod
     def open(cls, url: str | None = None, storage_options: Mapping[str, Any] | None = None) -> EnvStore:
         """Open the store at ``url`` (default: settings().env_store, i.e. MLP_ENV_STORE)."""
-        import fsspec.core
-        import fsspec.utils
+        from airflow_provider_mlp.errors import MlpError
+        from airflow_provider_mlp.stores import open_filesystem
 
         url = url or default_store_url()
-        options = dict(storage_options or {})
-        if fsspec.utils.get_protocol(url) not in ("file", "local"):
-            # fsspec filesystems (s3fs, gcsfs, ...) answer exists/info/open from a listing they saw
-            # earlier, for the life of the process: a manifest another host wrote or deleted since
-            # would look absent or present. The store's races are decided by fresh answers only.
-            options.setdefault("use_listings_cache", False)
         try:
-            fs, root = fsspec.core.url_to_fs(url, **options)
-        except (ImportError, ValueError, TypeError) as exc:
+            # Fresh listings: a manifest another host wrote or deleted since this process last looked
+            # must not look absent or present; the store's races are decided by fresh answers only.
+            fs, root = open_filesystem(url, storage_options, fresh_listings=True)
+        except MlpError as exc:
             raise StoreError(f"cannot open environment store {url!r}: {exc}") from None
         return cls(url, fs, root)
 

@@ -26,9 +26,9 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO
 
+from env_builder.cache_layout import READY_MARKER
 from env_builder.concurrency import ReadAhead
 from env_builder.errors import UnsafeArchiveError
-from env_builder.rehydrate import READY_MARKER
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _COPY_CHUNK = 4 << 20

@@ -65,8 +65,17 @@ def resolve_catalog(catalog: Any = None, conn_id: str | None = None) -> Catalog:
             f"catalog must be a pyiceberg Catalog, a dict of catalog properties or None, got {type(catalog).__name__}"
         )
     if conn_id is not None:
-        # Imported only here: pods that never name a connection never import Airflow.
-        from airflow_provider_mlp.hooks.iceberg import MlpIcebergHook
-
-        return MlpIcebergHook(iceberg_conn_id=conn_id).catalog
+        return connection_catalog(conn_id)
     return default_catalog()
+
+
+def connection_catalog(conn_id: str) -> Catalog:
+    """The catalog of an Airflow ``iceberg`` connection, as the Iceberg provider's hook loads it.
+
+    Airflow is imported only here, by design: a pod that never names a connection never imports
+    it. The provider's ``IcebergHook`` is used directly (not this package's ``MlpIcebergHook``,
+    which wraps this module), so Fast Data never depends on the Airflow-side hooks.
+    """
+    from airflow.providers.apache.iceberg.hooks.iceberg import IcebergHook
+
+    return IcebergHook(iceberg_conn_id=conn_id).catalog

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from airflow_provider_mlp.errors import MlpError
 
-class FastDataError(ValueError):
+
+class FastDataError(MlpError, ValueError):
     """Base class of every fastdata error (a ``ValueError``: the input is wrong, not the code)."""
 
 

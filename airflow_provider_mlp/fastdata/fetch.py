@@ -13,6 +13,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlp.fastdata.defaults import DEFAULT_IO_CONCURRENCY
 from airflow_provider_mlp.fastdata.errors import DataFileError
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ FOOTER_GUESS = 64 * 1024
 WHOLE_FILE_MAX = 128 * 1024 * 1024
 # Ranges closer than this are fetched as one request: a request costs more than the bytes between.
 COALESCE_GAP = 256 * 1024
-DEFAULT_IO_CONCURRENCY = 16
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()

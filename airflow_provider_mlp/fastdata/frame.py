@@ -30,7 +30,9 @@ class DataFrame:
         return self._table.to_pandas(**kwargs)
 
     def to_polars(self) -> pl.DataFrame:
-        import polars as pl
+        from airflow_provider_mlp.extras import require
+
+        pl = require("polars", feature="DataFrame.to_polars()")
 
         frame = pl.from_arrow(self._table, rechunk=False)
         assert isinstance(frame, pl.DataFrame)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlp.fastdata.defaults import DEFAULT_IO_CONCURRENCY
 from airflow_provider_mlp.fastdata.errors import ShardError
 from airflow_provider_mlp.fastdata.fetch import RemoteFile, chunk_span, io_pool
 
@@ -86,7 +87,7 @@ def plan_shards(
     tasks: Sequence[FileScanTask],
     target_bytes: int,
     io_properties: Mapping[str, str],
-    io_concurrency: int = 16,
+    io_concurrency: int = DEFAULT_IO_CONCURRENCY,
     io: Any = None,
 ) -> list[dict[str, Any]]:
     if target_bytes <= 0:

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlp.fastdata.defaults import DEFAULT_IO_CONCURRENCY
 from airflow_provider_mlp.fastdata.errors import DataFileError
 from airflow_provider_mlp.fastdata.fetch import (
     WHOLE_FILE_MAX,
@@ -48,7 +49,7 @@ class ReadPlan:
     projected_field_ids: set[int]
     downcast_ns_timestamp_to_us: bool | None
     dictionary_columns: tuple[str, ...] = ()
-    io_concurrency: int = 16
+    io_concurrency: int = DEFAULT_IO_CONCURRENCY
     # Threads decoding row groups, each also column-parallel inside Arrow: two per core keeps cores
     # busy while another thread waits on I/O or the GIL.
     decode_workers: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 2)))
@@ -62,7 +63,7 @@ class ReadPlan:
         projected_schema: Schema,
         row_filter: BooleanExpression,
         dictionary_columns: Sequence[str] = (),
-        io_concurrency: int = 16,
+        io_concurrency: int = DEFAULT_IO_CONCURRENCY,
     ) -> ReadPlan:
         from pyiceberg.io.pyarrow import ArrowScan
 

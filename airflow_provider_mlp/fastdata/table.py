@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.catalog import resolve_catalog
+from airflow_provider_mlp.fastdata.defaults import DEFAULT_BATCH_ROWS, DEFAULT_IO_CONCURRENCY, DEFAULT_TARGET_BYTES
 from airflow_provider_mlp.fastdata.errors import (
     ColumnNotFoundError,
     ShardError,
@@ -17,6 +18,7 @@ from airflow_provider_mlp.fastdata.errors import (
 )
 from airflow_provider_mlp.fastdata.filters import bind_filter, filter_text, parse_filter
 from airflow_provider_mlp.fastdata.frame import DataFrame
+from airflow_provider_mlp.fastdata.identifiers import table_identifier
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,19 +30,6 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
 
     from airflow_provider_mlp.fastdata.reader import ReadPlan
-
-DEFAULT_TARGET_BYTES = 256 << 20
-DEFAULT_BATCH_ROWS = 65_536
-
-
-def _identifier_text(identifier: str | Sequence[str]) -> str:
-    if isinstance(identifier, str):
-        text = identifier
-    else:
-        text = ".".join(identifier)
-    if "." not in text or text.startswith(".") or text.endswith("."):
-        raise TableNotFoundError(f"table identifier {text!r} must be 'namespace.table'")
-    return text
 
 
 class Table:
@@ -56,9 +45,9 @@ class Table:
         catalog: Catalog | Mapping[str, Any] | None = None,
         conn_id: str | None = None,
         *,
-        io_concurrency: int = 16,
+        io_concurrency: int = DEFAULT_IO_CONCURRENCY,
     ) -> None:
-        self.identifier = _identifier_text(identifier)
+        self.identifier = table_identifier(identifier)
         self._catalog_arg = catalog
         self._conn_id = conn_id
         self._catalog: Catalog | None = None

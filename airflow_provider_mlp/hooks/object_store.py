@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_provider_mlp.config import settings
+from airflow_provider_mlp.errors import ConfigurationError
+from airflow_provider_mlp.stores import open_filesystem, storage_options_for
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -47,9 +49,10 @@ class ObjectStoreHook(BaseHook):
         self._storage_options = storage_options or {}
 
     @cached_property
-    def _connection_options(self) -> tuple[str | None, dict[str, Any]]:
+    def connection_fields(self) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+        """The connection's url, storage options and S3 credentials (key, secret, endpoint_url)."""
         if self.mlp_object_store_conn_id is None:
-            return None, {}
+            return None, {}, {}
         conn = self.get_connection(self.mlp_object_store_conn_id)
         extra = conn.extra_dejson or {}
         options = extra.get("storage_options") or {}
@@ -57,42 +60,43 @@ class ObjectStoreHook(BaseHook):
             try:
                 options = json.loads(options) if options.strip() else {}
             except json.JSONDecodeError as exc:
-                raise ValueError(
+                raise ConfigurationError(
                     f"connection {self.mlp_object_store_conn_id!r}: field 'storage_options' must be a JSON "
                     f"object, got {options!r} ({exc})"
                 ) from exc
         if not isinstance(options, dict):
-            raise ValueError(
+            raise ConfigurationError(
                 f"connection {self.mlp_object_store_conn_id!r}: field 'storage_options' must be a JSON object, "
                 f"got {type(options).__name__}"
             )
-        options = dict(options)
-        if conn.login:
-            options.setdefault("key", conn.login)
-        if conn.password:
-            options.setdefault("secret", conn.password)
-        if extra.get("endpoint_url"):
-            options.setdefault("client_kwargs", {}).setdefault("endpoint_url", extra["endpoint_url"])
-        return extra.get("url") or None, options
+        credentials = {
+            "key": conn.login or None,
+            "secret": conn.password or None,
+            "endpoint_url": extra.get("endpoint_url") or None,
+        }
+        return extra.get("url") or None, dict(options), {k: v for k, v in credentials.items() if v}
 
     @property
     def url(self) -> str:
         """The root URL this hook stores under."""
-        conn_url, _ = self._connection_options
+        conn_url, _, _ = self.connection_fields
         return (self._url or conn_url or settings().artifact_store).rstrip("/")
 
     @property
     def storage_options(self) -> dict[str, Any]:
-        """fsspec options: the connection's, overridden by the hook's arguments."""
-        _, conn_options = self._connection_options
-        return {**conn_options, **self._storage_options}
+        """fsspec options for :attr:`url`: see :meth:`storage_options_for`."""
+        return self.storage_options_for(self.url)
+
+    def storage_options_for(self, url: str) -> dict[str, Any]:
+        """fsspec options for ``url``: the connection's (with its key, secret and endpoint for S3),
+        overridden by the hook's ``storage_options`` argument."""
+        _, conn_options, credentials = self.connection_fields
+        return storage_options_for(url, {**conn_options, **self._storage_options}, **credentials)
 
     @cached_property
     def fs(self) -> AbstractFileSystem:
         """The fsspec filesystem of :attr:`url`."""
-        import fsspec.core
-
-        fs, _ = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        fs, _ = open_filesystem(self.url, self.storage_options)
         return fs
 
     def get_conn(self) -> AbstractFileSystem:

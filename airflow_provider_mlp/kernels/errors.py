@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from airflow_provider_mlp.errors import MlpError
 
-class ArrowKernelError(ValueError, TypeError):
+
+class ArrowKernelError(MlpError, ValueError, TypeError):
     """A kernel refused its input: wrong argument type, unsupported Arrow type, bad lengths.
 
     It subclasses both ``TypeError`` (wrong kind of argument) and ``ValueError`` (right kind,

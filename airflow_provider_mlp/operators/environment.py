@@ -54,8 +54,11 @@ class BuildEnvironmentOperator(BaseOperator):
     :param spec: what to build.
     :param name: alias name, optionally prefixed ``team/`` or ``team/project/``.
     :param tag: alias tag (default ``latest``; other tags are immutable).
-    :param store: fsspec URL of the environment store (default: settings().env_store).
-    :param storage_options: fsspec options for the store.
+    :param store: fsspec URL of the environment store; beats the connection's ``url`` (default:
+        settings().env_store).
+    :param storage_options: fsspec options for the store, merged over the connection's.
+    :param mlp_object_store_conn_id: an ``mlp_object_store`` connection: its ``url`` is the store
+        when ``store`` is not given, its login/password/endpoint reach an S3-compatible store.
     :param base_python: interpreter to build against (default: ``uv python find`` for the spec's version).
     """
 
@@ -72,6 +75,7 @@ class BuildEnvironmentOperator(BaseOperator):
         store: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
         base_python: str | None = None,
+        mlp_object_store_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -81,6 +85,7 @@ class BuildEnvironmentOperator(BaseOperator):
         self.store = store
         self.storage_options = storage_options
         self.base_python = base_python
+        self.mlp_object_store_conn_id = mlp_object_store_conn_id
 
     def alias_name(self) -> str | None:
         """The alias the rendered ``name`` and ``tag`` make (``None`` without a name)."""
@@ -91,6 +96,20 @@ class BuildEnvironmentOperator(BaseOperator):
         parts = [sanitize_component(part) for part in str(self.name).split("/")]
         return f"{'/'.join(parts)}:{sanitize_component(str(self.tag))}"
 
+    def store_location(self) -> tuple[str | None, dict[str, Any] | None]:
+        """The store URL and fsspec options: arguments first, then the connection, then settings."""
+        if self.mlp_object_store_conn_id is None:
+            return self.store, dict(self.storage_options) if self.storage_options is not None else None
+        from airflow_provider_mlp.config import settings
+        from airflow_provider_mlp.hooks.object_store import ObjectStoreHook
+
+        hook = ObjectStoreHook(
+            self.mlp_object_store_conn_id, url=self.store, storage_options=dict(self.storage_options or {})
+        )
+        conn_url, _, _ = hook.connection_fields
+        url = self.store or conn_url or settings().env_store
+        return url, hook.storage_options_for(url)
+
     def execute(self, context: Context) -> str:
         from env_builder.builder import alias, build
         from env_builder.refs import parse_alias
@@ -98,19 +117,20 @@ class BuildEnvironmentOperator(BaseOperator):
         alias_name = self.alias_name()
         if alias_name:
             parse_alias(alias_name)  # a bad name fails now, not after a build of many minutes
-        spec = _spec_from(self.spec, self.store, self.storage_options)
+        store, storage_options = self.store_location()
+        spec = _spec_from(self.spec, store, storage_options)
         self.log.info("Building environment %s (req_id %s)", spec.to_dict(), spec.req_id)
         ref = build(
             spec,
-            self.store,
-            storage_options=self.storage_options,
+            store,
+            storage_options=storage_options,
             base_python=self.base_python,
             progress=self.log.info,
         )
         self.log.info("Environment %s: %d bytes at %s", ref.id, ref.size, ref.uri)
         ti = context["ti"]
         if alias_name:
-            record = alias(ref, alias_name, self.store, storage_options=self.storage_options)
+            record = alias(ref, alias_name, store, storage_options=storage_options)
             self.log.info("Alias %s -> %s", record["alias"], ref.id)
             ti.xcom_push(key="alias", value=record["alias"])
         ti.xcom_push(key="env", value=ref.to_dict())

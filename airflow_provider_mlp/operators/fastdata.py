@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_mlp.fastdata.defaults import DEFAULT_TARGET_BYTES
+
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
@@ -109,7 +111,7 @@ class IcebergShardsOperator(BaseOperator):
         self,
         *,
         table: str,
-        target_bytes: int = 256 << 20,
+        target_bytes: int = DEFAULT_TARGET_BYTES,
         row_filter: str | None = None,
         columns: list[str] | None = None,
         snapshot_id: int | None = None,

@@ -45,3 +45,15 @@ def test_airflow_config_applies_below_environment(mlp_home: Path, monkeypatch: p
     assert settings().env_store == "s3://from-airflow-config/envs"
     monkeypatch.setenv("MLP_ENV_STORE", "s3://from-env/envs")
     assert settings().env_store == "s3://from-env/envs"
+
+
+def test_a_malformed_memcached_server_list_fails_when_read_naming_the_variable(
+    mlp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_mlp.errors import ConfigurationError
+
+    monkeypatch.setenv("MLP_MEMCACHED_SERVERS", "127.0.0.1:99999")
+    with pytest.raises(ConfigurationError, match="MLP_MEMCACHED_SERVERS: memcached server '127.0.0.1:99999'"):
+        settings()
+    monkeypatch.setenv("MLP_MEMCACHED_SERVERS", "127.0.0.1")
+    assert settings().memcached_servers == ("127.0.0.1:11211",)

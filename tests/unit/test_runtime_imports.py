@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +14,13 @@ import pytest
 RUNTIME_MODULES = [
     "airflow_provider_mlp",
     "airflow_provider_mlp.config",
+    "airflow_provider_mlp.errors",
+    "airflow_provider_mlp.extras",
+    "airflow_provider_mlp.stores",
     "airflow_provider_mlp.kernels",
     "airflow_provider_mlp.fastdata",
-    "airflow_provider_mlp.runtime",
+    "airflow_provider_mlp.serving",
     "env_builder",
-    "serving",
 ]
 
 # A meta path finder that makes every `import airflow...` fail, as in a pod without Airflow.
@@ -57,3 +60,54 @@ def test_imports_where_importing_airflow_raises(module: str) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# Every runtime-side folder (and the ones the next capabilities fill) is under the linter's ban.
+RUNTIME_PATHS = [
+    "airflow_provider_mlp/config.py",
+    "airflow_provider_mlp/errors.py",
+    "airflow_provider_mlp/stores.py",
+    "airflow_provider_mlp/fastdata/probe.py",
+    "airflow_provider_mlp/kernels/probe.py",
+    "airflow_provider_mlp/compute/probe.py",
+    "airflow_provider_mlp/events/probe.py",
+    "airflow_provider_mlp/precompute/probe.py",
+    "airflow_provider_mlp/serving/probe.py",
+    "env_builder/probe.py",
+]
+AIRFLOW_SIDE_PATHS = [
+    "airflow_provider_mlp/hooks/probe.py",
+    "airflow_provider_mlp/operators/probe.py",
+    "airflow_provider_mlp/decorators/probe.py",
+    "airflow_provider_mlp/sensors/probe.py",
+    "airflow_provider_mlp/triggers/probe.py",
+]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ruff(path: str, source: str) -> subprocess.CompletedProcess[str]:
+    ruff = Path(sys.executable).with_name("ruff")
+    return subprocess.run(
+        [str(ruff), "check", "--no-cache", "--select", "TID251,TID253", "--stdin-filename", path, "-"],
+        input=source,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("path", RUNTIME_PATHS)
+def test_the_linter_refuses_an_airflow_import_in_runtime_code(path: str) -> None:
+    lazy = "from __future__ import annotations\n\n\ndef f() -> None:\n    from airflow.sdk import BaseHook\n"
+    module_level = "from __future__ import annotations\n\nimport airflow.sdk\n"
+    assert "TID25" in _ruff(path, module_level).stdout
+    if path not in ("airflow_provider_mlp/config.py",):
+        assert "TID251" in _ruff(path, lazy).stdout
+
+
+@pytest.mark.parametrize("path", AIRFLOW_SIDE_PATHS)
+def test_the_linter_lets_the_airflow_side_import_airflow(path: str) -> None:
+    source = "from __future__ import annotations\n\nfrom airflow.sdk import BaseHook\n\nprint(BaseHook)\n"
+    proc = _ruff(path, source)
+    assert proc.returncode == 0, proc.stdout

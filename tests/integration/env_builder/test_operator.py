@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from airflow_provider_mlp.operators.environment import BuildEnvironmentOperator
 from env_builder.rehydrate import ensure
 from env_builder.store import EnvStore
 from tests.integration.env_builder.conftest import PY, BuiltEnv
+from tests.support.s3_server import CREDENTIALS, S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +49,33 @@ def test_execute_builds_aliases_and_returns_the_env_id(six_env: BuiltEnv, store_
     # A downstream task in the same run uses the environment that did not exist at deploy time.
     env = ensure(env_id, store=store_copy, cache_dir=tmp_path / "cache")
     assert (env.path / "lib" / f"python{PY}" / "site-packages" / "idna").is_dir()
+
+
+def test_execute_reaches_an_s3_store_through_an_object_store_connection(
+    six_env: BuiltEnv, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    s3_server.create_bucket("mlp-envs-operator-conn")
+    conn = {
+        "conn_type": "mlp_object_store",
+        "login": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "password": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "extra": {
+            "url": "s3://mlp-envs-operator-conn/envs",
+            "endpoint_url": s3_server.endpoint_url,
+            "storage_options": {"client_kwargs": {"region_name": CREDENTIALS["AWS_DEFAULT_REGION"]}},
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_MLP_ENVS_S3", json.dumps(conn))
+    op = BuildEnvironmentOperator(
+        task_id="build_on_s3",
+        spec=list(six_env.spec.pip),
+        name="ranking/six-on-s3",
+        mlp_object_store_conn_id="mlp_envs_s3",
+    )
+    ti = _RecordingTaskInstance()
+    env_id = op.execute({"ti": ti, "params": {}, "run_id": "r"})  # type: ignore[arg-type]
+
+    assert env_id == six_env.ref.id
+    store = EnvStore.open("s3://mlp-envs-operator-conn/envs", s3_server.storage_options())
+    assert store.list_envs() == [env_id]
+    assert store.resolve("ranking/six-on-s3:latest") == env_id

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_mlp.demo.data import create_sample_table
 from airflow_provider_mlp.fastdata import RUN_ID_PROPERTY, Table
-from airflow_provider_mlp.fastdata.sample import create_sample_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

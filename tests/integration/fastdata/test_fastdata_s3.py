@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from airflow_provider_mlp.demo.data import create_sample_table
 from airflow_provider_mlp.fastdata import DataFileError
 from airflow_provider_mlp.fastdata.fetch import RemoteFile
-from airflow_provider_mlp.fastdata.sample import create_sample_table
 from tests.support.s3_server import S3Server
 from tests.unit.fastdata.helpers import add_position_deletes, assert_same
 

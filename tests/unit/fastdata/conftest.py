@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pyiceberg.catalog import Catalog
 
+from airflow_provider_mlp.demo.data import create_sample_table
 from airflow_provider_mlp.fastdata import Table
 from airflow_provider_mlp.fastdata.catalog import default_catalog
-from airflow_provider_mlp.fastdata.sample import create_sample_table
 
 
 @pytest.fixture

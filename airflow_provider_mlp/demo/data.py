@@ -1,4 +1,4 @@
-"""A generated, partitioned sample table for demos and smoke tests (embedded catalog by default)."""
+"""A generated, partitioned sample table for `mlp demo` and the tests (embedded catalog by default)."""
 
 from __future__ import annotations
 

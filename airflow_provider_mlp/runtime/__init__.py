@@ -1,3 +1,0 @@
-"""runtime."""
-
-from __future__ import annotations

@@ -37,10 +37,18 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
     "artifact_store": ("MLP_ARTIFACT_STORE", "fsspec URL where task artifacts are stored."),
     "memcached_servers": ("MLP_MEMCACHED_SERVERS", "Comma-separated host:port list of memcached servers."),
+    "compute_backend": (
+        "MLP_COMPUTE_BACKEND",
+        "Where @task.mlp and MlpPodOperator run: 'local' (a subprocess on the worker) or 'kubernetes' (a pod).",
+    ),
+    "runtime_image": ("MLP_RUNTIME_IMAGE", "Container image of pods that run tasks (docker/runtime.Dockerfile)."),
 }
 
 DEFAULT_HOME = "~/.mlp"
 DEFAULT_CATALOG_NAME = "mlp"
+COMPUTE_BACKENDS = ("local", "kubernetes")
+DEFAULT_COMPUTE_BACKEND = "local"
+DEFAULT_RUNTIME_IMAGE = "airflow-provider-mlp-runtime:0.1.0"
 DEFAULT_MEMCACHED_PORT = 11211
 DEFAULT_MEMCACHED_SERVERS = f"127.0.0.1:{DEFAULT_MEMCACHED_PORT}"
 # Defaults that do not depend on ``home``; every other option's default is derived from it in ``settings``.
@@ -49,6 +57,8 @@ FIXED_DEFAULTS = {
     "catalog_name": DEFAULT_CATALOG_NAME,
     "env_base_python": "",
     "memcached_servers": DEFAULT_MEMCACHED_SERVERS,
+    "compute_backend": DEFAULT_COMPUTE_BACKEND,
+    "runtime_image": DEFAULT_RUNTIME_IMAGE,
 }
 
 
@@ -65,6 +75,8 @@ class Settings:
     env_base_python: str | None
     artifact_store: str
     memcached_servers: tuple[str, ...]
+    compute_backend: str
+    runtime_image: str
 
     def catalog_properties(self) -> dict[str, str]:
         """pyiceberg properties of the default catalog (``load_catalog(name, **props)``)."""
@@ -105,6 +117,14 @@ def parse_servers(servers: str | Iterable[str], *, source: str) -> list[tuple[st
     if not parsed:
         raise ConfigurationError(f"{source}: no memcached server given (expected host[:port][,host[:port]...])")
     return parsed
+
+
+def compute_backend(value: str, source: str) -> str:
+    """A checked compute backend name."""
+    backend = value.strip().lower()
+    if backend not in COMPUTE_BACKENDS:
+        raise ConfigurationError(f"{source}: compute backend {value!r} is not one of {', '.join(COMPUTE_BACKENDS)}")
+    return backend
 
 
 def format_server(address: tuple[str, int]) -> str:
@@ -152,4 +172,8 @@ def settings() -> Settings:
         env_base_python=_lookup("env_base_python"),
         artifact_store=_lookup("artifact_store") or (home / "artifacts").as_uri(),
         memcached_servers=tuple(format_server(address) for address in addresses),
+        compute_backend=compute_backend(
+            _lookup("compute_backend") or DEFAULT_COMPUTE_BACKEND, _source_of("compute_backend")
+        ),
+        runtime_image=_lookup("runtime_image") or DEFAULT_RUNTIME_IMAGE,
     )

@@ -59,8 +59,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_mlp.operators.fastdata",
                     "airflow_provider_mlp.operators.environment",
+                    "airflow_provider_mlp.operators.compute",
                 ],
             }
+        ],
+        "task-decorators": [
+            {"class-name": "airflow_provider_mlp.decorators.mlp.mlp_task", "name": "mlp"},
         ],
         # MlpIcebergHook reuses the Iceberg provider's ``iceberg`` connection type, so it
         # registers no connection type of its own.

@@ -20,6 +20,7 @@ RUNTIME_MODULES = [
     "airflow_provider_mlp.kernels",
     "airflow_provider_mlp.fastdata",
     "airflow_provider_mlp.serving",
+    "airflow_provider_mlp.compute",
     "env_builder",
 ]
 

@@ -1,0 +1,88 @@
+"""A real Airflow runs @task.mlp on the local backend in a real packed environment that has a
+package (toolz) the Airflow environment does not have."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from env_builder.builder import alias, build
+from env_builder.spec import EnvSpec, running_python
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG = textwrap.dedent(
+    """
+    from __future__ import annotations
+
+    import pendulum
+    from airflow.sdk import dag, task
+
+
+    @dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
+    def compute_local():
+        @task
+        def plan() -> list[int]:
+            return [1, 2, 3]
+
+        @task.mlp(env="demo/compute/toolz:latest", cpu=1, memory="256Mi", retries=0)
+        def square_sum(n: int) -> dict:
+            import sys
+
+            import toolz
+
+            return {"n": n, "value": toolz.reduce(lambda a, b: a + b, [n * n, 1]), "python": sys.prefix}
+
+        @task
+        def report(results: list[dict], out: str = "") -> None:
+            import json
+            import os
+
+            with open(os.environ["COMPUTE_REPORT"], "w") as fh:
+                json.dump(list(results), fh)
+
+        report(square_sum.expand(n=plan()))
+
+
+    compute_local()
+    """
+)
+
+
+def test_task_mlp_fans_out_in_a_packed_environment_through_real_airflow(mlp_home: Path, tmp_path: Path) -> None:
+    assert importlib.util.find_spec("toolz") is None, "the test needs a package the Airflow environment lacks"
+    ref = build(EnvSpec(python=running_python(), pip=["toolz==1.0.0"]))
+    alias(ref, "demo/compute/toolz:latest")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "compute_local.py").write_text(DAG)
+    report = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "MLP_HOME": str(mlp_home),
+        "MLP_COMPUTE_BACKEND": "local",
+        "COMPUTE_REPORT": str(report),
+        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    run = subprocess.run(
+        [airflow, "dags", "test", "compute_local"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0 and "state=failed" not in run.stdout + run.stderr, (
+        run.stdout[-4000:] + run.stderr[-4000:]
+    )
+    results = sorted(json.loads(report.read_text()), key=lambda r: r["n"])
+    assert [(r["n"], r["value"]) for r in results] == [(1, 2), (2, 5), (3, 10)]
+    # Each ran in the environment's interpreter (its prefix is the rehydrated env), not Airflow's.
+    assert all(str(mlp_home) in r["python"] and ref.id in r["python"] for r in results)

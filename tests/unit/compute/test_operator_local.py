@@ -1,0 +1,91 @@
+"""MlpPodOperator on the local backend: the real bootstrap as a subprocess, results and failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_mlp.compute.work import RESULT_KIND, ComputeError, RemoteTaskError, load_result
+from airflow_provider_mlp.operators.compute import MlpPodOperator
+
+
+@dataclass
+class _TaskInstance:
+    task_id: str
+    dag_id: str = "compute_dag"
+    map_index: int = -1
+    try_number: int = 1
+
+
+def _run(op: MlpPodOperator, try_number: int = 1) -> Any:
+    context: dict[str, Any] = {"ti": _TaskInstance(op.task_id, try_number=try_number), "run_id": "manual__1"}
+    return op.execute(context)  # type: ignore[arg-type]
+
+
+def add(a: int, b: int = 0) -> dict[str, int]:
+    return {"sum": a + b}
+
+
+def fail() -> None:
+    raise KeyError("the column 'title' is missing")
+
+
+def make_table(rows: int) -> Any:
+    import pyarrow as pa
+
+    return pa.table({"x": list(range(rows))})
+
+
+def die() -> None:
+    import os
+
+    os._exit(3)
+
+
+def test_a_call_runs_in_a_subprocess_and_its_value_comes_back(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="add", python_callable=add, op_args=[2], op_kwargs={"b": 3}, backend="local")
+    assert _run(op) == {"sum": 5}
+
+
+def test_the_functions_exception_is_reraised_with_its_remote_traceback(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="fail", python_callable=fail, backend="local")
+    with pytest.raises(RemoteTaskError, match=r"builtins.KeyError: \"the column 'title' is missing\"") as raised:
+        _run(op)
+    assert "Remote traceback" in str(raised.value) and "in fail" in raised.value.remote_traceback
+
+
+def test_a_table_result_stays_in_the_store_as_arrow_and_xcom_carries_a_reference(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="table", python_callable=make_table, op_args=[4], backend="local")
+    reference = _run(op)
+    assert reference["kind"] == RESULT_KIND and reference["format"] == "arrow-ipc"
+    assert load_result(reference).column("x").to_pylist() == [0, 1, 2, 3]
+
+
+def test_a_large_value_stays_in_the_store(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="big", python_callable=add, op_args=[1], backend="local", max_xcom_bytes=4)
+    reference = _run(op)
+    assert reference["kind"] == RESULT_KIND and load_result(reference) == {"sum": 1}
+
+
+def test_a_process_that_dies_without_a_result_names_the_task_and_its_exit_code(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="die", python_callable=die, backend="local")
+    with pytest.raises(ComputeError, match=r"local process of task 'die' exited 3"):
+        _run(op)
+
+
+def test_each_try_has_its_own_work_so_a_retry_never_reads_an_earlier_result(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="add", python_callable=add, op_args=[1], backend="local")
+    first = op.work_location({"ti": _TaskInstance("add", try_number=1), "run_id": "r"})  # type: ignore[arg-type]
+    second = op.work_location({"ti": _TaskInstance("add", try_number=2), "run_id": "r"})  # type: ignore[arg-type]
+    assert first.result_uri != second.result_uri and first.prefix == second.prefix
+
+
+def test_an_unknown_backend_is_refused_naming_the_task(mlp_home: Path) -> None:
+    from airflow_provider_mlp.errors import ConfigurationError
+
+    op = MlpPodOperator(task_id="add", python_callable=add, backend="slurm")
+    with pytest.raises(ConfigurationError, match="task 'add' backend: compute backend 'slurm'"):
+        _run(op)

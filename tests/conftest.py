@@ -15,6 +15,7 @@ if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="mlp-test-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+from tests.support.k8s_api_server import K8sApiServer, running_k8s_api_server
 from tests.support.s3_server import CREDENTIALS, S3Server, running_s3_server
 
 
@@ -58,3 +59,13 @@ def memcached_server() -> str:
     except OSError as exc:
         pytest.fail(f"memcached is not running on {address} (start it: memcached -l 127.0.0.1 -p {port} -d): {exc}")
     return address
+
+
+@pytest.fixture
+def k8s_api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sApiServer]:
+    """A Kubernetes API test server with a simulated kubelet on 127.0.0.1 (tests/support/k8s_api_server.py).
+
+    Every pod process is killed when the test ends, also when it fails.
+    """
+    with running_k8s_api_server(tmp_path_factory.mktemp("k8s")) as server:
+        yield server

@@ -27,6 +27,7 @@ _EXPORTS = {
     "StoreError": "env_builder.errors",
     "EnvNotFoundError": "env_builder.errors",
     "AliasError": "env_builder.errors",
+    "AmbiguousEnvError": "env_builder.errors",
     "IntegrityError": "env_builder.errors",
     "UnsafeArchiveError": "env_builder.errors",
 }

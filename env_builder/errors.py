@@ -29,6 +29,10 @@ class EnvNotFoundError(StoreError, LookupError):
     """No environment with that id is in the store."""
 
 
+class AmbiguousEnvError(EnvBuilderError, LookupError):
+    """An id prefix names more than one environment (or also an alias of another one)."""
+
+
 class AliasError(EnvBuilderError, LookupError):
     """An alias is malformed, unknown, or an immutable tag would be re-pointed."""
 

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from env_builder.errors import AliasError
 
 ENV_ID_RE = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: "$" would let a trailing newline through
+# Like git, an env may be named by a unique prefix of its id. Six digits, not git's four: four-digit
+# hex words (cafe, beef, 2024) are common alias names, and a hex text is tried as an id prefix first.
+MIN_ID_PREFIX = 6
+_ID_PREFIX_RE = re.compile(rf"[0-9a-f]{{{MIN_ID_PREFIX},}}")
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DEFAULT_TEAM = "default"
 DEFAULT_PROJECT = "default"
@@ -45,6 +49,11 @@ class AliasRef:
 
 def is_env_id(text: str) -> bool:
     return bool(ENV_ID_RE.fullmatch(text))
+
+
+def looks_like_id(text: str) -> bool:
+    """At least ``MIN_ID_PREFIX`` lowercase hex digits and nothing else: an env id or a prefix of one."""
+    return bool(_ID_PREFIX_RE.fullmatch(text))
 
 
 def is_sha256(text: str) -> bool:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from env_builder.cache_layout import READY_MARKER
 from env_builder.concurrency import file_lock
 from env_builder.errors import BaseInterpreterError, EnvBuilderError, EnvNotFoundError, IntegrityError
 from env_builder.progress import ByteProgress, Progress, byte_counter, quiet
-from env_builder.refs import ENV_ID_RE, parse_alias
+from env_builder.refs import ENV_ID_RE, looks_like_id, parse_alias
 
 _DOWNLOAD_CHUNK = 8 << 20
 
@@ -73,9 +73,11 @@ class LocalEnv:
         os.environ.clear()
         os.environ.update(activated)
 
-    def run(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-        """Run a command inside the environment."""
-        return subprocess.run(argv, env=self.environ(), check=False, **kwargs)
+    def run(
+        self, argv: Sequence[str], *, check: bool = False, env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run a command inside the environment: ``subprocess.run`` with ``environ(env)`` as its environment."""
+        return subprocess.run(list(argv), env=self.environ(env), check=check, **kwargs)
 
 
 def default_cache_dir() -> Path:
@@ -277,7 +279,7 @@ def ensure(
     progress: Progress | None = None,
     verify: bool = False,
 ) -> LocalEnv:
-    """Make environment ``env`` (an env id, an alias or an ``EnvRef``) ready on this node and return it.
+    """Make environment ``env`` (an env id, a unique id prefix, an alias or an ``EnvRef``) ready here; return it.
 
     A cache hit is trusted as long as its marker names the env id (and, for an ``EnvRef``, its
     sha256); ``verify=True`` also checks the marker's sha256 against the store's manifest.
@@ -288,7 +290,9 @@ def ensure(
         expected_sha256 = env.sha256
         env = env.id
     env_id = env if ENV_ID_RE.fullmatch(env) else None
-    alias = None if env_id is not None else parse_alias(env)
+    # An id prefix, like a mutable alias, is resolved by the store every time: one that is unique
+    # among this node's cached envs may not be unique in the store.
+    alias = None if env_id is not None or looks_like_id(env) else parse_alias(env)
     # An immutable alias names one env forever: the node remembers what it resolved to.
     remembered = cache / "aliases" / alias.record_name if alias is not None and not alias.mutable else None
     if remembered is not None and not verify:

@@ -36,6 +36,16 @@ def _as_tuple(value: Iterable[str] | str | None, field_name: str) -> tuple[str, 
     return tuple(items)
 
 
+def _python_not_a_string(value: object) -> str:
+    """Why a non-string Python version is refused: YAML and JSON read an unquoted 3.10 as the number 3.1."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (
+            f'EnvSpec.python is the number {value!r}, not a string; quote the version (python: "3.10" in YAML, '
+            f'"python": "3.10" in JSON): unquoted, 3.10 is read as the number 3.1'
+        )
+    return f'EnvSpec.python must be a string such as "3.11", got {type(value).__name__} {value!r}'
+
+
 def _normalize_pip(requirement: str, origin: str) -> str:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
@@ -80,7 +90,9 @@ class EnvSpec:
     base_ref: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        python = str(self.python).strip()
+        if not isinstance(self.python, str):
+            raise SpecError(_python_not_a_string(self.python))
+        python = self.python.strip()
         if not _PYTHON_RE.match(python):
             raise SpecError(f"EnvSpec.python {self.python!r} is not a Python version; expected '3.X' or '3.X.Y'")
         object.__setattr__(self, "python", python)

@@ -36,9 +36,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from env_builder.errors import AliasError, EnvNotFoundError, StoreError
+from env_builder.errors import AliasError, AmbiguousEnvError, EnvNotFoundError, StoreError
 from env_builder.progress import Progress, byte_counter
-from env_builder.refs import AliasRef, is_env_id, is_sha256, parse_alias
+from env_builder.refs import MIN_ID_PREFIX, AliasRef, is_env_id, is_sha256, looks_like_id, parse_alias
 
 MANIFEST_SUFFIX = ".manifest.json"
 ARCHIVE_SUFFIX = ".tar.zst"
@@ -53,6 +53,8 @@ _CREATE_ATTEMPTS = 5
 # gc never removes a temporary or an unpublished archive younger than this, whatever the retention:
 # a builder may be uploading it right now.
 MIN_ORPHAN_AGE = dt.timedelta(hours=1)
+# Hex too short for an id prefix: resolved as an alias only, and said so when there is none.
+_SHORT_HEX_RE = re.compile(rf"[0-9a-f]{{1,{MIN_ID_PREFIX - 1}}}")
 _ARCHIVE_KEY_RE = re.compile(r"envs/(?P<env_id>[0-9a-f]{64})(?:\.(?P<sha256>[0-9a-f]{64}))?\.tar\.zst")
 
 
@@ -396,12 +398,42 @@ class EnvStore:
     # -- aliases ---------------------------------------------------------------------------------
 
     def resolve(self, reference: str) -> str:
-        """Env id of ``reference``: an env id or an alias (``team/project/name:tag``)."""
+        """Env id of ``reference``: an env id, a unique prefix of one (at least ``MIN_ID_PREFIX`` hex
+        digits, like git's short ids; ``mlp-env list`` prints 16) or an alias (``team/project/name:tag``)."""
         if is_env_id(reference):
             if not self.has_env(reference):
                 raise EnvNotFoundError(f"environment {reference} is not in store {self.url!r}")
             return reference
-        return self.get_alias(parse_alias(reference))["env_id"]
+        if looks_like_id(reference):
+            return self._resolve_id_prefix(reference)
+        alias = parse_alias(reference)
+        if _SHORT_HEX_RE.fullmatch(reference) and self._read_optional(alias.store_path) is None:
+            raise AliasError(
+                f"unknown alias {alias} (no {self._url(alias.store_path)}); an env id prefix needs at least "
+                f"{MIN_ID_PREFIX} hex digits"
+            )
+        return self.get_alias(alias)["env_id"]
+
+    def _resolve_id_prefix(self, prefix: str) -> str:
+        """The one environment ``prefix`` names. Hex text is a valid alias name too (``cafe01``): an
+        alias of that name counts as one more candidate, so neither silently hides the other."""
+        matches = [env_id for env_id in self.list_envs() if env_id.startswith(prefix)]
+        alias = parse_alias(prefix) if len(prefix) <= 128 else None  # longer is no alias name
+        aliased = None
+        if alias is not None and self._read_optional(alias.store_path) is not None:
+            aliased = self.get_alias(alias)["env_id"]
+        candidates = {*matches, *([aliased] if aliased else [])}
+        if len(candidates) == 1:
+            return candidates.pop()
+        if not candidates:
+            also = f" (and no alias {alias})" if alias is not None else ""
+            hint = "; an env id has 64 hex digits" if len(prefix) > 64 else ""
+            raise EnvNotFoundError(f"no environment with id prefix {prefix} in store {self.url!r}{also}{hint}")
+        named = [*matches, *([f"{aliased} (alias {alias})"] if aliased else [])]
+        raise AmbiguousEnvError(
+            f"id prefix {prefix} is ambiguous in store {self.url!r}: it names {len(candidates)} environments: "
+            f"{', '.join(named)}; give more digits of the id" + (f", or the alias in full, {alias}" if aliased else "")
+        )
 
     def get_alias(self, alias: AliasRef) -> dict[str, Any]:
         record = self._read_json(

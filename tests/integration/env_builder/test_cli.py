@@ -60,3 +60,22 @@ def test_console_script_entry_point_runs(six_env: BuiltEnv) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["env_id"] == six_env.ref.id
+
+
+def test_run_executes_a_command_inside_a_real_environment(
+    six_env: BuiltEnv, store_copy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = Path(sys.executable).with_name("mlp-env")
+    assert main(["alias", six_env.ref.id[:16], "ranking/six:v1", "--store", store_copy]) == 0  # as `list` prints it
+    capsys.readouterr()
+    common = ["--store", store_copy, "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    probe = "import os, six, sys; print(six.__version__, sys.prefix == os.environ['VIRTUAL_ENV']); sys.exit(3)"
+    for env in (six_env.ref.id[:16], "ranking/six:v1"):
+        proc = subprocess.run(
+            [str(script), "run", env, *common, "--", "python", "-c", probe], capture_output=True, text=True, check=False
+        )
+        assert (proc.returncode, proc.stdout, proc.stderr) == (3, "1.17.0 True\n", "")
+    shown = subprocess.run(
+        [str(script), "show", six_env.ref.id[:16], "--store", store_copy], capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.startswith(f"env_id     {six_env.ref.id}\n") and " kB (sha256 " in shown.stdout

@@ -15,7 +15,8 @@ from tests.unit.env_builder.helpers import Publish, base_interpreter, make_venv_
 
 @pytest.fixture
 def publish(tmp_path: Path) -> Publish:
-    """publish(store, tree=None, archive_bytes=None, **overrides) -> env_id of a stored environment."""
+    """publish(store, tree=None, archive_bytes=None, **overrides) -> env_id of a stored environment (``env_id=``
+    chooses it; by default it is made up from the archive)."""
     counter = iter(range(10**6))
 
     def _publish(
@@ -24,6 +25,7 @@ def publish(tmp_path: Path) -> Publish:
         archive_bytes: bytes | None = None,
         manifest_sha256: str | None = None,
         unpacked_size: int | None = None,
+        env_id: str | None = None,
     ) -> str:
         n = next(counter)
         archive = tmp_path / f"published-{n}.tar.zst"
@@ -35,7 +37,7 @@ def publish(tmp_path: Path) -> Publish:
         else:
             archive.write_bytes(archive_bytes)
         sha256 = hashlib.sha256(archive_bytes).hexdigest()
-        env_id = hashlib.sha256(f"test-env-{sha256}-{n}".encode()).hexdigest()
+        env_id = env_id or hashlib.sha256(f"test-env-{sha256}-{n}".encode()).hexdigest()
         manifest = {
             "format": 1,
             "env_id": env_id,

@@ -29,6 +29,21 @@ def test_bad_spec_is_named_at_execution_not_at_parse_time() -> None:
         _spec_from(op.spec, None, None)
 
 
+def test_a_numeric_python_version_in_the_spec_mapping_is_refused_before_the_build_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    import env_builder.builder
+    from env_builder.errors import SpecError
+
+    builds: list[object] = []
+    monkeypatch.setattr(env_builder.builder, "build", lambda *args, **kwargs: builds.append(args))
+    op = BuildEnvironmentOperator(task_id="t", spec={"python": 3.10, "pip": ["six"]}, store=f"{tmp_path}/store")
+    op.render_template_fields({})  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=r"EnvSpec.python is the number 3.1, not a string; quote the version"):
+        op.execute({"ti": None})  # type: ignore[typeddict-item]
+    assert builds == []
+
+
 def test_bad_alias_name_is_refused_before_the_build_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     import env_builder.builder
     from env_builder.errors import AliasError

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 import env_builder.unpack
-from env_builder.errors import BaseInterpreterError, EnvBuilderError, IntegrityError, UnsafeArchiveError
+from env_builder.errors import (
+    BaseInterpreterError,
+    EnvBuilderError,
+    EnvNotFoundError,
+    IntegrityError,
+    UnsafeArchiveError,
+)
 from env_builder.rehydrate import READY_MARKER, cached, ensure
 from env_builder.store import EnvStore
 from tests.unit.env_builder.helpers import Publish, make_venv_tree, member, tar_zst
@@ -229,6 +235,32 @@ def test_missing_base_interpreter_is_named(tmp_path: Path, publish: Publish, mon
     with pytest.raises(BaseInterpreterError, match="no Python 3.99 interpreter.*MLP_ENV_BASE_PYTHON"):
         ensure(env_id, store=store.url, cache_dir=tmp_path / "cache")
     assert _cache_state(tmp_path / "cache") == ["envs", "tmp"]
+
+
+def test_run_takes_check_and_env_like_subprocess_run(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env = ensure(publish(store), store=store.url, cache_dir=tmp_path / "cache")
+    assert env.run(["greet"], check=True, capture_output=True).stdout == b"hi\n"  # found on the env's PATH
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        env.run(["sh", "-c", "exit 3"], check=True)
+    assert failed.value.returncode == 3
+    assert env.run(["sh", "-c", "exit 3"]).returncode == 3  # check=False stays the default
+    # env= is the base the environment is activated on, as environ(base) makes it.
+    shown = env.run(
+        ["/bin/sh", "-c", 'echo "$MLP_TEST_VALUE $VIRTUAL_ENV $PATH"'], env={"MLP_TEST_VALUE": "x"}, capture_output=True
+    )
+    assert shown.stdout.decode().split() == ["x", str(env.path), str(env.bin_dir)]
+
+
+def test_ensure_takes_a_unique_id_prefix_and_asks_the_store_each_time(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    env_id = publish(store)
+    cache = tmp_path / "cache"
+    assert ensure(env_id[:16], store=store.url, cache_dir=cache).env_id == env_id
+    # Unique in the node cache is not unique in the store: a prefix always asks the store.
+    with pytest.raises(EnvNotFoundError, match=f"no environment with id prefix {env_id[:16]}"):
+        ensure(env_id[:16], store=str(tmp_path / "gone"), cache_dir=cache)
+    assert ensure(env_id, store=str(tmp_path / "gone"), cache_dir=cache).env_id == env_id
 
 
 def test_activate_on_the_real_environ_keeps_the_rest_and_adds_no_empty_path_entry(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from env_builder.errors import SpecError
 from env_builder.spec import EnvSpec
@@ -36,6 +38,27 @@ def test_bad_specs_are_named(kwargs: dict[str, object], message: str) -> None:
     kwargs.setdefault("python", "3.11")
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace("[", r"\[")):
         EnvSpec(**kwargs)  # type: ignore[arg-type]
+
+
+QUOTE_IT = 'EnvSpec.python is the number 3.1, not a string; quote the version \\(python: "3.10" in YAML'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"python": 3.1, "pip": ["six"]},
+        yaml.safe_load("python: 3.10\npip: [six]"),  # what YAML makes of an unquoted 3.10
+        json.loads('{"python": 3.10, "pip": ["six"]}'),  # and JSON
+    ],
+)
+def test_a_numeric_python_version_is_refused_with_a_hint_to_quote_it(data: dict[str, object]) -> None:
+    with pytest.raises(SpecError, match=QUOTE_IT):
+        EnvSpec.from_dict(data)
+    with pytest.raises(SpecError, match=QUOTE_IT):
+        EnvSpec(python=data["python"], pip=["six"])  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match='EnvSpec.python must be a string such as "3.11", got NoneType'):
+        EnvSpec(python=None, pip=["six"])  # type: ignore[arg-type]
+    assert EnvSpec.from_dict({"python": "3.10", "pip": ["six"]}).python == "3.10"
 
 
 def test_from_requirements_follows_includes_and_names_the_bad_line(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from env_builder.errors import AliasError, EnvNotFoundError, StoreError
+from env_builder.errors import AliasError, AmbiguousEnvError, EnvNotFoundError, StoreError
 from env_builder.refs import AliasRef, parse_alias, sanitize_component
 from env_builder.rehydrate import ensure
 from env_builder.store import EnvStore, utcnow
@@ -187,6 +187,45 @@ def test_unknown_alias_unknown_env_and_alias_to_missing_env_are_named(tmp_path: 
         store.resolve("b" * 64)
     with pytest.raises(EnvNotFoundError, match="cannot alias ranking/default/m:v1"):
         store.set_alias("ranking/m:v1", "c" * 64)
+
+
+# Two ids sharing their first seven hex digits, as two of many environments eventually do.
+FIRST_ID = "abcdef1" + "1" * 57
+SECOND_ID = "abcdef2" + "2" * 57
+
+
+def test_an_env_is_named_by_a_unique_id_prefix_like_git(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    publish(store, env_id=FIRST_ID), publish(store, env_id=SECOND_ID)
+    assert store.resolve(FIRST_ID[:16]) == FIRST_ID  # what `mlp-env list` prints
+    assert store.resolve("abcdef2") == SECOND_ID
+    assert store.resolve(FIRST_ID) == FIRST_ID
+    with pytest.raises(AmbiguousEnvError, match=f"id prefix abcdef is ambiguous .*: {FIRST_ID}, {SECOND_ID}; give"):
+        store.resolve("abcdef")
+    # A text that looks like an id is reported as one, not as an unknown alias.
+    with pytest.raises(EnvNotFoundError, match="no environment with id prefix e637cebd16d67d58 in store"):
+        store.resolve("e637cebd16d67d58")
+    with pytest.raises(EnvNotFoundError, match="an env id has 64 hex digits"):
+        store.resolve(FIRST_ID + "0")
+    with pytest.raises(EnvNotFoundError, match="no environment with id prefix 0{130} in store '[^']*'; an env id"):
+        store.resolve("0" * 130)  # too long for an alias name as well
+    # Too short for a prefix: an alias only, and the error says how many digits a prefix needs.
+    with pytest.raises(AliasError, match="unknown alias default/default/abcde:latest .*at least 6 hex digits"):
+        store.resolve("abcde")
+
+
+def test_a_hex_alias_name_and_an_id_prefix_never_hide_each_other(tmp_path: Path, publish: Publish) -> None:
+    store = EnvStore.open(str(tmp_path / "store"))
+    publish(store, env_id=FIRST_ID), publish(store, env_id=SECOND_ID)
+    store.set_alias("cafe01", SECOND_ID)  # no id starts with it: the alias answers
+    assert store.resolve("cafe01") == SECOND_ID
+    store.set_alias("abcdef1", FIRST_ID)  # the same env either way
+    assert store.resolve("abcdef1") == FIRST_ID
+    store.set_alias("abcdef1", SECOND_ID)
+    with pytest.raises(
+        AmbiguousEnvError, match=f"{FIRST_ID}, {SECOND_ID} \\(alias default/default/abcdef1:latest\\); give more digits"
+    ):
+        store.resolve("abcdef1")
 
 
 def test_corrupt_manifest_is_reported_with_its_url(tmp_path: Path, publish: Publish) -> None:

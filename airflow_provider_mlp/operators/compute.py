@@ -221,6 +221,11 @@ class MlpPodOperator(KubernetesPodOperator):
             self._raise_legibly(location, exc)
         return self._collect(location)
 
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> Any:
+        # Also when called on its own (dry runs, callbacks, rendering): never with the XCom sidecar.
+        with self._without_sidecar():
+            return super().build_pod_request_obj(context, dry_run=dry_run)
+
     @contextmanager
     def _without_sidecar(self) -> Iterator[None]:
         """KubernetesPodOperator reads ``do_xcom_push`` to add and await its XCom sidecar; while it runs,
@@ -229,7 +234,8 @@ class MlpPodOperator(KubernetesPodOperator):
         try:
             yield
         finally:
-            self.do_xcom_push = push
+            if push is not False:  # nested use: only the outermost restores
+                self.do_xcom_push = push
 
     def prepare_pod(self, location: WorkLocation, env: str | None) -> None:
         """The seam: set the pod's image, command, resources, security and volumes before

@@ -185,6 +185,41 @@ class MlpPodOperator(KubernetesPodOperator):
             storage_options=options,
         )
 
+    def context_arguments(self, context: Context) -> dict[str, Any]:
+        """Context values for the callable's parameters of the same names (``run_id``, ``ds``,
+        ``params``, ...) that the call does not already give, as the TaskFlow API passes them. Only
+        plain values travel: the task instance and the DAG stay here."""
+        import inspect
+
+        try:
+            parameters = inspect.signature(self.python_callable).parameters
+        except (TypeError, ValueError):
+            return {}
+        ti = context["ti"]
+        available: dict[str, Any] = {
+            key: context[key]
+            for key in (
+                "run_id",
+                "ds",
+                "ds_nodash",
+                "logical_date",
+                "params",
+                "data_interval_start",
+                "data_interval_end",
+            )
+            if key in context
+        }
+        available.update(dag_id=ti.dag_id, task_id=ti.task_id, map_index=getattr(ti, "map_index", -1))
+        available["try_number"] = getattr(ti, "try_number", 1)
+        positional = list(parameters)[: len(list(self.op_args))]
+        return {
+            name: available[name]
+            for name, parameter in parameters.items()
+            if name in available
+            and name not in positional
+            and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        }
+
     def _bootstrap_environment(self, location: WorkLocation) -> dict[str, str]:
         from airflow_provider_mlp.compute.bootstrap import ARTIFACT_OPTIONS_ENV
 
@@ -200,7 +235,8 @@ class MlpPodOperator(KubernetesPodOperator):
 
         location = self.work_location(context)
         env = env_reference(self.env)
-        put_payload(location, encode_payload(self.python_callable, list(self.op_args), self.op_kwargs))
+        kwargs = {**self.context_arguments(context), **self.op_kwargs}
+        put_payload(location, encode_payload(self.python_callable, list(self.op_args), kwargs))
         self.log.info("Work of %s in %s (environment %s)", self.task_id, location.try_prefix, env or "none")
         if self.resolved_backend() == "local":
             return self._execute_local(location, env)

@@ -89,3 +89,12 @@ def test_an_unknown_backend_is_refused_naming_the_task(mlp_home: Path) -> None:
     op = MlpPodOperator(task_id="add", python_callable=add, backend="slurm")
     with pytest.raises(ConfigurationError, match="task 'add' backend: compute backend 'slurm'"):
         _run(op)
+
+
+def stamp(label: str, run_id: str | None = None, try_number: int = 0) -> str:
+    return f"{label}:{run_id}:{try_number}"
+
+
+def test_context_values_fill_the_parameters_named_after_them(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="stamp", python_callable=stamp, op_args=["x"], backend="local")
+    assert _run(op, try_number=2) == "x:manual__1:2"

@@ -1069,7 +1069,7 @@ class _PodWorker:
             self._mount(root, mount)
         message_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
         mapped = [m["mountPath"].rstrip("/") for m in mounts if m["mountPath"].rstrip("/")] + [message_path]
-        rewrite = _path_rewriter(mapped, root) if self.kubelet.rewrite_mount_paths else (lambda text: text)
+        rewrite = path_rewriter(mapped, root) if self.kubelet.rewrite_mount_paths else (lambda text: text)
         command = [rewrite(expand(part, env)) for part in container.get("command") or []]
         args = [rewrite(expand(part, env)) for part in container.get("args") or []]
         argv = command + args
@@ -1123,7 +1123,7 @@ def _pump(stream: Any, log: ContainerLog) -> None:
         stream.close()
 
 
-def _path_rewriter(mount_paths: list[str], root: Path) -> Callable[[str], str]:
+def path_rewriter(mount_paths: list[str], root: Path) -> Callable[[str], str]:
     """Map mount paths appearing in a string (a whole argument, ``--out=/data/x``, code) under ``root``."""
     paths = sorted(set(mount_paths), key=len, reverse=True)
     if not paths:

@@ -197,7 +197,17 @@ def test_a_failing_command_ends_failed_with_its_exit_code(k8s_api_server: K8sApi
 
 def test_a_memory_hog_is_oom_killed(k8s_api_server: K8sApiServer) -> None:
     v1 = k8s_api_server.client()
-    code = "import time\nheld = []\nwhile True:\n    held.append(b'x' * (4 << 20))\n    time.sleep(0.002)"
+    # Capped at 800 MiB, so that a broken watchdog fails the test instead of exhausting the machine.
+    code = textwrap.dedent(
+        """
+        import time
+        held = []
+        for _ in range(200):
+            held.append(b"x" * (4 << 20))
+            time.sleep(0.002)
+        time.sleep(60)
+        """
+    )
     limits = {"limits": {"memory": "100Mi"}}
     v1.create_namespaced_pod(NS, _pod("hog", code, resources=limits))
     pod = k8s_api_server.wait_for_phase("hog", "Failed")

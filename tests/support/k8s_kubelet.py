@@ -353,6 +353,7 @@ class _PodWorker:
         self.removed = False
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.volume_dirs: dict[str, Path] = {}
+        self.instances: dict[str, int] = {}  # container instances started so far, by container name
         self.lock = threading.Lock()
         self.started = time.monotonic()
         self.thread = threading.Thread(target=self._main, name=f"kubelet-{self.name}", daemon=True)
@@ -583,7 +584,16 @@ class _PodWorker:
             f"back-off {delay:g}s restarting failed container={container['name']} "
             f"pod={self.name}_{self.namespace}({self.uid})"
         )
-        self._set_state(container["name"], {"waiting": {"reason": "CrashLoopBackOff", "message": message}})
+
+        def waiting(pod: Json) -> None:
+            entry = self._container_status(pod["status"], container["name"])
+            previous = entry.get("state", {}).get("terminated")
+            if previous is not None:
+                entry["lastState"] = {"terminated": previous}
+            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+            refresh_pod_conditions(pod)
+
+        self._mutate(waiting)
         self.event("BackOff", "Back-off restarting failed container", "Warning", container=container)
         return self.stop_event.wait(delay)
 
@@ -818,16 +828,16 @@ class _PodWorker:
 
     def _begin_instance(self, name: str) -> int:
         """Move the previous instance's final state to lastState; the new instance's restartCount."""
-        restart_count = 0
+        with self.lock:
+            restart_count = self.instances.get(name, 0)
+            self.instances[name] = restart_count + 1
 
         def change(pod: Json) -> None:
-            nonlocal restart_count
             entry = self._container_status(pod["status"], name)
             previous = entry.get("state", {}).get("terminated")
             if previous is not None:
                 entry["lastState"] = {"terminated": previous}
-                entry["restartCount"] = entry.get("restartCount", 0) + 1
-            restart_count = entry.get("restartCount", 0)
+            entry["restartCount"] = restart_count
 
         self._mutate(change)
         return restart_count
@@ -885,6 +895,7 @@ class _PodWorker:
         """Wait for the process; enforce its memory limit and stop requests. True if it was OOM-killed."""
         limit_text = container.get("resources", {}).get("limits", {}).get("memory")
         limit = parse_quantity(limit_text) if limit_text is not None else None
+        program = process.args[0] if isinstance(process.args, list) else process.args
         try:
             observed = psutil.Process(process.pid)
         except psutil.Error:
@@ -901,7 +912,7 @@ class _PodWorker:
                 if rss > limit:
                     self.event(
                         "OOMKilling",
-                        f"Memory cgroup out of memory: Killed process {process.pid} ({Path(process.args[0]).name}) "
+                        f"Memory cgroup out of memory: Killed process {process.pid} ({Path(str(program)).name}) "
                         f"anon-rss:{rss // 1024}kB, limit {limit_text}",
                         "Warning",
                         component="kernel-monitor",
@@ -998,8 +1009,8 @@ class _PodWorker:
                     if ref.get("optional"):
                         continue
                     raise ConfigError(f'{label} "{ref.get("name", "")}" not found')
-                for name, value in _decoded_data(obj).items():
-                    env[prefix + name] = value.decode("utf-8", errors="replace")
+                for name, data in _decoded_data(obj).items():
+                    env[prefix + name] = data.decode("utf-8", errors="replace")
         for item in container.get("env", []):
             if "valueFrom" in item:
                 value = self._value_from(item["valueFrom"], pod, container)
@@ -1058,7 +1069,7 @@ class _PodWorker:
             self._mount(root, mount)
         message_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
         mapped = [m["mountPath"].rstrip("/") for m in mounts if m["mountPath"].rstrip("/")] + [message_path]
-        rewrite = _path_rewriter(mapped, root) if self.kubelet.rewrite_mount_paths else (lambda text: text)
+        rewrite = path_rewriter(mapped, root) if self.kubelet.rewrite_mount_paths else (lambda text: text)
         command = [rewrite(expand(part, env)) for part in container.get("command") or []]
         args = [rewrite(expand(part, env)) for part in container.get("args") or []]
         argv = command + args
@@ -1112,7 +1123,7 @@ def _pump(stream: Any, log: ContainerLog) -> None:
         stream.close()
 
 
-def _path_rewriter(mount_paths: list[str], root: Path) -> Callable[[str], str]:
+def path_rewriter(mount_paths: list[str], root: Path) -> Callable[[str], str]:
     """Map mount paths appearing in a string (a whole argument, ``--out=/data/x``, code) under ``root``."""
     paths = sorted(set(mount_paths), key=len, reverse=True)
     if not paths:

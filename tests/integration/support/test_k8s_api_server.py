@@ -11,7 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +86,19 @@ def test_pods_through_the_kubernetes_client(k8s_api_server: K8sApiServer) -> Non
     assert forbidden.value.status == 422
 
     pid = k8s_api_server.kubelet.running_processes()[0]
+    before_delete = v1.list_namespaced_pod(NS).metadata.resource_version
     deleted = v1.delete_namespaced_pod("crud", NS)
     assert deleted.metadata.deletion_timestamp is not None  # graceful: the kubelet stops it first
-    assert k8s_api_server.wait_for_pod("crud", lambda p: p is None) is None
+    final = None
+    for event in Watch().stream(
+        v1.list_namespaced_pod, NS, label_selector="app=a", resource_version=before_delete, timeout_seconds=10
+    ):
+        if event["type"] == "DELETED":
+            final = event["object"]
+            break
+    assert final is not None, "no DELETED event"
+    terminated = final.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (143, "Error")  # SIGTERM, as a kubelet stops it
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     with pytest.raises(ApiException) as missing:
         v1.read_namespaced_pod("crud", NS)
@@ -113,8 +125,51 @@ def test_a_pod_runs_its_command_and_its_log_is_plain_text(k8s_api_server: K8sApi
     assert pod["status"]["conditions"] and status.pod_ip and status.start_time
     reasons = [e.reason for e in v1.list_namespaced_event(NS, field_selector="involvedObject.name=hello").items]
     assert reasons[:1] == ["Scheduled"] and {"Pulled", "Created", "Started"} <= set(reasons)
-    tail = v1.read_namespaced_pod_log("hello", NS, tail_lines=1, _preload_content=False).data
-    assert tail == b"hi\n"
+
+
+def test_log_query_parameters(k8s_api_server: K8sApiServer) -> None:
+    v1 = k8s_api_server.client()
+    code = "import time\nprint('early', flush=True)\ntime.sleep(1.5)\nprint('late one')\nprint('late two')"
+    v1.create_namespaced_pod(NS, _pod("params", code, spec={"restartPolicy": "OnFailure"}))
+    k8s_api_server.wait_for_phase("params", "Succeeded")
+
+    def log(**query: Any) -> bytes:
+        query.setdefault("container", "base")
+        return v1.read_namespaced_pod_log("params", NS, _preload_content=False, **query).data
+
+    assert log() == b"early\nlate one\nlate two\n"
+    assert log(tail_lines=1) == b"late two\n"
+    assert log(since_seconds=1) == b"late one\nlate two\n"
+    assert log(limit_bytes=3) == b"ear"
+    with pytest.raises(ApiException) as no_previous:
+        log(previous=True)
+    assert no_previous.value.status == 400
+    with pytest.raises(ApiException) as no_container:
+        log(container="sidecar")
+    assert no_container.value.status == 400
+
+
+def test_a_restarted_container_keeps_its_previous_log(k8s_api_server: K8sApiServer) -> None:
+    v1 = k8s_api_server.client()
+    marker = k8s_api_server.host_path("/state/ran-once")
+    code = (
+        "import os, sys\nif os.path.exists('/state/ran-once'):\n    print('second run')\n    sys.exit(0)\n"
+        "open('/state/ran-once', 'w').close()\nprint('first run')\nsys.exit(1)"
+    )
+    pod = _pod(
+        "restarts",
+        code,
+        volumeMounts=[{"name": "state", "mountPath": "/state"}],
+        spec={"restartPolicy": "OnFailure", "volumes": [{"name": "state", "hostPath": {"path": "/state"}}]},
+    )
+    v1.create_namespaced_pod(NS, pod)
+    k8s_api_server.wait_for_phase("restarts", "Succeeded")
+    assert marker.exists()
+    base = _base_status(v1, "restarts")
+    assert base.restart_count == 1 and base.last_state.terminated.exit_code == 1
+    assert v1.read_namespaced_pod_log("restarts", NS, _preload_content=False).data == b"second run\n"
+    previous = v1.read_namespaced_pod_log("restarts", NS, previous=True, _preload_content=False).data
+    assert previous == b"first run\n"
 
 
 def test_a_followed_log_streams_and_ends_after_the_container_terminated(k8s_api_server: K8sApiServer) -> None:
@@ -142,13 +197,23 @@ def test_a_failing_command_ends_failed_with_its_exit_code(k8s_api_server: K8sApi
 
 def test_a_memory_hog_is_oom_killed(k8s_api_server: K8sApiServer) -> None:
     v1 = k8s_api_server.client()
-    code = "import time\nheld = []\nwhile True:\n    held.append(b'x' * (4 << 20))\n    time.sleep(0.002)"
+    # Capped at 800 MiB, so that a broken watchdog fails the test instead of exhausting the machine.
+    code = textwrap.dedent(
+        """
+        import time
+        held = []
+        for _ in range(200):
+            held.append(b"x" * (4 << 20))
+            time.sleep(0.002)
+        time.sleep(60)
+        """
+    )
     limits = {"limits": {"memory": "100Mi"}}
     v1.create_namespaced_pod(NS, _pod("hog", code, resources=limits))
     pod = k8s_api_server.wait_for_phase("hog", "Failed")
     terminated = _base_status(v1, "hog").state.terminated
     assert (terminated.exit_code, terminated.reason) == (137, "OOMKilled")
-    assert pod["status"]["qosClass"] == "Guaranteed" or pod["status"]["qosClass"] == "Burstable"
+    assert pod["status"]["qosClass"] == "Burstable"  # requests defaulted from the memory limit, no cpu
     assert "OOMKilling" in {e["reason"] for e in k8s_api_server.events("hog")}
 
 
@@ -185,6 +250,7 @@ def test_deadline_image_pull_failure_and_eviction(k8s_api_server: K8sApiServer) 
 def test_env_secrets_volumes_and_init_containers(k8s_api_server: K8sApiServer) -> None:
     v1 = k8s_api_server.client()
     k8s_api_server.create_secret("creds", {"token": "s3cr3t"})
+    v1.create_namespaced_config_map(NS, {"metadata": {"name": "app"}, "data": {"mode": "fast"}})
     (k8s_api_server.host_path("/srv/shared") / "input.txt").parent.mkdir(parents=True)
     (k8s_api_server.host_path("/srv/shared") / "input.txt").write_text("from the node")
     code = textwrap.dedent(
@@ -197,9 +263,12 @@ def test_env_secrets_volumes_and_init_containers(k8s_api_server: K8sApiServer) -
             "init": open("/work/from-init.txt").read(),
             "node": open("/shared/input.txt").read(),
             "secret_file": open("/etc/creds/token").read(),
+            "config": open("/etc/app/mode").read(),
+            "mode": os.environ["MODE"],
             "cwd": os.path.samefile(os.getcwd(), os.path.join(os.environ["K8S_SIM_ROOT"], "work")),
         }
         open("/shared/result.json", "w").write(json.dumps(result))
+        open("/claim/kept.txt", "w").write("on the claim")
         """
     )
     pod = _pod(
@@ -210,18 +279,23 @@ def test_env_secrets_volumes_and_init_containers(k8s_api_server: K8sApiServer) -
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "WHO", "value": "world"},
             {"name": "GREETING", "value": "hello $(WHO)"},
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "mode"}}},
         ],
         workingDir="/work",
         volumeMounts=[
             {"name": "scratch", "mountPath": "/work"},
             {"name": "node", "mountPath": "/shared"},
             {"name": "creds", "mountPath": "/etc/creds"},
+            {"name": "app", "mountPath": "/etc/app"},
+            {"name": "claim", "mountPath": "/claim"},
         ],
         spec={
             "volumes": [
                 {"name": "scratch", "emptyDir": {}},
                 {"name": "node", "hostPath": {"path": "/srv/shared"}},
                 {"name": "creds", "secret": {"secretName": "creds"}},
+                {"name": "app", "configMap": {"name": "app"}},
+                {"name": "claim", "persistentVolumeClaim": {"claimName": "data"}},
             ],
             "initContainers": [
                 {
@@ -245,8 +319,11 @@ def test_env_secrets_volumes_and_init_containers(k8s_api_server: K8sApiServer) -
         "init": "prepared",
         "node": "from the node",
         "secret_file": "s3cr3t",
+        "config": "fast",
+        "mode": "fast",
         "cwd": True,
     }
+    assert (k8s_api_server.pvc_path("data") / "kept.txt").read_text() == "on the claim"
 
 
 def test_watches_through_the_sync_and_async_clients(k8s_api_server: K8sApiServer) -> None:
@@ -295,7 +372,7 @@ def test_kubernetes_pod_trigger_watches_a_starting_pod_to_success(tmp_path: Path
         trigger = KubernetesPodTrigger(
             pod_name="triggered",
             pod_namespace=NS,
-            trigger_start_time=time.time(),  # type: ignore[arg-type]
+            trigger_start_time=datetime.now(UTC),
             base_container_name="base",
             kubernetes_conn_id=None,
             connection_extras={"kube_config_path": str(server.kubeconfig_path)},
@@ -312,6 +389,22 @@ def test_kubernetes_pod_trigger_watches_a_starting_pod_to_success(tmp_path: Path
         watch_calls = [r for r in server.requests if r.path.endswith("/events") and r.query.get("watch") == "True"]
         assert watch_calls and watch_calls[0].query["fieldSelector"] == "involvedObject.name=triggered"
         assert server.pod_log("triggered") == "done\n"
+
+
+def test_token_auth_and_status_errors(tmp_path: Path) -> None:
+    with running_k8s_api_server(tmp_path / "k8s", token="sim-token") as server:
+        v1 = server.client()  # the kubeconfig carries the token
+        assert v1.list_namespaced_pod(NS).items == []
+        with pytest.raises(urllib.error.HTTPError) as unauthorized:
+            urllib.request.urlopen(f"{server.url}/api/v1/namespaces/default/pods", timeout=5)
+        assert unauthorized.value.code == 401
+        assert json.loads(unauthorized.value.read())["reason"] == "Unauthorized"
+        request = urllib.request.Request(
+            f"{server.url}/api/v1/namespaces/default/widgets", headers={"Authorization": "Bearer sim-token"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(request, timeout=5)
+        assert unknown.value.code == 404 and json.loads(unknown.value.read())["kind"] == "Status"
 
 
 KPO_DAG = textwrap.dedent(

@@ -382,10 +382,15 @@ class MlpPodOperator(KubernetesPodOperator):
         if pod is not None:
             try:
                 remote = self.hook.get_pod(pod.metadata.name, pod.metadata.namespace)
-                logs = self.client.read_namespaced_pod_log(
-                    pod.metadata.name, pod.metadata.namespace, container=self.base_container_name, tail_lines=5
+                # _preload_content=False: kubernetes client 36 returns the text as "b'...'" otherwise.
+                response = self.client.read_namespaced_pod_log(
+                    pod.metadata.name,
+                    pod.metadata.namespace,
+                    container=self.base_container_name,
+                    tail_lines=5,
+                    _preload_content=False,
                 )
-                lines = str(logs).splitlines()
+                lines = response.data.decode("utf-8", "replace").splitlines()
             except Exception:  # the pod may be gone (deleted on finish): explain with what we have
                 pass
         if remote is None:

@@ -61,6 +61,12 @@ DAG = textwrap.dedent(
         time.sleep(10)  # holds the memory while the kubelet's watchdog looks
 
 
+    def slow() -> None:
+        import time
+
+        time.sleep(30)
+
+
     with DAG("compute_k8s", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False):
         counted = MlpPodOperator(
             task_id="in_env_sync",
@@ -87,6 +93,16 @@ DAG = textwrap.dedent(
         report(counted.output, deferred(21))
         MlpPodOperator(task_id="remote_fails", python_callable=fails, deferrable=False, **COMMON)
         MlpPodOperator(task_id="oom", python_callable=hog, memory="128Mi", deferrable=False, **COMMON)
+        MlpPodOperator(
+            task_id="deadline", python_callable=slow, active_deadline_seconds=2, deferrable=False, **COMMON
+        )
+        MlpPodOperator(
+            task_id="no_image",
+            python_callable=slow,
+            deferrable=False,
+            startup_timeout_seconds=3,
+            **{{**COMMON, "image": "registry.invalid/does-not-exist:1"}},
+        )
     """
 )
 
@@ -125,17 +141,21 @@ def test_pods_run_the_bootstrap_and_report_results_and_failures(
         "report": "success",
         "remote_fails": "failed",
         "oom": "failed",
+        "deadline": "failed",
+        "no_image": "failed",
     }, output[-6000:]
     assert json.loads(report.read_text()) == {"words": {"words": {"a": 2, "b": 1}}, "doubled": 42}
     # The function's exception comes back with its remote traceback; the OOM kill is one clear line.
     assert "ValueError: bad shard 7: column 'title' is null" in output and "Remote traceback" in output
     assert "OOMKilled (exit code 137)" in output
+    assert "failed: pod DeadlineExceeded" in output
+    assert "stuck waiting: ErrImagePull" in output or "stuck waiting: ImagePullBackOff" in output
     # The env was rehydrated inside the pod, into its env-cache volume.
     assert f"environment {ref.id} ready" in output
     # Succeeded pods are deleted, failed ones kept for inspection (delete_succeeded_pod).
     assert len(k8s_api_server.deleted_pods) == 2
     kept = k8s_api_server.pods
-    assert len(kept) == 2
+    assert len(kept) == 4
     for pod in kept:  # no XCom sidecar, and the restricted security context
         spec = pod["spec"]
         assert [c["name"] for c in spec["containers"]] == ["base"]

@@ -38,10 +38,8 @@ def test_an_eviction_is_the_pods_reason() -> None:
 def test_an_image_pull_failure_is_a_waiting_reason() -> None:
     waiting = k8s.V1ContainerStateWaiting(reason="ImagePullBackOff", message='Back-off pulling image "x:1"')
     line = explain_pod_failure(_pod(state=k8s.V1ContainerState(waiting=waiting)))
-    assert (
-        line
-        == "pod ml/mlp-score-x1 failed: container 'base' stuck waiting: ImagePullBackOff: Back-off pulling image \"x:1\""
-    )
+    expected = "container 'base' stuck waiting: ImagePullBackOff: Back-off pulling image \"x:1\""
+    assert line == f"pod ml/mlp-score-x1 failed: {expected}"
 
 
 def test_a_deadline_and_a_plain_non_zero_exit() -> None:

@@ -1,0 +1,90 @@
+"""Dynamic task mapping over Fast Data shard descriptors: 100 mapped @task.mlp tasks on the local
+backend, through a real Airflow, each reading its own shard with the fast reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_mlp.demo.data import sample_events
+from airflow_provider_mlp.fastdata import Table
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SHARDS = 100
+
+DAG = textwrap.dedent(
+    """
+    from __future__ import annotations
+
+    import pendulum
+    from airflow.sdk import dag, task
+
+    from airflow_provider_mlp.operators.fastdata import IcebergShardsOperator
+
+
+    @dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, max_active_tasks=4)
+    def fan_out():
+        plan = IcebergShardsOperator(task_id="plan", table="demo.many", target_bytes=1)
+
+        @task.mlp(backend="local")
+        def count(shard: dict) -> dict:
+            from airflow_provider_mlp.fastdata import Table
+
+            rows = Table(shard["table"]).read(shard, columns=["event_id"]).to_arrow()
+            ids = sorted(rows.column("event_id").to_pylist())
+            return {"shard": shard["shard_id"], "rows": rows.num_rows, "ids": ids}
+
+        @task
+        def total(counts: list[dict]) -> None:
+            import json
+            import os
+
+            with open(os.environ["FAN_OUT_REPORT"], "w") as fh:
+                json.dump(list(counts), fh)
+
+        total(count.expand(shard=plan.output))
+
+
+    fan_out()
+    """
+)
+
+
+def test_a_hundred_mapped_tasks_each_read_their_own_shard(mlp_home: Path, tmp_path: Path) -> None:
+    events = sample_events(SHARDS * 20)
+    catalog = Table("demo.events").catalog
+    catalog.create_namespace_if_not_exists("demo")
+    catalog.create_table("demo.many", schema=events.schema)
+    table = Table("demo.many")
+    staged = [table.stage(events.slice(i * 20, 20), shard_id=i, run_id="load") for i in range(SHARDS)]
+    table.commit(staged, run_id="load")
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "fan_out.py").write_text(DAG)
+    report = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "MLP_HOME": str(mlp_home),
+        "FAN_OUT_REPORT": str(report),
+        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    run = subprocess.run([airflow, "dags", "test", "fan_out"], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "state=failed" not in run.stdout + run.stderr, (
+        run.stdout[-4000:] + run.stderr[-4000:]
+    )
+    counts = json.loads(report.read_text())
+    assert len(counts) == SHARDS
+    assert sorted(i for c in counts for i in c["ids"]) == list(range(SHARDS * 20))

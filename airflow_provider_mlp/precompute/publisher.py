@@ -114,13 +114,17 @@ def _as_list(value: str | Sequence[str] | None, what: str) -> list[str] | None:
 def _open_source(
     source: Any, columns: list[str] | None, batch_rows: int, snapshot_id: int | None, row_filter: Any
 ) -> _Source:
+    import sys
+
     import pyarrow as pa
 
-    from airflow_provider_mlp.fastdata import Table
-
     if isinstance(source, str):
+        from airflow_provider_mlp.fastdata import Table
+
         source = Table(source)
-    if isinstance(source, Table):
+    # A fastdata Table can only exist once its module is imported; pyiceberg is not imported for Arrow input.
+    fastdata = sys.modules.get("airflow_provider_mlp.fastdata.table")
+    if fastdata is not None and isinstance(source, fastdata.Table):
         snapshot = snapshot_id if snapshot_id is not None else source.current_snapshot_id
         schema = source.arrow_schema
         _check_columns(f"Iceberg table {source.identifier!r}", schema, columns or [])

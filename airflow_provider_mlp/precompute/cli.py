@@ -135,12 +135,19 @@ def _get(ns: Any, args: argparse.Namespace) -> int:
 
 
 def _parse_component(text: str, kind: str) -> Any:
+    from airflow_provider_mlp.precompute.errors import CacheInputError
+
     if kind == "int":
+        if not text.lstrip("-").isdigit():
+            raise CacheInputError(f"key {text!r}: the key column holds integers")
         return int(text)
     if kind == "binary":
         return text.encode()
     if kind == "date":
         from datetime import date
 
-        return date.fromisoformat(text)
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise CacheInputError(f"key {text!r}: the key column holds dates (YYYY-MM-DD)") from None
     return text

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 _CAS_ATTEMPTS = 50
+_READS = frozenset({"get", "gets", "get_many"})
 
 
 class FlaggedSerde:
@@ -97,15 +98,22 @@ class CacheNamespace:
 
     def call(self, key: str, operation: str, *args: Any, **kwargs: Any) -> Any:
         node = self.node(key)
-        return self.on_server(node, lambda c: getattr(c, operation)(key, *args, **kwargs))
+        return self.on_server(node, lambda c: getattr(c, operation)(key, *args, **kwargs), retry=operation in _READS)
 
-    def on_server(self, node: str, action: Callable[[Any], Any]) -> Any:
-        from pymemcache.exceptions import MemcacheError
+    def on_server(self, node: str, action: Callable[[Any], Any], *, retry: bool = False) -> Any:
+        """Run ``action`` on the server's client; a read is tried once more on a fresh connection (a
+        pooled socket goes stale when its server restarts); failures name the server."""
+        from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
-        try:
-            return action(self.server_client(node))
-        except (OSError, MemcacheError) as exc:
-            raise CacheServerError(f"memcached {node}: {type(exc).__name__}: {exc}", server=node) from exc
+        for attempt in (1, 2):
+            try:
+                return action(self.server_client(node))
+            except (OSError, MemcacheError) as exc:
+                stale = isinstance(exc, MemcacheUnexpectedCloseError | ConnectionError | BrokenPipeError)
+                if retry and stale and attempt == 1:
+                    continue
+                raise CacheServerError(f"memcached {node}: {type(exc).__name__}: {exc}", server=node) from exc
+        raise AssertionError("unreachable")
 
     def get_many(self, keys: Iterable[str]) -> dict[str, tuple[bytes, int]]:
         """``{key: (value, flags)}`` of the keys found, one request per server."""
@@ -123,7 +131,7 @@ class CacheNamespace:
         def fetch(client: Any) -> dict[str, tuple[bytes, int]]:
             return dict(client.get_many(keys))
 
-        return dict(self.on_server(node, fetch))
+        return dict(self.on_server(node, fetch, retry=True))
 
     # -- pointer and metadata ---------------------------------------------------------------------
 

@@ -135,7 +135,8 @@ def _open_source(
         )
         expected = None
         if snapshot is not None and row_filter is None:
-            summary = next((s for s in source.snapshots() if s.get("snapshot_id") == snapshot), {}).get("summary", {})
+            entry: dict[str, Any] = next((s for s in source.snapshots() if s.get("snapshot_id") == snapshot), {})
+            summary: dict[str, Any] = entry.get("summary", {})
             deletes = int(summary.get("total-position-deletes", 0) or 0) + int(
                 summary.get("total-equality-deletes", 0) or 0
             )
@@ -579,11 +580,12 @@ class _Publisher:
     ) -> _Encoder:
         from airflow_provider_mlp.precompute.wire import ServerWriter
 
+        context = f"the publish of version {self.keyspace.tag} of namespace {self.ns.namespace!r}"
         encoder = self.encoder = _Encoder(
             self.keyspace, self.source, key_columns, value_columns, kinds, self.router, self.chunk_limit, verify_sample
         )
         self.writers = [
-            ServerWriter(node, self.sockets[node], self.options.timeout, self._failure_error)
+            ServerWriter(node, self.sockets[node], self.options.timeout, self._failure_error, context)
             for node in self.router.nodes
         ]
         for writer in self.writers:

@@ -38,7 +38,7 @@ class _Version:
     meta: dict[str, Any]
     keyspace: KeySpace
     resolved_at: float
-    markers_checked: dict[str, float] = field(default_factory=dict)
+    markers: dict[str, str] = field(default_factory=dict)
 
 
 class CacheReader:
@@ -117,22 +117,18 @@ class CacheReader:
                 f"{self._ns.node(self._ns.keys.meta(tag))}"
             )
         self._metadata = {tag: meta}
-        version = _Version(tag, meta, self._ns.keys.version(tag), time.monotonic())
-        self._check_markers(version, list(meta.get("markers", {})))
+        version = _Version(tag, meta, self._ns.keys.version(tag), time.monotonic(), dict(meta.get("markers", {})))
+        self._missing_markers(version, self._ns.get_many(version.markers.values()), list(version.markers))
         return version
 
-    def _check_markers(self, version: _Version, servers: list[str]) -> None:
-        markers = version.meta.get("markers", {})
-        wanted = [markers[s] for s in servers if s in markers]
-        found = self._ns.get_many(wanted)
+    def _missing_markers(self, version: _Version, found: dict[str, Any], servers: Iterable[str]) -> None:
         for server in servers:
-            key = markers.get(server)
+            key = version.markers.get(server)
             if key is not None and key not in found:
                 raise MissingVersionError(
                     f"version {version.tag} of namespace {self.namespace!r} is missing on memcached {server} "
                     "(the server restarted or was flushed); its keys cannot be answered"
                 )
-            version.markers_checked[server] = time.monotonic()
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -176,12 +172,7 @@ class CacheReader:
             by_key[memcached_key] = key
             if hashed:
                 canonical_of[memcached_key] = canonical
-        nodes = self._nodes(list(by_key))
-        found = self._get_by_node(nodes)
-        missing_nodes = {nodes[k] for k in by_key if k not in found}
-        stale = [n for n in missing_nodes if time.monotonic() - version.markers_checked.get(n, 0.0) >= self.pointer_ttl]
-        if stale:
-            self._check_markers(version, stale)
+        found = self._get_by_node(version, self._nodes(list(by_key)))
         chunked = {k: v for k, v in found.items() if v[1] & FLAG_CHUNKED}
         if chunked:
             found.update(self._reassemble(version, chunked))
@@ -212,13 +203,20 @@ class CacheReader:
         route = self._router.route(np.frombuffer(b"".join(raw), dtype=np.uint8), offsets)
         return {k: self._router.nodes[int(i)] for k, i in zip(keys, route.tolist(), strict=True)}
 
-    def _get_by_node(self, nodes: dict[str, str]) -> dict[str, tuple[bytes, int]]:
+    def _get_by_node(self, version: _Version, nodes: dict[str, str]) -> dict[str, tuple[bytes, int]]:
+        """The keys found, one request per server; each request also asks for the server's marker of the
+        version (same round trip), so a server that lost the version is told apart from a key not in it."""
         grouped: dict[str, list[str]] = {}
         for key, node in nodes.items():
             grouped.setdefault(node, []).append(key)
         found: dict[str, tuple[bytes, int]] = {}
         for node, node_keys in grouped.items():
-            found.update(self._ns.get_many_on(node, node_keys))
+            marker = version.markers.get(node)
+            got = self._ns.get_many_on(node, [*node_keys, marker] if marker else node_keys)
+            if marker:
+                self._missing_markers(version, got, [node])
+                got.pop(marker, None)
+            found.update(got)
         return found
 
     def _reassemble(self, version: _Version, chunked: dict[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
@@ -235,7 +233,7 @@ class CacheReader:
                 ) from exc
             headers[key] = (int(count), int(total), int(crc))
             chunk_keys += [version.keyspace.chunk_key(key, i) for i in range(int(count))]
-        parts = self._get_by_node(self._nodes(chunk_keys))
+        parts = self._get_by_node(version, self._nodes(chunk_keys))
         out: dict[str, tuple[bytes, int]] = {}
         for key, (count, total, crc) in headers.items():
             names = [version.keyspace.chunk_key(key, i) for i in range(count)]

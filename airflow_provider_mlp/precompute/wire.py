@@ -86,6 +86,7 @@ class ServerWriter:
     sock: socket.socket
     timeout: float
     on_failures: Callable[[ServerWriter], BaseException]
+    context: str = "the publish"
     commands: int = 0
     failures: list[Failure] = field(default_factory=list)
     failure_count: int = 0
@@ -141,7 +142,10 @@ class ServerWriter:
 
     def _fail(self, message: str) -> None:
         if self.error is None:
-            self.error = PublishServerError(f"memcached {self.name}: {message}", server=self.name)
+            self.error = PublishServerError(
+                f"memcached {self.name}: {message}; {self.context} was abandoned and the pointer not moved",
+                server=self.name,
+            )
 
     def _run(self) -> None:
         try:

@@ -15,6 +15,7 @@ RUNTIME_MODULES = [
     "airflow_provider_mlp.config",
     "airflow_provider_mlp.kernels",
     "airflow_provider_mlp.fastdata",
+    "airflow_provider_mlp.precompute",
     "airflow_provider_mlp.runtime",
     "env_builder",
     "serving",

@@ -26,7 +26,9 @@ def free_port() -> int:
 class MemcachedProcess:
     """One memcached process on ``127.0.0.1:<port>``."""
 
-    def __init__(self, port: int | None = None, *, memory_mb: int = 64, item_size: str | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, port: int | None = None, *, memory_mb: int = 64, item_size: str | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         binary = shutil.which("memcached")
         if binary is None:
             raise RuntimeError("memcached is not installed (apt-get install memcached)")
@@ -42,7 +44,19 @@ class MemcachedProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> MemcachedProcess:
-        command = [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", str(self.memory_mb), "-t", "2"]
+        command = [
+            self.binary,
+            "-l",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "0",
+            "-m",
+            str(self.memory_mb),
+            "-t",
+            "2",
+        ]
         if self.item_size:
             command += ["-I", self.item_size]
         if os.geteuid() == 0:

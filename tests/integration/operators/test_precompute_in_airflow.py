@@ -59,7 +59,9 @@ DAG = textwrap.dedent(
 
 
 def test_airflow_runs_the_publish_and_a_reader_downstream(mlp_home: Path, tmp_path: Path) -> None:
-    rows = pa.table({"title_id": [1, 2, 3], "country": ["US", "FR", "BR"], "views": [10, 20, 30], "hours": [0.5, 1.0, 1.5]})
+    rows = pa.table(
+        {"title_id": [1, 2, 3], "country": ["US", "FR", "BR"], "views": [10, 20, 30], "hours": [0.5, 1.0, 1.5]}
+    )
     catalog = default_catalog()
     catalog.create_namespace("perf")
     catalog.create_table("perf.daily_aggregates", schema=rows.schema)
@@ -84,7 +86,9 @@ def test_airflow_runs_the_publish_and_a_reader_downstream(mlp_home: Path, tmp_pa
         run = subprocess.run(
             [airflow, "dags", "test", "content_perf_cache"], env=env, capture_output=True, text=True, timeout=300
         )
-        assert run.returncode == 0 and "state=failed" not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
+        assert run.returncode == 0 and "state=failed" not in run.stdout + run.stderr, (
+            run.stdout[-3000:] + run.stderr[-3000:]
+        )
         with CacheNamespace("content-perf", server.address) as ns:
             meta = ns.current()
     result = json.loads((tmp_path / "result.json").read_text())

@@ -24,7 +24,14 @@ def test_versions_current_rollback_and_get(memcached: MemcachedProcess, capsys: 
     servers = ["--servers", memcached.address]
     for views in (10, 20):
         table = pa.table({"title_id": [1, 2], "country": ["US", "FR"], "views": [views, views + 1]})
-        publish(table, key=["title_id", "country"], namespace="perf", servers=memcached.address, dag_id="d", run_id=f"r{views}")
+        publish(
+            table,
+            key=["title_id", "country"],
+            namespace="perf",
+            servers=memcached.address,
+            dag_id="d",
+            run_id=f"r{views}",
+        )
     capsys.readouterr()
 
     assert _run("versions", "perf", *servers) == 0

@@ -144,8 +144,13 @@ def test_a_server_restarted_empty_is_reported_as_a_missing_version(memcached_pai
 def test_a_torn_chunked_value_raises_its_own_error(memcached: MemcachedProcess) -> None:
     from pymemcache.client.base import Client
 
-    result = publish(pa.table({"k": ["doc"], "text": ["x" * 20_000]}), key="k", namespace="torn",
-                     servers=memcached.address, chunk_bytes=4096)
+    result = publish(
+        pa.table({"k": ["doc"], "text": ["x" * 20_000]}),
+        key="k",
+        namespace="torn",
+        servers=memcached.address,
+        chunk_bytes=4096,
+    )
     space = KeySpace("torn").version(result.tag)
     main_key, _ = space.data_key(b"doc")
     client = Client(("127.0.0.1", memcached.port))

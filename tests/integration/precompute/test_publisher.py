@@ -107,7 +107,9 @@ def test_a_hundred_thousand_keys_over_two_servers(memcached_pair: list[Memcached
 def test_versions_rollback_and_keep_n(memcached: MemcachedProcess) -> None:
     address = memcached.address
     results = [
-        publish(_rows(30, offset=i * 1000), key=["title_id", "country"], namespace="perf", servers=address, keep_versions=2)
+        publish(
+            _rows(30, offset=i * 1000), key=["title_id", "country"], namespace="perf", servers=address, keep_versions=2
+        )
         for i in range(4)
     ]
     assert [r.seq for r in results] == [1, 2, 3, 4]
@@ -120,7 +122,10 @@ def test_versions_rollback_and_keep_n(memcached: MemcachedProcess) -> None:
             assert reader.get((1000, "FR")) is not None  # row 3001: only in version 4
             doc = ns.rollback()
             assert doc["current"] == results[2].tag and reader.version["seq"] == 3
-            assert reader.get((1000, "FR")) is None and reader.get((667, "US")) == {"views": 2001 * 7, "hours": 2001 / 4}
+            assert reader.get((1000, "FR")) is None and reader.get((667, "US")) == {
+                "views": 2001 * 7,
+                "hours": 2001 / 4,
+            }
             with pytest.raises(CacheInputError, match="no version older than the current 3"):
                 ns.rollback()
             with pytest.raises(CacheInputError, match=r"no retained version 1 \(retained: 4, 3\)"):
@@ -188,14 +193,24 @@ def test_publishes_an_iceberg_table_and_records_its_origin(mlp_home: Path, memca
     table.commit(table.stage(_rows(5_000), shard_id=0, run_id="r1"), run_id="r1")
     snapshot = table.refresh().current_snapshot_id
     result = publish(
-        "perf.daily", key=["title_id", "country"], values=["views"], namespace="ice", servers=memcached.address,
-        dag_id="daily", run_id="manual__1", batch_rows=1000,
+        "perf.daily",
+        key=["title_id", "country"],
+        values=["views"],
+        namespace="ice",
+        servers=memcached.address,
+        dag_id="daily",
+        run_id="manual__1",
+        batch_rows=1000,
     )
     assert result.rows == 5_000
     with CacheNamespace("ice", memcached.address) as ns:
         meta = ns.current()
     assert meta["source"] == {
-        "kind": "iceberg", "table": "perf.daily", "catalog": "mlp", "snapshot_id": snapshot, "row_filter": None
+        "kind": "iceberg",
+        "table": "perf.daily",
+        "catalog": "mlp",
+        "snapshot_id": snapshot,
+        "row_filter": None,
     }
     assert (meta["dag_id"], meta["run_id"], meta["row_count"]) == ("daily", "manual__1", 5_000)
     with CacheReader("ice", memcached.address) as reader:
@@ -212,9 +227,13 @@ def test_a_racing_publisher_cannot_move_the_pointer_backwards(memcached: Memcach
 
     def race(rows: int) -> None:
         if not published:  # while the first publish is writing, a second one runs to completion
-            published.append(publish(_rows(10, offset=500), key=["title_id", "country"], namespace="race", servers=address).tag)
+            published.append(
+                publish(_rows(10, offset=500), key=["title_id", "country"], namespace="race", servers=address).tag
+            )
 
-    slow = publish(_rows(3000), key=["title_id", "country"], namespace="race", servers=address, batch_rows=500, on_batch=race)
+    slow = publish(
+        _rows(3000), key=["title_id", "country"], namespace="race", servers=address, batch_rows=500, on_batch=race
+    )
     assert not slow.switched and slow.current == published[0]
     with CacheNamespace("race", address) as ns:
         assert ns.current()["tag"] == published[0]
@@ -223,7 +242,9 @@ def test_a_racing_publisher_cannot_move_the_pointer_backwards(memcached: Memcach
 
 def test_memcached_with_a_small_item_limit_gets_smaller_chunks() -> None:
     with running_memcached(1, item_size="64k", args=("-o", "slab_chunk_max=32768")) as (server,):
-        result = publish(pa.table({"k": ["a"], "t": ["x" * 200_000]}), key="k", namespace="small", servers=server.address)
+        result = publish(
+            pa.table({"k": ["a"], "t": ["x" * 200_000]}), key="k", namespace="small", servers=server.address
+        )
         assert result.chunked_values == 1 and result.items >= 4
         with CacheReader("small", server.address) as reader:
             assert reader.get("a") == {"t": "x" * 200_000}

@@ -7,7 +7,9 @@ from airflow_provider_mlp.operators.precompute import PublishToCacheOperator
 
 def test_template_fields_and_no_io_at_parse_time() -> None:
     assert isinstance(PublishToCacheOperator.template_fields, tuple)
-    assert {"table", "key", "values", "namespace", "snapshot_id", "row_filter"} <= set(PublishToCacheOperator.template_fields)
+    assert {"table", "key", "values", "namespace", "snapshot_id", "row_filter"} <= set(
+        PublishToCacheOperator.template_fields
+    )
     # Nothing is looked up or checked here: a missing connection, a bad namespace and servers that do
     # not exist only fail when the task runs.
     op = PublishToCacheOperator(

@@ -295,7 +295,9 @@ class _Encoder:
         key_pieces = Pieces.uniform(pool.add(escaped) + escaped_offsets[:-1], escaped_lengths)
         route = self.router.route(escaped, escaped_offsets, self.key_prefix)
 
-        normal = normal[np.argsort(route[normal], kind="stable")]
+        if servers > 1:
+            normal = normal[np.argsort(route[normal], kind="stable")]
+        identity = servers == 1 and len(normal) == n
         lengths = value_lengths[normal]
         present, inverse = np.unique(lengths, return_inverse=True)
         tails = [b" %d ME q k\r\n" % length + self.header for length in present.tolist()]
@@ -305,9 +307,9 @@ class _Encoder:
         commands = concat_rows(
             [
                 Pieces.constant(head, len(self.command_head), len(normal)),
-                take_rows(key_pieces, normal),
+                key_pieces if identity else take_rows(key_pieces, normal),
                 Pieces.uniform(tail_start[inverse], tail_length[inverse]),
-                take_rows(cells, normal),
+                cells if identity else take_rows(cells, normal),
             ]
         )
         pool_bytes = pool.array()
@@ -379,7 +381,8 @@ class _Encoder:
 
         seen = self.rows
         index = seen + np.arange(n, dtype=np.int64)
-        slots = np.where(index < self.sample_size, index, self.rng.integers(0, index + 1))
+        # Reservoir sampling: row i replaces slot floor(u * (i + 1)) when that is below the sample size.
+        slots = np.where(index < self.sample_size, index, (self.rng.random(n) * (index + 1)).astype(np.int64))
         self._slots = slots
         return np.flatnonzero(slots < self.sample_size)
 

@@ -143,25 +143,31 @@ def row_where(mask: np.ndarray, if_true: Pieces, if_false: Pieces) -> Pieces:
     return take_rows(both, np.where(mask, np.arange(n), np.arange(n) + n))
 
 
+_ARANGE = np.zeros(0, dtype=np.int64)
+
+
+def _arange(n: int) -> np.ndarray:
+    """``np.arange(n)``, sliced from one array kept between batches."""
+    global _ARANGE
+    if len(_ARANGE) < n:
+        _ARANGE = np.arange(max(n, 2 * len(_ARANGE)), dtype=np.int64)
+    return _ARANGE[:n]
+
+
 def gather(pool: np.ndarray, pieces: Pieces) -> tuple[np.ndarray, np.ndarray]:
     """The rows' bytes, joined: ``(data, row_byte_offsets)``."""
     row_offsets = np.concatenate(([0], np.cumsum(pieces.row_lengths()))).astype(np.int64)
-    keep = pieces.length > 0
-    start = pieces.start[keep]
-    length = pieces.length[keep]
     total = int(row_offsets[-1])
     if total == 0:
         return np.zeros(0, dtype=np.uint8), row_offsets
-    index_type = np.int32 if len(pool) < 2**31 - 1 else np.int64
-    ends = np.cumsum(length)
-    begins = ends - length
-    # index[p] = index[p-1] + delta[p]: 1 inside a piece, a jump to the piece's source at its start.
-    delta = np.ones(total, dtype=index_type)
-    previous_last = np.empty_like(start)
-    previous_last[0] = 0
-    previous_last[1:] = start[:-1] + length[:-1] - 1
-    delta[begins] = start - previous_last
-    return pool[np.cumsum(delta, dtype=index_type)], row_offsets
+    keep = pieces.length > 0
+    start = pieces.start[keep]
+    length = pieces.length[keep]
+    begins = np.cumsum(length) - length
+    # Output byte p of a piece that begins at output byte b and source byte s comes from s + (p - b).
+    index = np.repeat(start - begins, length)
+    index += _arange(total)
+    return pool[index], row_offsets
 
 
 def split(data: np.ndarray, offsets: np.ndarray) -> list[bytes]:

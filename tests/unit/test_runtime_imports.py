@@ -21,6 +21,7 @@ RUNTIME_MODULES = [
     "airflow_provider_mlp.fastdata",
     "airflow_provider_mlp.serving",
     "airflow_provider_mlp.compute",
+    "airflow_provider_mlp.precompute",
     "env_builder",
 ]
 

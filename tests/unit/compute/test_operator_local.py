@@ -98,3 +98,32 @@ def stamp(label: str, run_id: str | None = None, try_number: int = 0) -> str:
 def test_context_values_fill_the_parameters_named_after_them(mlp_home: Path) -> None:
     op = MlpPodOperator(task_id="stamp", python_callable=stamp, op_args=["x"], backend="local")
     assert _run(op, try_number=2) == "x:manual__1:2"
+
+
+def where_is_six() -> str:
+    import six
+
+    return str(six.__file__)
+
+
+def test_an_env_spec_mapping_is_built_on_first_use_and_then_found_by_its_id(mlp_home: Path) -> None:
+    from env_builder.spec import running_python
+    from env_builder.store import EnvStore
+
+    spec = {"python": running_python(), "pip": ["six==1.17.0"]}
+    first = MlpPodOperator(task_id="six", python_callable=where_is_six, env=spec, backend="local")
+    located = _run(first)
+    (env_id,) = EnvStore.open().list_envs()
+    assert env_id in located and str(mlp_home) in located
+    again = MlpPodOperator(task_id="six_again", python_callable=where_is_six, env=dict(spec), backend="local")
+    assert _run(again) == located and EnvStore.open().list_envs() == [env_id]
+
+
+def test_build_environment_operators_xcom_forms_name_the_env() -> None:
+    from airflow_provider_mlp.operators.compute import env_reference
+
+    env_id = "e" * 64
+    assert env_reference(env_id) == env_id
+    assert env_reference({"id": env_id, "sha256": "f" * 64, "size": 1, "uri": "file:///x"}) == env_id
+    assert env_reference("ranking/model-a:latest") == "ranking/model-a:latest"
+    assert env_reference(None) is None and env_reference("") is None

@@ -330,7 +330,10 @@ class _Encoder:
             values = [self.header + v for v in split(values_data, values_offsets)]
             keys_data, keys_offsets = gather(pool_bytes, take_rows(key_pieces, wanted))
             raw_keys = split(keys_data, keys_offsets)
-            canon = split(canonical, canonical_offsets) if len(rare_rows) else []
+            canon = {
+                int(r): canonical[int(canonical_offsets[r]) : int(canonical_offsets[r + 1])].tobytes()
+                for r in rare_rows
+            }
             extra: list[list[bytes]] = [[] for _ in range(servers)]
             extra_count = [0] * servers
             is_rare = set(rare_rows.tolist())

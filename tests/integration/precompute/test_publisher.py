@@ -240,6 +240,13 @@ def test_a_racing_publisher_cannot_move_the_pointer_backwards(memcached: Memcach
         assert [v["seq"] for v in ns.versions()] == [2, 1]  # the slow one (seq 1) is retained for rollback
 
 
+def test_an_empty_table_publishes_an_empty_version(memcached: MemcachedProcess) -> None:
+    result = publish(_rows(0), key=["title_id", "country"], namespace="empty", servers=memcached.address)
+    assert (result.rows, result.switched) == (0, True)
+    with CacheReader("empty", memcached.address) as reader:
+        assert reader.get((1, "US")) is None and reader.version["row_count"] == 0
+
+
 def test_memcached_with_a_small_item_limit_gets_smaller_chunks() -> None:
     with running_memcached(1, item_size="64k", args=("-o", "slab_chunk_max=32768")) as (server,):
         result = publish(

@@ -1,5 +1,6 @@
 """The ``mlp`` command: ``mlp demo`` runs the project's main job on embedded defaults;
-``mlp settings`` prints where everything lives; ``mlp example-dags`` prints the example DAGs' folder."""
+``mlp settings`` prints where everything lives; ``mlp example-dags`` prints the example DAGs' folder;
+``mlp cache`` shows and switches precomputed cache versions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 
 from airflow_provider_mlp.config import settings
+from airflow_provider_mlp.precompute import cli as cache_cli
 
 
 def _settings_json() -> str:
@@ -27,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--rows", type=int, default=200_000, help="rows of the sample table")
     sub.add_parser("settings", help="print the resolved settings as JSON")
     sub.add_parser("example-dags", help="print the folder of the example DAGs shipped with the provider")
+    cache_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        return cache_cli.run(args)
     if args.command == "demo":
         from airflow_provider_mlp.demo.runner import demo
 

@@ -60,6 +60,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_mlp.operators.fastdata",
                     "airflow_provider_mlp.operators.environment",
                     "airflow_provider_mlp.operators.compute",
+                    "airflow_provider_mlp.operators.precompute",
                 ],
             }
         ],
@@ -109,7 +110,43 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "servers": {
                         "label": "Servers",
-                        "description": "Comma-separated host:port list; overrides host and port",
+                        "description": "Comma-separated host[:port] list; overrides host and port",
+                        "schema": _nullable("string"),
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "description": "Seconds to wait for a connection",
+                        "schema": _nullable("number"),
+                    },
+                    "timeout": {
+                        "label": "Timeout (s)",
+                        "description": "Seconds to wait for a reply",
+                        "schema": _nullable("number"),
+                    },
+                    "max_pool_size": {
+                        "label": "Max pool size",
+                        "description": "Connections kept per server",
+                        "schema": _nullable("integer"),
+                    },
+                    "tls": {"label": "TLS", "description": "Connect with TLS", "schema": _nullable("boolean")},
+                    "tls_verify": {
+                        "label": "Verify TLS certificates",
+                        "description": "Check the servers' certificates (default true)",
+                        "schema": _nullable("boolean"),
+                    },
+                    "tls_ca_file": {
+                        "label": "TLS CA file",
+                        "description": "CA bundle path",
+                        "schema": _nullable("string"),
+                    },
+                    "tls_cert_file": {
+                        "label": "TLS client certificate",
+                        "description": "Client certificate path",
+                        "schema": _nullable("string"),
+                    },
+                    "tls_key_file": {
+                        "label": "TLS client key",
+                        "description": "Client key path",
                         "schema": _nullable("string"),
                     },
                 },

@@ -1,27 +1,33 @@
 """Portable environments: pack, cold rehydrate and warm start against GNU tar + zstd, and uv install.
 
-Builds a numpy + pandas + scikit-learn environment (``--quick``: numpy alone), then from one run
-prints pack time and size against ``tar -c | zstd -T0 -3`` of the same tree, cold rehydrate
-(fetch from a local store + sha256 check + safe unpack + relink + ready) against
-``zstd -d | tar -x``, the warm start (node cache hit, in a fresh process), and ``uv pip install``
-of the same lock from a warm uv cache. Needs the ``tar`` and ``zstd`` command-line tools.
+Builds a numpy + pandas + scikit-learn environment (``--quick``: numpy alone), then times, each
+contender several times with the contenders interleaved (see ``_timing``): pack time and size
+against ``tar -c | zstd -T0 -3`` of the same tree; cold rehydrate (fetch from a local store +
+sha256 check + safe unpack + relink + ready) against ``zstd -d | tar -x`` and against ``uv pip
+install`` of the same lock from a warm uv cache; the warm start (node cache hit, in a fresh
+process) against a bare ``python -c pass``. Prints medians with min-max; ratios are taken within
+each round. Needs the ``tar`` and ``zstd`` command-line tools.
 
-Last line: ``bench: pack_vs_tar=R cold_vs_tar=R warm_s=S`` (R = our time / GNU tools' time).
+Last line: ``bench: pack_vs_tar=R cold_vs_tar=R warm_s=S`` (R = median of our time / GNU tools'
+time, S = median seconds of a warm start).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+# benchmarks/ is on sys.path when a benchmark runs as a script.
+from _timing import Samples, header, interleaved, timer
 
 from env_builder.builder import build_venv, find_base_python, publish_tree
 from env_builder.pack import pack_tree
@@ -33,18 +39,7 @@ from env_builder.store import EnvStore
 DATA = Path(__file__).resolve().parent / ".data" / "envs"
 FULL = ["numpy", "pandas", "scikit-learn"]
 QUICK = ["numpy"]
-
-
-def _best(runs: int, step: Callable[[], None], reset: Callable[[], None] | None = None) -> float:
-    """Best wall time of ``runs`` runs of ``step`` (``reset`` runs untimed before each)."""
-    times = []
-    for _ in range(runs):
-        if reset is not None:
-            reset()
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return min(times)
+WARMUP = 1  # the first round reads the tree and the archive into the page cache
 
 
 def _cpu(who: int) -> float:
@@ -66,23 +61,46 @@ def _tree_size(root: Path) -> tuple[int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="numpy alone; finishes in under a minute")
-    parser.add_argument("--runs", type=int, default=None, help="timed runs per step (best is kept)")
+    parser.add_argument("--runs", type=int, default=None, help="rounds per step (default 7; warm start: 2 x + 1)")
     args = parser.parse_args()
     for tool in ("tar", "zstd"):
         if shutil.which(tool) is None:
             raise SystemExit(f"benchmarks/envs.py needs the '{tool}' command (apt-get install -y {tool})")
-    runs = args.runs or (3 if args.quick else 5)
+    rounds = args.runs or 7
     packages = QUICK if args.quick else FULL
     DATA.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="quick-" if args.quick else "full-", dir=DATA))
     try:
-        return _run(work, packages, runs)
+        return _run(work, packages, rounds)
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(work: Path, packages: list[str], runs: int) -> int:
+def _measured(
+    step: Callable[[], object], who: int, cpu: list[float], reset: Callable[[], object] | None = None
+) -> Callable[[], float]:
+    """A sampler of ``step``'s wall seconds that also appends its CPU seconds (``who``: RUSAGE_SELF for
+    work done in this process, RUSAGE_CHILDREN for a command) to ``cpu``, warm-up rounds included."""
+
+    def sample() -> float:
+        if reset is not None:
+            reset()
+        cpu_before, started = _cpu(who), time.perf_counter()
+        step()
+        wall = time.perf_counter() - started
+        cpu.append(_cpu(who) - cpu_before)
+        return wall
+
+    return sample
+
+
+def _line(label: str, wall: Samples, cpu: list[float], extra: str = "") -> str:
+    kept = Samples(tuple(cpu[WARMUP:]))
+    return f"  {label:34} {wall.format(3, 's'):24} cpu {kept.format(2, 's'):22}{extra}".rstrip()
+
+
+def _run(work: Path, packages: list[str], rounds: int) -> int:
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     spec = EnvSpec(python=python, pip=packages)
     started = time.perf_counter()
@@ -100,39 +118,8 @@ def _run(work: Path, packages: list[str], runs: int) -> int:
     files, unpacked = _tree_size(tree)
     print(f"tree: {files} files, {unpacked / 1e6:.1f} MB")
 
-    # uv pip install of the same lock from a warm cache, into a fresh venv.
-    lock_file = work / "requirements.lock"
-    lock_file.write_text(lock.requirements)
-    venv = work / "uv-venv"
-
-    def uv_install() -> None:
-        run_uv(
-            [
-                "pip",
-                "install",
-                "--python",
-                str(venv / "bin" / "python"),
-                "--no-deps",
-                "--require-hashes",
-                "--link-mode",
-                "copy",
-                "-r",
-                str(lock_file),
-            ],
-            what="benchmark install",
-        )
-
-    def uv_reset() -> None:
-        if venv.exists():
-            shutil.rmtree(venv)
-        run_uv(["venv", "--python", base["path"], str(venv)], what="benchmark venv")
-
-    uv_s = _best(runs, uv_install, uv_reset)
-    print(f"uv pip install (warm cache, link-mode copy): {uv_s:.3f}s")
-
-    # Each timed run writes into a directory of its own, ours and GNU's alternating, and every
-    # tree is removed only at the end: removing a tree right before a run slows the next file
-    # creations on some filesystems and would favour whichever side ran later.
+    # Each sample writes into a directory of its own and every tree is removed only at the end:
+    # removing a tree right before a sample slows the next file creations on some filesystems.
     counter = iter(range(10**6))
 
     def fresh_dir(kind: str) -> Path:
@@ -142,69 +129,99 @@ def _run(work: Path, packages: list[str], runs: int) -> int:
 
     # CPU seconds (user + system, all threads or child processes) are printed beside wall times:
     # on a shared machine they show the work done even when wall times are noisy.
-    ours_pack, gnu_pack, ours_cpu, gnu_cpu = [], [], [], []
-    for _ in range(runs):
-        out = fresh_dir("pack") / "ours.tar.zst"
-        cpu, started = _cpu(resource.RUSAGE_SELF), time.perf_counter()
-        pack_tree(tree, out)
-        ours_pack.append(time.perf_counter() - started)
-        ours_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
-        ours_size = out.stat().st_size
-        gnu = fresh_dir("pack") / "gnu.tar.zst"
-        cpu, started = _cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
-        subprocess.run(["bash", "-o", "pipefail", "-c", f"tar -C {tree} -cf - . | zstd -T0 -3 -q -o {gnu}"], check=True)
-        gnu_pack.append(time.perf_counter() - started)
-        gnu_cpu.append(_cpu(resource.RUSAGE_CHILDREN) - cpu)
-        gnu_size = gnu.stat().st_size
-    pack_s, tar_pack_s = min(ours_pack), min(gnu_pack)
-    print(
-        f"pack: ours {pack_s:.3f}s (cpu {min(ours_cpu):.2f}s) {ours_size / 1e6:.1f} MB | tar -c | zstd -T0 -3 "
-        f"{tar_pack_s:.3f}s (cpu {min(gnu_cpu):.2f}s) {gnu_size / 1e6:.1f} MB | ratio {pack_s / tar_pack_s:.2f}"
-    )
+    sizes: dict[str, int] = {}
 
-    # Store it locally, then cold rehydrate (fetch + verify + unpack + relink + ready) vs zstd -d | tar -x.
+    def pack_ours() -> None:
+        out = fresh_dir("pack") / "ours.tar.zst"
+        pack_tree(tree, out)
+        sizes["ours"] = out.stat().st_size
+
+    def pack_gnu() -> None:
+        out = fresh_dir("pack") / "gnu.tar.zst"
+        subprocess.run(["bash", "-o", "pipefail", "-c", f"tar -C {tree} -cf - . | zstd -T0 -3 -q -o {out}"], check=True)
+        sizes["gnu"] = out.stat().st_size
+
+    cpu: dict[str, list[float]] = {"ours": [], "gnu": []}
+    pack = interleaved(
+        {
+            "ours": _measured(pack_ours, resource.RUSAGE_SELF, cpu["ours"]),
+            "gnu": _measured(pack_gnu, resource.RUSAGE_CHILDREN, cpu["gnu"]),
+        },
+        rounds,
+        WARMUP,
+    )
+    pack_ratio = pack["ours"] / pack["gnu"]
+    print(f"pack ({header(rounds, WARMUP)}):")
+    print(_line("ours", pack["ours"], cpu["ours"], f"{sizes['ours'] / 1e6:.1f} MB"))
+    print(_line("tar -c | zstd -T0 -3", pack["gnu"], cpu["gnu"], f"{sizes['gnu'] / 1e6:.1f} MB"))
+    print(f"  {'ratio ours / tar':34} {pack_ratio.format(2)}")
+
+    # Store it locally, then cold rehydrate (fetch + verify + unpack + relink + ready) vs zstd -d | tar -x
+    # vs uv pip install of the same lock from a warm cache into a fresh venv (made untimed).
     store = EnvStore.open(str(work / "store"))
     ref = publish_tree(spec, lock, tree, base, links, store)
     archive = work / "store" / "envs" / f"{ref.id}.{ref.sha256}.tar.zst"
-    ours_cold, gnu_cold, ours_cpu, gnu_cpu = [], [], [], []
-    for _ in range(runs):
-        cache = fresh_dir("cache")
-        cpu, started = _cpu(resource.RUSAGE_SELF), time.perf_counter()
-        ensure(ref.id, store=store.url, cache_dir=cache)
-        ours_cold.append(time.perf_counter() - started)
-        ours_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
+    lock_file = work / "requirements.lock"
+    lock_file.write_text(lock.requirements)
+    caches: list[Path] = []
+    venvs: list[Path] = []
+
+    def cold_ours() -> None:
+        caches.append(fresh_dir("cache"))
+        ensure(ref.id, store=store.url, cache_dir=caches[-1])
+
+    def cold_gnu() -> None:
         untar = fresh_dir("untar")
-        cpu, started = _cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
         subprocess.run(["bash", "-o", "pipefail", "-c", f"zstd -d -q -c {archive} | tar -x -C {untar}"], check=True)
-        gnu_cold.append(time.perf_counter() - started)
-        gnu_cpu.append(_cpu(resource.RUSAGE_CHILDREN) - cpu)
-    cold_s, tar_cold_s = min(ours_cold), min(gnu_cold)
-    print(
-        f"cold rehydrate: ours {cold_s:.3f}s (cpu {min(ours_cpu):.2f}s) | zstd -d | tar -x {tar_cold_s:.3f}s "
-        f"(cpu {min(gnu_cpu):.2f}s) | ratio {cold_s / tar_cold_s:.2f}"
+
+    def uv_venv() -> None:
+        venvs.append(fresh_dir("uv") / "venv")
+        run_uv(["venv", "--python", base["path"], str(venvs[-1])], what="benchmark venv")
+
+    def uv_install() -> None:
+        python = str(venvs[-1] / "bin" / "python")
+        install = ["pip", "install", "--python", python, "--no-deps", "--require-hashes", "--link-mode", "copy"]
+        run_uv([*install, "-r", str(lock_file)], what="benchmark install")
+
+    cpu = {"ours": [], "gnu": [], "uv": []}
+    cold = interleaved(
+        {
+            "ours": _measured(cold_ours, resource.RUSAGE_SELF, cpu["ours"]),
+            "gnu": _measured(cold_gnu, resource.RUSAGE_CHILDREN, cpu["gnu"]),
+            "uv": _measured(uv_install, resource.RUSAGE_CHILDREN, cpu["uv"], reset=uv_venv),
+        },
+        rounds,
+        WARMUP,
     )
+    cold_ratio = cold["ours"] / cold["gnu"]
+    print(f"cold rehydrate ({header(rounds, WARMUP)}):")
+    print(_line("ours", cold["ours"], cpu["ours"]))
+    print(_line("zstd -d | tar -x", cold["gnu"], cpu["gnu"]))
+    print(_line("uv pip install (warm cache, copy)", cold["uv"], cpu["uv"]))
+    print(f"  {'ratio ours / tar':34} {cold_ratio.format(2)}")
+    print(f"  {'ratio ours / uv pip install':34} {(cold['ours'] / cold['uv']).format(2)}")
 
     # Warm start: a fresh process that finds the env in the node cache (interpreter start included).
     probe = (
         "from env_builder.rehydrate import ensure; "
-        f"ensure({ref.id!r}, store='/nonexistent-store', cache_dir={str(cache)!r})"
+        f"ensure({ref.id!r}, store='/nonexistent-store', cache_dir={str(caches[-1])!r})"
     )
-    warm = []
-    for _ in range(7):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", probe], check=True)
-        warm.append(time.perf_counter() - started)
-    warm_s = statistics.median(warm)
-    baseline = []
-    for _ in range(7):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        baseline.append(time.perf_counter() - started)
+    warm_rounds = 2 * rounds + 1
+    warm = interleaved(
+        {
+            "ours": timer(functools.partial(subprocess.run, [sys.executable, "-c", probe], check=True)),
+            "bare": timer(functools.partial(subprocess.run, [sys.executable, "-c", "pass"], check=True)),
+        },
+        warm_rounds,
+        WARMUP,
+    )
+    print(f"warm start, one process each ({header(warm_rounds, WARMUP)}):")
+    print(f"  {'ours (node cache hit)':34} {warm['ours'].format(3, 's')}")
+    print(f"  {'bare python -c pass':34} {warm['bare'].format(3, 's')}")
     print(
-        f"warm start: {warm_s:.3f}s per process (median of 7; a bare 'python -c pass' takes "
-        f"{statistics.median(baseline):.3f}s)"
+        f"bench: pack_vs_tar={pack_ratio.median:.2f} cold_vs_tar={cold_ratio.median:.2f} "
+        f"warm_s={warm['ours'].median:.3f}"
     )
-    print(f"bench: pack_vs_tar={pack_s / tar_pack_s:.2f} cold_vs_tar={cold_s / tar_cold_s:.2f} warm_s={warm_s:.3f}")
     return 0
 
 

@@ -12,8 +12,12 @@ Timed, in one run:
   Arrow transform when installed, else pyiceberg's per-value transform on a sample) and polars'
   ``Series.hash``.
 
+Every contender is timed several times, the contenders of a section interleaved (see ``_timing``);
+medians are printed with min-max, and a speed ratio is taken within each round.
+
 The last line is ``bench: jw_pairs_per_s=N jw_vs_rapidfuzz_arrow=X jw_vs_rapidfuzz_lists=X
-lev_vs_rapidfuzz_arrow=X bucket_vs_pyiceberg=X`` where X is our speed (2 threads) over theirs.
+lev_vs_rapidfuzz_arrow=X bucket_vs_pyiceberg=X`` where N is the median of our Jaro-Winkler pairs/s
+(2 threads) and X the median of our speed (2 threads) over theirs.
 """
 
 from __future__ import annotations
@@ -21,24 +25,17 @@ from __future__ import annotations
 import argparse
 import functools
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# benchmarks/ is on sys.path when a benchmark runs as a script.
+from _timing import Samples, header, interleaved, timer
+
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 ALPHABET = "abcdefghijklmnopqrstuvwxyz     "
-REPEATS = 3
-
-
-def best_time(func: Callable[[], Any], repeats: int = REPEATS) -> float:
-    """The best of `repeats` wall-clock timings: the machine is shared, the minimum is the signal."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
+ROUNDS = 11
+WARMUP = 1  # first calls load the native library and start its thread pool
 
 
 def _edit(text: str, rng: random.Random, edits: int) -> str:
@@ -85,7 +82,12 @@ def bucket_columns(n_values: int) -> tuple[Any, Any]:
     return longs, strings.cast(pa.string())
 
 
-def run_similarity(table: Any) -> dict[str, float]:
+def _rate(times: Samples, n: int) -> Samples:
+    """Millions of items per second, sample by sample."""
+    return times.map(lambda seconds: n / seconds / 1e6)
+
+
+def run_similarity(table: Any, rounds: int) -> dict[str, float]:
     from rapidfuzz import process
     from rapidfuzz.distance import JaroWinkler, Levenshtein
 
@@ -96,39 +98,50 @@ def run_similarity(table: Any) -> dict[str, float]:
     n = len(left)
     lefts, rights = left.to_pylist(), right.to_pylist()
     results: dict[str, float] = {}
-    for name, kernel in (("jw", jaro_winkler_similarity), ("lev", levenshtein_similarity)):
-        for threads in (1, 2):
-            seconds = best_time(functools.partial(kernel, left, right, threads=threads))
-            results[f"{name}_t{threads}"] = n / seconds
-            print(f"  {name:3} ours  threads={threads}:                 {n / seconds / 1e6:8.2f} M pairs/s")
-    scorers = (("jw", JaroWinkler.similarity), ("lev", Levenshtein.normalized_similarity))
-    for name, scorer in scorers:
+    metrics = (
+        ("jw", jaro_winkler_similarity, JaroWinkler.similarity),
+        ("lev", levenshtein_similarity, Levenshtein.normalized_similarity),
+    )
+    for name, kernel, scorer in metrics:
 
         def from_arrow(scorer: Any = scorer) -> Any:
             return process.cpdist(left.to_pylist(), right.to_pylist(), scorer=scorer, workers=2)
 
-        def from_lists(scorer: Any = scorer) -> Any:
-            return process.cpdist(lefts, rights, scorer=scorer, workers=2)
-
-        seconds = best_time(from_arrow)
-        results[f"{name}_rapidfuzz_arrow"] = n / seconds
-        print(f"  {name:3} rapidfuzz cpdist workers=2, from Arrow: {n / seconds / 1e6:8.2f} M pairs/s")
-        seconds = best_time(from_lists)
-        results[f"{name}_rapidfuzz_lists"] = n / seconds
-        print(f"  {name:3} rapidfuzz cpdist workers=2, from lists: {n / seconds / 1e6:8.2f} M pairs/s")
+        times = interleaved(
+            {
+                "ours  threads=1": timer(functools.partial(kernel, left, right, threads=1)),
+                "ours  threads=2": timer(functools.partial(kernel, left, right, threads=2)),
+                "rapidfuzz cpdist workers=2, from Arrow": timer(from_arrow),
+                "rapidfuzz cpdist workers=2, from lists": timer(
+                    functools.partial(process.cpdist, lefts, rights, scorer=scorer, workers=2)
+                ),
+            },
+            rounds,
+            WARMUP,
+        )
+        for label, samples in times.items():
+            print(f"  {name:3} {label:46} {_rate(samples, n).format(2, 'M pairs/s')}")
+        ours = times["ours  threads=2"]
+        for source in ("Arrow", "lists"):
+            # Our speed over theirs: their time over ours, within each round.
+            ratio = times[f"rapidfuzz cpdist workers=2, from {source}"] / ours
+            results[f"{name}_vs_rapidfuzz_{source.lower()}"] = ratio.median
+            print(f"  {name:3} {f'speed ours (threads=2) / rapidfuzz from {source}':46} {ratio.format(2)}")
+        results[f"{name}_pairs_per_s"] = _rate(ours, n).median * 1e6
     # Same scores, so that the comparison is between equal work.
     import numpy as np
     import pyarrow as pa
 
     sample = slice(0, min(n, 20_000))
-    ours = np.asarray(pa.array(jaro_winkler_similarity(left[sample], right[sample])).to_numpy())
+    ours_scores = np.asarray(pa.array(jaro_winkler_similarity(left[sample], right[sample])).to_numpy())
     theirs = process.cpdist(lefts[sample], rights[sample], scorer=JaroWinkler.similarity)
-    assert np.allclose(ours, theirs, atol=1e-9), "Jaro-Winkler scores differ from rapidfuzz"
+    assert np.allclose(ours_scores, theirs, atol=1e-9), "Jaro-Winkler scores differ from rapidfuzz"
     return results
 
 
-def pyiceberg_bucket_rate(column: Any, source_type: Any, sample_size: int) -> tuple[float, str]:
-    """Values per second of pyiceberg's bucket[16]; the Arrow transform when pyiceberg-core is there."""
+def pyiceberg_bucket_sampler(column: Any, source_type: Any, sample_size: int) -> tuple[Callable[[], float], str]:
+    """A sampler of pyiceberg's bucket[16] on ``column`` (seconds for the whole column): the Arrow
+    transform when pyiceberg-core is there, else the per-value transform timed on a sample."""
     from pyiceberg.transforms import BucketTransform
 
     transform: Any = BucketTransform(16)
@@ -138,57 +151,67 @@ def pyiceberg_bucket_rate(column: Any, source_type: Any, sample_size: int) -> tu
     except Exception:  # pyiceberg-core (an optional extra) is not installed
         per_value = transform.transform(source_type)
         values = column.slice(0, sample_size).to_pylist()
-        seconds = best_time(lambda: [per_value(v) for v in values], repeats=1)
-        return len(values) / seconds, f"per-value transform on {len(values):,} values"
-    seconds = best_time(lambda: arrow_transform(column))
-    return len(column) / seconds, "pyiceberg-core Arrow transform"
+        on_sample = timer(lambda: [per_value(v) for v in values])
+        scale = len(column) / len(values)
+        return (lambda: on_sample() * scale), f"per-value transform, timed on {len(values):,} values"
+    return timer(functools.partial(arrow_transform, column)), "pyiceberg-core Arrow transform"
 
 
-def run_bucket(n_values: int) -> dict[str, float]:
+def run_bucket(n_values: int, rounds: int) -> dict[str, float]:
     import polars as pl
     from pyiceberg.types import LongType, StringType
 
     from airflow_provider_mlp.kernels import iceberg_bucket
 
     longs, strings = bucket_columns(n_values)
-    results: dict[str, float] = {}
-    ours_seconds = 0.0
-    theirs_seconds = 0.0
+    samplers: dict[str, Callable[[], float]] = {}
+    labels: dict[str, str] = {}
+    methods: list[str] = []
     for name, column, source_type in (("longs", longs, LongType()), ("strings", strings, StringType())):
         for threads in (1, 2):
-            seconds = best_time(functools.partial(iceberg_bucket, column, 16, threads=threads))
-            print(f"  bucket[16] {name:7} ours threads={threads}:  {n_values / seconds / 1e6:8.2f} M values/s")
-        ours_seconds += seconds
-        rate, how = pyiceberg_bucket_rate(column, source_type, sample_size=min(n_values, 200_000))
-        theirs_seconds += n_values / rate
-        print(f"  bucket[16] {name:7} pyiceberg:        {rate / 1e6:8.2f} M values/s ({how})")
-        series = pl.Series(column)
-        seconds = best_time(series.hash)
-        print(f"  hash       {name:7} polars Series.hash: {n_values / seconds / 1e6:8.2f} M values/s")
-    results["bucket_vs_pyiceberg"] = theirs_seconds / ours_seconds
-    return results
+            key = f"{name} ours threads={threads}"
+            samplers[key] = timer(functools.partial(iceberg_bucket, column, 16, threads=threads))
+            labels[key] = f"bucket[16] {name:7} ours threads={threads}"
+        sampler, how = pyiceberg_bucket_sampler(column, source_type, sample_size=min(n_values, 200_000))
+        samplers[f"{name} pyiceberg"] = sampler
+        labels[f"{name} pyiceberg"] = f"bucket[16] {name:7} pyiceberg"
+        methods.append(f"pyiceberg on {name}: {how}")
+        samplers[f"{name} polars"] = timer(pl.Series(column).hash)
+        labels[f"{name} polars"] = f"hash       {name:7} polars Series.hash"
+    # Both columns in one section: the ratio below adds their times up within each round.
+    times = interleaved(samplers, rounds, WARMUP)
+    print("".join(f"  {method}\n" for method in methods), end="")
+    for key, samples in times.items():
+        print(f"  {labels[key]:53} {_rate(samples, n_values).format(2, 'M values/s')}")
+    ours = times["longs ours threads=2"] + times["strings ours threads=2"]
+    ratio = (times["longs pyiceberg"] + times["strings pyiceberg"]) / ours
+    print(f"  {'speed ours (threads=2) / pyiceberg, longs and strings':53} {ratio.format(2)}")
+    return {"bucket_vs_pyiceberg": ratio.median}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200k pairs and 1M values: well under a minute")
+    parser.add_argument("--runs", type=int, default=ROUNDS, help=f"rounds per section (default {ROUNDS})")
     args = parser.parse_args()
     n_pairs = 200_000 if args.quick else 1_000_000
     n_values = 1_000_000 if args.quick else 10_000_000
 
-    print(f"similarity: {n_pairs:,} pairs of 15-25 character strings, ~2 edits apart")
-    similarity = run_similarity(pairs_table(n_pairs))
-    print(f"bucket: {n_values:,} longs and {n_values:,} strings")
-    bucket = run_bucket(n_values)
+    print(f"similarity: {n_pairs:,} pairs of 15-25 character strings, ~2 edits apart ({header(args.runs, WARMUP)})")
+    similarity = run_similarity(pairs_table(n_pairs), args.runs)
+    print(f"bucket: {n_values:,} longs and {n_values:,} strings ({header(args.runs, WARMUP)})")
+    bucket = run_bucket(n_values, args.runs)
 
-    jw = similarity["jw_t2"]
-    ratios = {
-        "jw_vs_rapidfuzz_arrow": jw / similarity["jw_rapidfuzz_arrow"],
-        "jw_vs_rapidfuzz_lists": jw / similarity["jw_rapidfuzz_lists"],
-        "lev_vs_rapidfuzz_arrow": similarity["lev_t2"] / similarity["lev_rapidfuzz_arrow"],
+    results = {
+        "jw_vs_rapidfuzz_arrow": similarity["jw_vs_rapidfuzz_arrow"],
+        "jw_vs_rapidfuzz_lists": similarity["jw_vs_rapidfuzz_lists"],
+        "lev_vs_rapidfuzz_arrow": similarity["lev_vs_rapidfuzz_arrow"],
         "bucket_vs_pyiceberg": bucket["bucket_vs_pyiceberg"],
     }
-    print(f"bench: jw_pairs_per_s={jw:.0f} " + " ".join(f"{key}={value:.2f}" for key, value in ratios.items()))
+    print(
+        f"bench: jw_pairs_per_s={similarity['jw_pairs_per_s']:.0f} "
+        + " ".join(f"{key}={value:.2f}" for key, value in results.items())
+    )
 
 
 if __name__ == "__main__":

@@ -11,17 +11,20 @@ from airflow_provider_mlp.fastdata.errors import (
     DataFileError,
     FastDataError,
     FilterError,
+    PartitionSpecError,
     SchemaMismatchError,
     ShardError,
     SnapshotError,
+    TableExistsError,
     TableNotFoundError,
     UnsupportedDeletesError,
 )
 from airflow_provider_mlp.fastdata.frame import DataFrame
 from airflow_provider_mlp.fastdata.table import Table
-from airflow_provider_mlp.fastdata.writer import RUN_ID_PROPERTY
+from airflow_provider_mlp.fastdata.writer import IDEMPOTENCY_KEY_PROPERTY, RUN_ID_PROPERTY
 
 __all__ = [
+    "IDEMPOTENCY_KEY_PROPERTY",
     "RUN_ID_PROPERTY",
     "ColumnNotFoundError",
     "CommitError",
@@ -29,10 +32,12 @@ __all__ = [
     "DataFrame",
     "FastDataError",
     "FilterError",
+    "PartitionSpecError",
     "SchemaMismatchError",
     "ShardError",
     "SnapshotError",
     "Table",
+    "TableExistsError",
     "TableNotFoundError",
     "UnsupportedDeletesError",
 ]

@@ -13,6 +13,14 @@ class TableNotFoundError(FastDataError, LookupError):
     """The table, or its namespace, does not exist in the catalog."""
 
 
+class TableExistsError(FastDataError):
+    """``Table.create`` found the table already there (``exist_ok=True`` returns it instead)."""
+
+
+class PartitionSpecError(FastDataError):
+    """A ``partition_by`` entry is malformed, names an unknown transform, or does not fit its column."""
+
+
 class ColumnNotFoundError(FastDataError, LookupError):
     """A requested column is not in the table's schema."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,41 @@ if TYPE_CHECKING:
 
 SHARD_KIND = "mlp.fastdata.shard"
 SHARD_VERSION = 1
+
+log = logging.getLogger(__name__)
+
+
+def _size(num_bytes: int) -> str:
+    if num_bytes >= 1_000_000:
+        return f"{num_bytes / 1e6:.1f} MB"
+    return f"{num_bytes / 1e3:.1f} kB"
+
+
+def _explain_oversized(table: str, units: Sequence[dict[str, Any]], target_bytes: int, count: int) -> None:
+    """Log why shards come out larger (and fewer) than ``target_bytes`` asks: a shard cannot be
+    smaller than one row group, and a file with a single row group cannot be cut at all."""
+    oversized = [u for u in units if u["bytes"] > target_bytes]
+    if not oversized:
+        return
+    total = sum(u["bytes"] for u in units)
+    wanted = math.ceil(total / target_bytes)
+    largest = max(oversized, key=lambda u: (u["bytes"], u["path"]))
+    if largest["row_groups"] is None:
+        piece = f"file {largest['path']} has 1 row group of {_size(largest['bytes'])}"
+    else:
+        piece = f"row group {largest['row_groups'][0]} of file {largest['path']} holds {_size(largest['bytes'])}"
+    log.warning(
+        "Table %s: planned %d shard(s) where target_bytes=%d asks for about %d: %s; shards cannot be smaller "
+        "than a row group (%d of the %d pieces exceed the target). Write smaller row groups: "
+        "Table.stage(..., row_group_rows=...) or the table property write.parquet.row-group-limit.",
+        table,
+        count,
+        target_bytes,
+        wanted,
+        piece,
+        len(oversized),
+        len(units),
+    )
 
 
 def _row_group_span(parquet: pq.FileMetaData, rg: int) -> tuple[int, int, int]:
@@ -105,6 +141,7 @@ def plan_shards(
         return []
     total = sum(u["bytes"] for u in units)
     count = max(1, min(len(units), math.ceil(total / target_bytes)))
+    _explain_oversized(table, units, target_bytes, count)
     # Largest first onto the lightest shard (ties: lowest index): balanced and deterministic.
     units.sort(key=lambda u: (-u["bytes"], u["path"], (u["row_groups"] or [0])[0]))
     heap = [(0, index) for index in range(count)]

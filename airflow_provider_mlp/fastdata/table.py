@@ -11,8 +11,10 @@ from airflow_provider_mlp.fastdata.catalog import resolve_catalog
 from airflow_provider_mlp.fastdata.defaults import DEFAULT_BATCH_ROWS, DEFAULT_IO_CONCURRENCY, DEFAULT_TARGET_BYTES
 from airflow_provider_mlp.fastdata.errors import (
     ColumnNotFoundError,
+    SchemaMismatchError,
     ShardError,
     SnapshotError,
+    TableExistsError,
     TableNotFoundError,
     UnsupportedDeletesError,
 )
@@ -30,6 +32,30 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
 
     from airflow_provider_mlp.fastdata.reader import ReadPlan
+    from airflow_provider_mlp.fastdata.writer import CommitOutcome
+
+
+def iceberg_schema(schema: Any, table: str, format_version: int = 2) -> Schema:
+    """``schema`` (a pyarrow or pyiceberg Schema) as a pyiceberg Schema with field ids."""
+    import pyarrow as pa
+    from pyiceberg.schema import Schema, assign_fresh_schema_ids
+
+    if isinstance(schema, Schema):
+        converted = schema
+    elif isinstance(schema, pa.Schema):
+        from pyiceberg.catalog import Catalog
+
+        try:
+            converted = assign_fresh_schema_ids(Catalog._convert_schema_if_needed(schema, format_version))  # type: ignore[arg-type]
+        except Exception as exc:  # pyiceberg's ValueError and UnsupportedPyArrowTypeException name the column
+            raise SchemaMismatchError(f"schema of table {table!r} cannot be stored in Iceberg: {exc}") from None
+    else:
+        raise SchemaMismatchError(
+            f"schema of table {table!r} must be a pyarrow Schema or a pyiceberg Schema, got {type(schema).__name__}"
+        )
+    if not converted.fields:
+        raise SchemaMismatchError(f"schema of table {table!r} has no columns")
+    return converted
 
 
 class Table:
@@ -55,6 +81,62 @@ class Table:
         self.io_concurrency = io_concurrency
         self._plans: dict[tuple[int, str], list[FileScanTask]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def create(
+        cls,
+        identifier: str | Sequence[str],
+        schema: pa.Schema | Schema,
+        *,
+        partition_by: Sequence[str] | PartitionSpec | None = None,
+        properties: Mapping[str, Any] | None = None,
+        catalog: Catalog | Mapping[str, Any] | None = None,
+        conn_id: str | None = None,
+        exist_ok: bool = False,
+        io_concurrency: int = DEFAULT_IO_CONCURRENCY,
+    ) -> Table:
+        """Create the Iceberg table ``identifier`` (and its namespace, if missing) and return it.
+
+        ``schema`` is a pyarrow Schema (nullable fields become optional columns, non-nullable ones
+        required) or a pyiceberg Schema. ``partition_by`` lists column names (identity partitions)
+        and transforms such as ``"day(ts)"``, ``"bucket(16, id)"``, ``"truncate(4, name)"``, or is a
+        pyiceberg PartitionSpec. ``properties`` are table properties (values are turned into text),
+        e.g. ``{"write.parquet.row-group-limit": 50_000}``.
+
+        An existing table raises ``TableExistsError``; with ``exist_ok=True`` it is returned as it is
+        (its schema and partitioning are not compared), so that concurrent creators all succeed: the
+        catalog lets one of them create the table and the others load it.
+        """
+        from pyiceberg.exceptions import TableAlreadyExistsError
+
+        from airflow_provider_mlp.fastdata.partitioning import partition_spec
+
+        table = cls(identifier, catalog=catalog, conn_id=conn_id, io_concurrency=io_concurrency)
+        props = {str(key): str(value) for key, value in (properties or {}).items()}
+        converted = iceberg_schema(schema, table.identifier, int(props.get("format-version", 2)))
+        spec = partition_spec(converted, partition_by, table.identifier)
+        resolved = table.catalog
+        if not resolved.namespace_exists(table.namespace):
+            # Only when missing: a catalog may let a user create tables but not namespaces.
+            try:
+                resolved.create_namespace(table.namespace)
+            except Exception:
+                # A concurrent creator made it first; the SQL catalog reports that race as an
+                # IntegrityError rather than NamespaceAlreadyExistsError.
+                if not resolved.namespace_exists(table.namespace):
+                    raise
+        try:
+            table._table = resolved.create_table(
+                table.identifier, schema=converted, partition_spec=spec, properties=props
+            )
+        except TableAlreadyExistsError:
+            if not exist_ok:
+                raise TableExistsError(
+                    f"table {table.identifier!r} already exists in catalog {resolved.name!r} "
+                    "(pass exist_ok=True to use the existing table)"
+                ) from None
+            table.refresh()
+        return table
 
     # -- catalog and metadata -------------------------------------------------------------------
 
@@ -254,7 +336,7 @@ class Table:
         return sorted(found)
 
     def _filter(self, row_filter: Any, schema: Schema) -> tuple[BooleanExpression, str]:
-        expr = parse_filter(row_filter, self.identifier)
+        expr = parse_filter(row_filter, self.identifier, columns=schema.column_names)
         text = filter_text(row_filter)
         bind_filter(expr, schema, self.identifier, text)
         return expr, text
@@ -394,25 +476,84 @@ class Table:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def stage(self, data: Any, *, shard_id: Any, run_id: str) -> dict[str, Any]:
-        """Write ``data`` as data files for ``commit``; a retry with the same ids rewrites the same files."""
-        from airflow_provider_mlp.fastdata.writer import stage
+    def stage(
+        self,
+        data: Any,
+        *,
+        shard_id: Any,
+        run_id: str,
+        row_group_rows: int | None = None,
+        row_group_bytes: int | None = None,
+        target_file_bytes: int | None = None,
+    ) -> dict[str, Any]:
+        """Write ``data`` as data files for ``commit``; a retry with the same ids rewrites the same files.
 
-        return stage(self.refresh().iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id)
+        Row groups (the smallest piece ``shards`` can hand out) end at ``row_group_rows`` rows or about
+        ``row_group_bytes`` uncompressed bytes, whichever comes first; files hold about
+        ``target_file_bytes`` uncompressed bytes. Each defaults to the table property
+        (``write.parquet.row-group-limit``, ``write.parquet.row-group-size-bytes``,
+        ``write.target-file-size-bytes``), then to ``fastdata.defaults``.
+        """
+        from airflow_provider_mlp.fastdata.writer import WriteLayout, stage
 
-    def commit(self, staged: Any, *, run_id: str) -> int | None:
-        """Add every staged file in ONE snapshot recording ``run_id``; a second call for the run is a no-op."""
-        from airflow_provider_mlp.fastdata.writer import commit
+        layout = WriteLayout(
+            row_group_rows=row_group_rows, row_group_bytes=row_group_bytes, target_file_bytes=target_file_bytes
+        )
+        return stage(self.refresh().iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id, layout=layout)
 
-        return commit(lambda: self.refresh().iceberg, self.identifier, staged, run_id=run_id)
+    def commit(self, staged: Any, *, run_id: str | None = None, idempotency_key: str | None = None) -> int | None:
+        """Add every staged file in ONE snapshot; a second commit with the same idempotency key is a no-op.
 
-    def overwrite(self, data: Any, row_filter: Any, *, run_id: str, shard_id: Any = "overwrite") -> int | None:
-        """Replace the rows matching ``row_filter`` (e.g. one partition) by ``data`` (a table or staged files)."""
-        from airflow_provider_mlp.fastdata.writer import commit, is_staged, stage
+        ``run_id`` is the run that staged the files (default: the one the staged records name);
+        ``idempotency_key`` (default: the run id) is what makes the commit happen once: a later run
+        committing under a key an earlier run already committed adds nothing and removes the files
+        it staged. Returns the snapshot holding the data (the earlier one when already committed).
+        """
+        return self._commit(staged, run_id=run_id, idempotency_key=idempotency_key).snapshot_id
 
-        expr, _ = self._filter(row_filter, self.refresh().iceberg.schema())
+    def overwrite(
+        self,
+        data: Any,
+        row_filter: Any,
+        *,
+        run_id: str,
+        shard_id: Any = "overwrite",
+        idempotency_key: str | None = None,
+    ) -> int | None:
+        """Replace the rows matching ``row_filter`` (e.g. one partition) by ``data`` (a table or staged files).
+
+        With the default key (the run id) each run replaces the rows again: the last run wins.
+        """
+        from airflow_provider_mlp.fastdata.writer import is_staged, stage
+
+        self._filter(row_filter, self.refresh().iceberg.schema())  # a bad filter fails before anything is written
         # Staged files in any form commit takes (JSON text, nested lists) are committed as they are.
         staged = (
             data if is_staged(data) else stage(self.iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id)
         )
-        return commit(lambda: self.refresh().iceberg, self.identifier, staged, run_id=run_id, overwrite_filter=expr)
+        return self._commit(
+            staged, run_id=run_id, idempotency_key=idempotency_key, overwrite_filter=row_filter
+        ).snapshot_id
+
+    def _commit(
+        self,
+        staged: Any,
+        *,
+        run_id: str | None,
+        idempotency_key: str | None,
+        overwrite_filter: Any = None,
+    ) -> CommitOutcome:
+        """The commit behind ``commit``, ``overwrite`` and ``IcebergCommitOperator``, with its full outcome."""
+        from airflow_provider_mlp.fastdata.writer import commit
+
+        expr = None
+        if overwrite_filter is not None:
+            expr, _ = self._filter(overwrite_filter, self.refresh().iceberg.schema())
+        return commit(
+            lambda: self.refresh().iceberg,
+            self.identifier,
+            staged,
+            run_id=run_id,
+            idempotency_key=idempotency_key,
+            overwrite_filter=expr,
+        )

@@ -2,20 +2,29 @@
 
 ``stage`` names its files from (table, run id, shard id): a retried task rewrites the same files
 and never adds copies. Staged files are invisible to readers until ``commit`` adds every one of
-them in a single snapshot whose summary records the run id; committing a run id twice is a no-op.
+them in a single snapshot whose summary records the run id and the idempotency key (by default
+the run id). A commit whose key, or whose run, a snapshot already recorded is a no-op: re-running
+a day under the key ``"{{ ds }}"`` adds its rows once, and the files the re-run staged are removed.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
+import math
 import random
 import time
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_mlp.fastdata.defaults import (
+    DEFAULT_ROW_GROUP_BYTES,
+    DEFAULT_ROW_GROUP_ROWS,
+    DEFAULT_TARGET_FILE_BYTES,
+)
 from airflow_provider_mlp.fastdata.errors import CommitError, DataFileError, SchemaMismatchError, ShardError
 
 if TYPE_CHECKING:
@@ -27,6 +36,12 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table as IcebergTable
 
 RUN_ID_PROPERTY = "mlp.run-id"
+IDEMPOTENCY_KEY_PROPERTY = "mlp.idempotency-key"
+# pyiceberg's table property names (its writer implements the first two; the third is Iceberg's
+# row-group size, which pyiceberg's writer warns it does not implement, so stage implements it).
+ROW_GROUP_LIMIT_PROPERTY = "write.parquet.row-group-limit"
+TARGET_FILE_SIZE_PROPERTY = "write.target-file-size-bytes"
+ROW_GROUP_SIZE_BYTES_PROPERTY = "write.parquet.row-group-size-bytes"
 STAGED_KIND = "mlp.fastdata.staged"
 STAGED_VERSION = 1
 _NAMESPACE = uuid.UUID("6d1f2b8e-3f7c-4a53-9c1e-5b0f6a9d2c41")
@@ -120,6 +135,22 @@ def committed_snapshot(table: IcebergTable, run_id: str) -> int | None:
     return None
 
 
+def committed_key_snapshot(table: IcebergTable, key: str, run_id: str | None = None) -> tuple[int, str | None] | None:
+    """(snapshot id, the run that committed it) of the latest snapshot that recorded idempotency key
+    ``key``, or recorded ``run_id`` as its run (files of one run must never be added twice)."""
+    for snapshot in reversed(table.metadata.snapshots):
+        summary = snapshot.summary
+        if summary is None:
+            continue
+        recorded = summary.additional_properties
+        committed_run = recorded.get(RUN_ID_PROPERTY)
+        # Snapshots from before idempotency keys recorded only the run id, which was their key.
+        committed_key = recorded.get(IDEMPOTENCY_KEY_PROPERTY, committed_run)
+        if committed_key == key or (run_id is not None and committed_run == run_id):
+            return snapshot.snapshot_id, committed_run
+    return None
+
+
 def to_arrow_table(data: Any, table_name: str) -> pa.Table:
     import pyarrow as pa
 
@@ -140,8 +171,6 @@ def to_arrow_table(data: Any, table_name: str) -> pa.Table:
 
 def check_schema(table_name: str, schema: Schema, arrow_schema: pa.Schema, format_version: int) -> None:
     """Raise SchemaMismatchError naming the first column that does not fit the table's schema."""
-    from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible
-
     known = {f.name: f for f in schema.fields}
     for name in arrow_schema.names:
         if name not in known:
@@ -149,24 +178,92 @@ def check_schema(table_name: str, schema: Schema, arrow_schema: pa.Schema, forma
     for table_field in schema.fields:
         if table_field.required and table_field.name not in arrow_schema.names:
             raise SchemaMismatchError(f"required column {table_field.name!r} of table {table_name!r} is missing")
+    report = _schema_compatibility(schema, arrow_schema, format_version)
+    if report is None:
+        return
+    import re
+
+    # pyiceberg reports mismatches as table rows marked with a cross: "❌ │ 1: name: ... │ ...".
+    bad = [m.group(1) for line in report.splitlines() if "❌" in line for m in [re.search(r"\d+: ([^:]+):", line)] if m]
+    named = f"column {bad[0]!r}" if bad else "the data"
+    raise SchemaMismatchError(f"{named} does not fit table {table_name!r}:\n{report}")
+
+
+def _schema_compatibility(schema: Schema, arrow_schema: pa.Schema, format_version: int) -> str | None:
+    """pyiceberg's compatibility table of the data against ``schema`` when they do not fit, else None.
+
+    This is ``pyiceberg.io.pyarrow._check_pyarrow_schema_compatible`` with the visitor's console
+    recording into memory: pyiceberg's own prints the table to stdout before raising it."""
+    import io
+
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.schema import _SchemaCompatibilityVisitor, pre_order_visit
+    from rich.console import Console
+
     try:
-        _check_pyarrow_schema_compatible(schema, arrow_schema, format_version=format_version)  # type: ignore[arg-type]
+        provided = pyarrow_to_schema(arrow_schema, name_mapping=schema.name_mapping, format_version=format_version)  # type: ignore[arg-type]
     except ValueError as exc:
-        import re
-
-        # pyiceberg reports mismatches as table rows marked with a cross: "❌ │ 1: name: ... │ ...".
-        bad = [
-            m.group(1)
-            for line in str(exc).splitlines()
-            if "❌" in line
-            for m in [re.search(r"\d+: ([^:]+):", line)]
-            if m
-        ]
-        named = f"column {bad[0]!r}" if bad else "the data"
-        raise SchemaMismatchError(f"{named} does not fit table {table_name!r}: {exc}") from None
+        return str(exc)
+    visitor = _SchemaCompatibilityVisitor(provided)
+    # Wide enough that a row never wraps: the message is read in logs, not in a terminal.
+    visitor.console = Console(record=True, file=io.StringIO(), width=240)
+    try:
+        pre_order_visit(schema, visitor)
+    except ValueError as exc:
+        return str(exc).removeprefix("Mismatch in fields:\n").rstrip()
+    return None
 
 
-def stage(table: IcebergTable, table_name: str, data: Any, *, shard_id: Any, run_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WriteLayout:
+    """How ``stage`` sizes row groups and files (``None``: the table property, then the default)."""
+
+    row_group_rows: int | None = None
+    row_group_bytes: int | None = None
+    target_file_bytes: int | None = None
+
+    def resolve(self, properties: Mapping[str, str], arrow: pa.Table) -> tuple[int, int]:
+        """(rows per row group, target file bytes) for writing ``arrow`` into a table with ``properties``."""
+        rows = self._setting("row_group_rows", properties, ROW_GROUP_LIMIT_PROPERTY, DEFAULT_ROW_GROUP_ROWS)
+        group_bytes = self._setting(
+            "row_group_bytes", properties, ROW_GROUP_SIZE_BYTES_PROPERTY, DEFAULT_ROW_GROUP_BYTES
+        )
+        file_bytes = self._setting(
+            "target_file_bytes", properties, TARGET_FILE_SIZE_PROPERTY, DEFAULT_TARGET_FILE_BYTES
+        )
+        if arrow.num_rows:
+            row_bytes = max(1.0, arrow.nbytes / arrow.num_rows)
+            rows = max(1, min(rows, int(group_bytes / row_bytes)))
+            # Even groups rather than full ones and a small remainder: shards then balance.
+            groups = math.ceil(arrow.num_rows / rows)
+            rows = math.ceil(arrow.num_rows / groups)
+        return rows, file_bytes
+
+    def _setting(self, name: str, properties: Mapping[str, str], key: str, default: int) -> int:
+        value: Any = getattr(self, name)
+        source = f"{name}="
+        if value is None and key in properties:
+            value, source = properties[key], f"table property {key}="
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if number <= 0 or isinstance(value, bool | float):
+            raise ValueError(f"{source}{value!r} must be a positive integer")
+        return number
+
+
+def stage(
+    table: IcebergTable,
+    table_name: str,
+    data: Any,
+    *,
+    shard_id: Any,
+    run_id: str,
+    layout: WriteLayout | None = None,
+) -> dict[str, Any]:
     """Write ``data`` as Parquet files under the table's location; return their JSON metadata."""
     if not run_id:
         raise ValueError(f"stage into table {table_name!r} needs a non-empty run_id")
@@ -194,14 +291,19 @@ def stage(table: IcebergTable, table_name: str, data: Any, *, shard_id: Any, run
     check_schema(table_name, schema, arrow.schema, metadata.format_version)
     if arrow.num_rows == 0:
         return record
-    files = _write_data_files(table, arrow, write_uuid(table_name, run_id, shard_key))
+    files = _write_data_files(table, arrow, write_uuid(table_name, run_id, shard_key), layout or WriteLayout())
     record["files"] = [data_file_to_json(f, spec, schema) for f in files]
     return record
 
 
-def _write_data_files(table: IcebergTable, arrow: pa.Table, file_uuid: uuid.UUID) -> list[DataFile]:
+def _write_data_files(
+    table: IcebergTable, arrow: pa.Table, file_uuid: uuid.UUID, layout: WriteLayout
+) -> list[DataFile]:
     """pyiceberg's own writer, with partitions taken in key order so file names never depend on
-    the order a (multi-threaded) group-by happened to find them in: the same data gets the same names."""
+    the order a (multi-threaded) group-by happened to find them in: the same data gets the same names.
+
+    Row groups and files are sized by ``layout``: pyiceberg's writer reads both sizes from the
+    table's properties, so it is given the table's metadata with those two properties set."""
     from pyiceberg.io.pyarrow import (
         _dataframe_to_data_files,
         _determine_partitions,
@@ -209,19 +311,20 @@ def _write_data_files(table: IcebergTable, arrow: pa.Table, file_uuid: uuid.UUID
         pyarrow_to_schema,
         write_file,
     )
-    from pyiceberg.table import DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE, TableProperties, WriteTask
+    from pyiceberg.table import DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE, WriteTask
     from pyiceberg.utils.config import Config
-    from pyiceberg.utils.properties import property_as_int
 
-    metadata = table.metadata
+    row_group_rows, target_file_size = layout.resolve(table.metadata.properties, arrow)
+    properties = {
+        **table.metadata.properties,
+        ROW_GROUP_LIMIT_PROPERTY: str(row_group_rows),
+        TARGET_FILE_SIZE_PROPERTY: str(target_file_size),
+    }
+    properties.pop(ROW_GROUP_SIZE_BYTES_PROPERTY, None)  # applied above, through the row limit
+    metadata = table.metadata.model_copy(update={"properties": properties})
     counter = itertools.count(0)
     if metadata.spec().is_unpartitioned():
         return list(_dataframe_to_data_files(metadata, arrow, table.io, write_uuid=file_uuid, counter=counter))
-    target_file_size = property_as_int(
-        metadata.properties,
-        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
-        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
-    )
     task_schema = pyarrow_to_schema(
         arrow.schema,
         name_mapping=metadata.schema().name_mapping,
@@ -241,7 +344,7 @@ def _write_data_files(table: IcebergTable, arrow: pa.Table, file_uuid: uuid.UUID
             schema=task_schema,
         )
         for partition in partitions
-        for batches in bin_pack_arrow_table(partition.arrow_table_partition, target_file_size)  # type: ignore[arg-type]
+        for batches in bin_pack_arrow_table(partition.arrow_table_partition, target_file_size)
     )
     return list(write_file(io=table.io, table_metadata=metadata, tasks=tasks))
 
@@ -267,7 +370,23 @@ def is_staged(data: Any) -> bool:
     return False
 
 
-def flatten_staged(staged: Any, table_name: str, run_id: str) -> list[dict[str, Any]]:
+def _items(items: Any) -> list[Any]:
+    """The items of a sequence, fetched at once.
+
+    Airflow hands a commit task the results of a mapped task as a lazy sequence: iterating it asks
+    for one item after another until a request for the index past the last one fails, and the task
+    SDK logs that failure as an error ("XCom not found ... offset=N"). A slice is one request for
+    every item and asks for nothing that is not there."""
+    if isinstance(items, list | tuple):
+        return list(items)
+    if isinstance(items, Sequence):
+        return list(items[:])
+    return list(items)
+
+
+def flatten_staged(staged: Any, table_name: str, run_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every staged record in ``staged`` (a record, JSON text, or nested sequences of them), checked to
+    be for ``table_name`` and, if ``run_ids`` are given, staged by one of those runs."""
     if isinstance(staged, str):
         staged = _staged_json(staged, table_name)
     if isinstance(staged, Mapping):
@@ -275,20 +394,21 @@ def flatten_staged(staged: Any, table_name: str, run_id: str) -> list[dict[str, 
     if not isinstance(staged, Iterable):
         raise ShardError(f"not staged-file metadata for table {table_name!r}: {str(staged)[:200]}")
     out: list[dict[str, Any]] = []
-    for item in staged:
+    for item in _items(staged):
         if isinstance(item, str):
             item = _staged_json(item, table_name)
         if isinstance(item, Mapping) and item.get("kind") == STAGED_KIND:
             if item.get("table") != table_name:
                 raise ShardError(f"staged files of table {item.get('table')!r} cannot be committed to {table_name!r}")
-            if item.get("run_id") != run_id:
+            if run_ids and item.get("run_id") not in run_ids:
+                expected = " or ".join(repr(r) for r in dict.fromkeys(run_ids))
                 raise ShardError(
                     f"staged files of shard {item.get('shard_id')!r} belong to run {item.get('run_id')!r}, "
-                    f"not {run_id!r} (table {table_name!r})"
+                    f"not {expected} (table {table_name!r})"
                 )
             out.append(dict(item))
         elif isinstance(item, Iterable) and not isinstance(item, Mapping):
-            out.extend(flatten_staged(list(item), table_name, run_id))
+            out.extend(flatten_staged(item, table_name, run_ids))
         else:
             raise ShardError(f"not staged-file metadata for table {table_name!r}: {str(item)[:200]}")
     return out
@@ -316,25 +436,113 @@ def _check_files_exist(table: IcebergTable, entries: Sequence[Mapping[str, Any]]
     list(io_pool().map(size, entries))
 
 
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What ``commit`` did: the snapshot holding the data, and whether this call added it."""
+
+    snapshot_id: int | None
+    run_id: str
+    idempotency_key: str
+    files: int
+    rows: int
+    # An earlier commit had recorded the key (or this run): nothing was added now.
+    already_committed: bool = False
+    # The run that made that earlier snapshot.
+    committed_by: str | None = None
+    # Files this run staged that were removed because another run had committed the key.
+    removed_files: int = 0
+
+    def describe(self, table: str) -> str:
+        """One log line: what happened, in words a re-run user understands."""
+        if self.already_committed:
+            if self.committed_by in (None, self.run_id):
+                return f"Run {self.run_id} was already committed to {table} as snapshot {self.snapshot_id}"
+            line = (
+                f"Idempotency key {self.idempotency_key!r} was already committed to {table} as snapshot "
+                f"{self.snapshot_id} by run {self.committed_by}; run {self.run_id} added nothing"
+            )
+            if self.removed_files:
+                line += f" and removed the {self.removed_files} file(s) it had staged"
+            return line
+        if self.snapshot_id is None:
+            return f"Run {self.run_id} staged no rows for {table}: no snapshot made"
+        return (
+            f"Committed {self.files} file(s), {self.rows} row(s), of run {self.run_id} to {table} as snapshot "
+            f"{self.snapshot_id} (idempotency key {self.idempotency_key!r})"
+        )
+
+
+def _referenced_paths(table: IcebergTable, paths: set[str]) -> set[str]:
+    """Which of ``paths`` a manifest of any snapshot still in the table's metadata lists."""
+    from airflow_provider_mlp.fastdata.fetch import io_pool
+
+    io = table.io
+    manifests = {m.manifest_path: m for s in table.metadata.snapshots for m in s.manifests(io)}
+
+    def listed(manifest: Any) -> set[str]:
+        return {e.data_file.file_path for e in manifest.fetch_manifest_entry(io, discard_deleted=False)} & paths
+
+    return set().union(*io_pool().map(listed, manifests.values()))
+
+
+def _remove_orphans(table: IcebergTable, entries: Sequence[Mapping[str, Any]], run_id: str) -> int:
+    """Delete the files ``run_id`` staged when another run committed the idempotency key first.
+
+    Files are named from their run and only a commit of that run adds them; still, a file is
+    deleted only if no manifest of any snapshot in the table's metadata lists it (a snapshot of the
+    run may have been expired while later snapshots kept its files)."""
+    if any(
+        s.summary is not None and s.summary.additional_properties.get(RUN_ID_PROPERTY) == run_id
+        for s in table.metadata.snapshots
+    ):
+        return 0
+    paths = {entry["file_path"] for entry in entries}
+    paths -= _referenced_paths(table, paths)
+    removed = 0
+    for path in sorted(paths):
+        try:
+            table.io.delete(path)
+            removed += 1
+        except FileNotFoundError:
+            pass  # an earlier try of this commit removed it
+    return removed
+
+
 def commit(
     load: Any,
     table_name: str,
     staged: Any,
     *,
-    run_id: str,
+    run_id: str | None = None,
+    idempotency_key: str | None = None,
     overwrite_filter: BooleanExpression | None = None,
     max_attempts: int = 8,
-) -> int | None:
+) -> CommitOutcome:
     """Add every staged file in one snapshot (after deleting ``overwrite_filter`` rows, if given).
+
+    ``run_id`` is the run that staged the files (default: the one run the staged records name).
+    ``idempotency_key`` (default: the run id) is recorded in the snapshot: a later commit under
+    a key that a snapshot recorded adds nothing, and removes the files its own run staged.
 
     ``load`` returns the freshly loaded table: each attempt starts from the catalog's newest metadata,
     so concurrent writers' snapshots are kept, and a run another attempt already committed is seen.
     """
     from pyiceberg.exceptions import CommitFailedException
 
-    if not run_id:
+    if run_id is not None and not run_id:
         raise ValueError(f"commit to table {table_name!r} needs a non-empty run_id")
-    records = flatten_staged(staged, table_name, run_id)
+    if idempotency_key is not None and not idempotency_key:
+        raise ValueError(f"commit to table {table_name!r} needs a non-empty idempotency_key")
+    records = flatten_staged(staged, table_name, [run_id] if run_id else ())
+    runs = sorted({str(r.get("run_id")) for r in records})
+    if len(runs) > 1:
+        raise ShardError(
+            f"staged files for table {table_name!r} come from runs {', '.join(runs)}; commit one run's files at a time"
+        )
+    staging_run = runs[0] if runs else (run_id or idempotency_key)
+    if not staging_run:
+        raise ValueError(f"commit to table {table_name!r} needs a run_id or an idempotency_key")
+    key = idempotency_key or run_id or staging_run
     entries: dict[str, dict[str, Any]] = {}
     owners: dict[str, str] = {}
     for record in sorted(records, key=lambda r: str(r.get("shard_id"))):
@@ -345,17 +553,31 @@ def commit(
             # means one overwrote the other's data, so committing would silently lose rows.
             if owners.setdefault(path, shard_key) != shard_key:
                 raise ShardError(
-                    f"shards {owners[path]!r} and {shard_key!r} of run {run_id!r} both staged file {path} "
+                    f"shards {owners[path]!r} and {shard_key!r} of run {staging_run!r} both staged file {path} "
                     f"for table {table_name!r}; give every shard a distinct shard_id and stage again"
                 )
             entries[path] = entry
     ordered = [entries[path] for path in sorted(entries)]
-    properties = {RUN_ID_PROPERTY: run_id}
+    rows = sum(int(entry["record_count"]) for entry in ordered)
+    outcome = CommitOutcome(snapshot_id=None, run_id=staging_run, idempotency_key=key, files=len(ordered), rows=rows)
+    properties = {RUN_ID_PROPERTY: staging_run, IDEMPOTENCY_KEY_PROPERTY: key}
     for attempt in range(max_attempts):
         table: IcebergTable = load()
-        existing = committed_snapshot(table, run_id)
+        existing = committed_key_snapshot(table, key, staging_run if records else None)
         if existing is not None:
-            return existing
+            snapshot_id, committed_by = existing
+            removed = 0
+            if ordered and committed_by != staging_run:
+                removed = _remove_orphans(table, ordered, staging_run)
+            return replace(
+                outcome,
+                files=0,
+                rows=0,
+                snapshot_id=snapshot_id,
+                already_committed=True,
+                committed_by=committed_by,
+                removed_files=removed,
+            )
         metadata = table.metadata
         spec = metadata.spec()
         schema = metadata.schema()
@@ -369,7 +591,7 @@ def commit(
             _check_files_exist(table, ordered)
         files = [data_file_from_json(e, spec, schema, metadata.format_version) for e in ordered]
         if not files and overwrite_filter is None:
-            return None
+            return outcome
         try:
             with table.transaction() as txn:
                 if overwrite_filter is not None:
@@ -387,8 +609,9 @@ def commit(
             continue
         # The transaction went through and left the committed metadata on ``table`` (no reload); an
         # overwrite that matched no rows and added no files makes no snapshot, and there is nothing to retry.
-        return committed_snapshot(table, run_id)
+        committed = committed_key_snapshot(table, key)
+        return replace(outcome, snapshot_id=committed[0] if committed else None)
     raise CommitError(
-        f"could not commit run {run_id!r} to table {table_name!r} after {max_attempts} attempts "
-        "against concurrent writers"
+        f"could not commit run {staging_run!r} (idempotency key {key!r}) to table {table_name!r} after "
+        f"{max_attempts} attempts against concurrent writers"
     )

@@ -7,16 +7,21 @@
     @task
     def match(shard: dict) -> dict:
         pairs = Table("content.title_pairs").read(shard).to_arrow()
-        return stage_to_table("content.title_matches", score(pairs), shard=shard)
+        return stage_to_table("content.title_matches", score(pairs), shard=shard, create_if_missing=True)
 
-    IcebergCommitOperator(task_id="commit", table="content.title_matches", staged=match.expand(shard=plan.output))
+    IcebergCommitOperator(
+        task_id="commit",
+        table="content.title_matches",
+        staged=match.expand(shard=plan.output),
+        idempotency_key="{{ ds }}",  # re-running a day adds its rows once
+    )
 
 The commit task's outlet is the output table's Asset (``iceberg://<catalog>/<namespace>/<table>``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -57,6 +62,41 @@ def _automatic_outlet(table: str, iceberg_conn_id: str | None) -> Asset | None:
         return None
 
 
+def _table_to_write(
+    identifier: str,
+    iceberg_conn_id: str | None,
+    *,
+    create_if_missing: bool,
+    schema: Any,
+    partition_by: Any,
+    table_properties: Mapping[str, Any] | None,
+) -> Table:
+    """The output table; created first when missing and ``create_if_missing`` (with ``schema``)."""
+    from airflow_provider_mlp.errors import ConfigurationError
+    from airflow_provider_mlp.fastdata import Table
+
+    table = _table(identifier, iceberg_conn_id)
+    if not create_if_missing:
+        if schema is not None or partition_by is not None or table_properties is not None:
+            raise ConfigurationError(
+                f"schema, partition_by and table_properties describe the table {identifier!r} that "
+                "create_if_missing=True creates; pass create_if_missing=True or drop them"
+            )
+        return table
+    if table.catalog.table_exists(table.identifier):
+        return table
+    # exist_ok: of mapped tasks racing to create the table, the catalog lets one win and the others
+    # load the winner's table (their data is then checked against its schema like any other).
+    return Table.create(
+        table.identifier,
+        schema,
+        partition_by=partition_by,
+        properties=table_properties,
+        catalog=table.catalog,
+        exist_ok=True,
+    )
+
+
 def stage_to_table(
     table: str,
     data: Any,
@@ -64,17 +104,50 @@ def stage_to_table(
     shard: Any,
     run_id: str | None = None,
     iceberg_conn_id: str | None = None,
+    create_if_missing: bool = False,
+    schema: Any = None,
+    partition_by: Sequence[str] | Any = None,
+    table_properties: Mapping[str, Any] | None = None,
+    row_group_rows: int | None = None,
+    row_group_bytes: int | None = None,
+    target_file_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Inside a (mapped) task: write ``data`` as staged files of ``table`` for the commit task.
 
     ``shard`` is a shard descriptor (its ``shard_id`` is used) or any id unique within the run;
     ``run_id`` defaults to the DAG run's, so a retried task rewrites its own files.
+
+    With ``create_if_missing=True`` a missing table is created first, with ``schema`` (a pyarrow or
+    pyiceberg Schema; default: the Arrow schema of ``data``), ``partition_by`` and
+    ``table_properties`` as ``Table.create`` takes them. Mapped tasks may race to create it: one
+    creates it, the others use it. ``row_group_rows``, ``row_group_bytes`` and ``target_file_bytes``
+    size what is written (see ``Table.stage``).
     """
+    from airflow_provider_mlp.fastdata.writer import to_arrow_table
+
     if run_id is None:
         from airflow.sdk import get_current_context
 
         run_id = str(get_current_context()["run_id"])
-    return _table(table, iceberg_conn_id).stage(data, shard_id=_shard_id(shard), run_id=run_id)
+    arrow = to_arrow_table(data, table)
+    if create_if_missing and schema is None:
+        schema = arrow.schema
+    output = _table_to_write(
+        table,
+        iceberg_conn_id,
+        create_if_missing=create_if_missing,
+        schema=schema,
+        partition_by=partition_by,
+        table_properties=table_properties,
+    )
+    return output.stage(
+        arrow,
+        shard_id=_shard_id(shard),
+        run_id=run_id,
+        row_group_rows=row_group_rows,
+        row_group_bytes=row_group_bytes,
+        target_file_bytes=target_file_bytes,
+    )
 
 
 def _shard_id(shard: Any) -> Any:
@@ -137,28 +210,43 @@ class IcebergShardsOperator(BaseOperator):
 
 
 class IcebergCommitOperator(BaseOperator):
-    """Commit every file the mapped tasks staged in ONE snapshot recording the DAG run id.
+    """Commit every file the mapped tasks staged in ONE snapshot, once per idempotency key.
 
-    Re-running the task for the same run is a no-op; with ``overwrite_filter`` the rows matching it
-    (e.g. ``"day = '2024-05-01'"``) are replaced in the same commit. The table's Asset is this task's
-    outlet (unless ``outlets`` are given) and its event carries the snapshot id.
+    The snapshot records the DAG run id and the idempotency key (default: the DAG run id). A commit
+    whose key a snapshot already recorded adds nothing (and removes the files this run staged), so
+    ``idempotency_key="{{ ds }}"`` makes a re-run of the same logical date, which Airflow gives a new
+    run id, leave the rows once. To recompute a day instead, keep the default key and give
+    ``overwrite_filter`` (e.g. ``"day = '{{ ds }}'"``): each run replaces those rows in the same commit.
+    The table's Asset is this task's outlet (unless ``outlets`` are given) and its event carries the
+    snapshot id.
 
     :param table: ``namespace.table`` to commit to.
     :param staged: what the staging tasks returned (usually ``mapped_task.output`` / its XComArg).
-    :param run_id: the exactly-once key (default: the DAG run id).
+    :param idempotency_key: what makes the commit happen once (templated; default: the DAG run id).
+    :param run_id: the older name of ``idempotency_key`` (give one of them).
     :param overwrite_filter: replace the rows matching this filter instead of appending.
+    :param create_if_missing: create the table when it is still missing at commit time (no staging
+        task created it, e.g. because nothing upstream had rows), from ``schema``.
+    :param schema: the schema ``create_if_missing`` creates the table with (pyarrow or pyiceberg).
+    :param partition_by: its partitioning, as ``Table.create`` takes it (``["day(ts)", "region"]``).
+    :param table_properties: its table properties.
     :param iceberg_conn_id: an ``iceberg`` connection; ``None`` for the embedded catalog.
     """
 
-    template_fields: Sequence[str] = ("table", "staged", "run_id", "overwrite_filter")
+    template_fields: Sequence[str] = ("table", "staged", "idempotency_key", "run_id", "overwrite_filter")
 
     def __init__(
         self,
         *,
         table: str,
         staged: Any,
+        idempotency_key: str | None = None,
         run_id: str | None = None,
         overwrite_filter: str | None = None,
+        create_if_missing: bool = False,
+        schema: Any = None,
+        partition_by: Sequence[str] | Any = None,
+        table_properties: Mapping[str, Any] | None = None,
         iceberg_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -169,28 +257,85 @@ class IcebergCommitOperator(BaseOperator):
         super().__init__(**kwargs)
         self.table = table
         self.staged = staged
+        self.idempotency_key = idempotency_key
         self.run_id = run_id
         self.overwrite_filter = overwrite_filter
+        self.create_if_missing = create_if_missing
+        self.schema = schema
+        self.partition_by = partition_by
+        self.table_properties = table_properties
         self.iceberg_conn_id = iceberg_conn_id
+
+    def _key(self, dag_run_id: str) -> str:
+        from airflow_provider_mlp.errors import ConfigurationError
+
+        key, alias = (str(v) if v not in (None, "") else None for v in (self.idempotency_key, self.run_id))
+        if key is not None and alias is not None and key != alias:
+            raise ConfigurationError(
+                f"{self.task_id}: idempotency_key={key!r} and run_id={alias!r} differ; run_id is the older name "
+                "of idempotency_key, give one of them"
+            )
+        return key or alias or dag_run_id
+
+    def _output(self, identifier: str, has_files: bool) -> Table:
+        from airflow_provider_mlp.errors import ConfigurationError
+        from airflow_provider_mlp.fastdata import TableNotFoundError
+
+        table = _table(identifier, self.iceberg_conn_id)
+        if not self.create_if_missing or table.catalog.table_exists(table.identifier):
+            return table
+        if has_files:
+            raise TableNotFoundError(
+                f"table {table.identifier!r} does not exist, yet files were staged for it (was it dropped after "
+                "staging?); re-run the staging tasks"
+            )
+        if self.schema is None:
+            raise ConfigurationError(
+                f"{self.task_id}: table {table.identifier!r} is missing and nothing was staged to create it from; "
+                "give IcebergCommitOperator(schema=...) so that create_if_missing can create it empty"
+            )
+        return _table_to_write(
+            identifier,
+            self.iceberg_conn_id,
+            create_if_missing=True,
+            schema=self.schema,
+            partition_by=self.partition_by,
+            table_properties=self.table_properties,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_mlp.assets import table_asset_uri
+        from airflow_provider_mlp.fastdata.identifiers import table_identifier
         from airflow_provider_mlp.fastdata.writer import flatten_staged
 
-        run_id = self.run_id or str(context["run_id"])
-        table = _table(self.table, self.iceberg_conn_id)
+        dag_run_id = str(context["run_id"])
+        key = self._key(dag_run_id)
+        identifier = table_identifier(self.table)
         # ``staged`` is a template field: it may arrive as JSON text, a record, or (nested) lists of them.
-        staged = flatten_staged(self.staged, table.identifier, run_id)
-        if self.overwrite_filter:
-            snapshot = table.overwrite(staged, self.overwrite_filter, run_id=run_id)
-        else:
-            snapshot = table.commit(staged, run_id=run_id)
+        # Files staged under the DAG run's id (stage_to_table's default) or under the key itself are this run's.
+        staged = flatten_staged(self.staged, identifier, [dag_run_id, key])
+        table = self._output(identifier, any(record["files"] for record in staged))
+        outcome = table._commit(
+            staged,
+            run_id=None if staged else dag_run_id,
+            idempotency_key=key,
+            overwrite_filter=self.overwrite_filter or None,
+        )
         uri = table_asset_uri(_catalog_name(self.iceberg_conn_id), table.identifier)
-        files = sum(len(record["files"]) for record in staged)
-        self.log.info("Committed %d file(s) of run %s to %s as snapshot %s", files, run_id, uri, snapshot)
+        self.log.info("%s", outcome.describe(uri))
+        snapshot = outcome.snapshot_id
         outlet_events = context.get("outlet_events")
         if outlet_events is not None:
             for outlet in self.outlets or ():
                 if getattr(outlet, "uri", None) == uri:
-                    outlet_events[outlet].extra.update({"snapshot_id": snapshot, "run_id": run_id})
-        return {"table": table.identifier, "snapshot_id": snapshot, "run_id": run_id, "uri": uri}
+                    outlet_events[outlet].extra.update(
+                        {"snapshot_id": snapshot, "run_id": outcome.run_id, "idempotency_key": key}
+                    )
+        return {
+            "table": table.identifier,
+            "snapshot_id": snapshot,
+            "run_id": outcome.run_id,
+            "idempotency_key": key,
+            "already_committed": outcome.already_committed,
+            "uri": uri,
+        }

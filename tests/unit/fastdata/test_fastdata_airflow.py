@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from airflow_provider_mlp.assets import create_asset, sanitize_uri, table_asset_uri
+from airflow_provider_mlp.errors import ConfigurationError
 from airflow_provider_mlp.fastdata import Table
 from airflow_provider_mlp.hooks.iceberg import MlpIcebergHook
 from airflow_provider_mlp.operators.fastdata import (
@@ -69,7 +71,11 @@ def test_operators_fan_out_and_commit_once(events: Table, catalog: Catalog) -> N
     outlet_events = _Events()
     result = commit.execute(context={"run_id": "manual__1", "outlet_events": outlet_events})
     assert result["uri"] == "iceberg://mlp/demo/copy"
-    assert outlet_events[asset].extra == {"snapshot_id": result["snapshot_id"], "run_id": "manual__1"}
+    assert outlet_events[asset].extra == {
+        "snapshot_id": result["snapshot_id"],
+        "run_id": "manual__1",
+        "idempotency_key": "manual__1",
+    }
     again = commit.execute(context={"run_id": "manual__1"})
     assert again["snapshot_id"] == result["snapshot_id"]
     copy = Table("demo.copy")
@@ -92,3 +98,58 @@ def test_asset_uris() -> None:
         with pytest.raises(ValueError, match="iceberg"):
             sanitize_uri(urlsplit(bad))
     assert create_asset(catalog="mlp", table="demo.events").uri == "iceberg://mlp/demo/events"
+
+
+class _LazyResults(Sequence[Any]):
+    """Like the task SDK's LazyXComSequence: every item is a request, and one past the end fails."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.requests: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.requests.append(key)
+        if isinstance(key, slice):
+            return self.items[key]
+        if key >= len(self.items):
+            raise IndexError(key)  # the SDK has logged "XCom not found ... offset=<key>" by now
+        return self.items[key]
+
+
+def test_commit_asks_for_no_result_that_is_not_there(events: Table, catalog: Catalog) -> None:
+    catalog.create_table("demo.copy", schema=events.schema, partition_spec=events.spec)
+    shards = events.shards(target_bytes=1)
+    results = _LazyResults(
+        [stage_to_table("demo.copy", events.read(s).to_arrow(), shard=s, run_id="manual__1") for s in shards]
+    )
+    commit = IcebergCommitOperator(task_id="commit", table="demo.copy", staged=results)
+    commit.execute(context={"run_id": "manual__1"})
+    assert Table("demo.copy").read().num_rows == 20_000
+    assert all(isinstance(r, slice) or r < len(results) for r in results.requests), results.requests
+    assert len(results.requests) == 1  # one request for all of them
+
+
+def test_commit_operator_idempotency_key_and_its_run_id_alias(events: Table, catalog: Catalog) -> None:
+    catalog.create_table("demo.copy", schema=events.schema, partition_spec=events.spec)
+    rows = events.read(row_filter="event_id < 100").to_arrow()
+
+    def run(dag_run_id: str, **kwargs: Any) -> dict[str, Any]:
+        staged = [stage_to_table("demo.copy", rows, shard=0, run_id=dag_run_id)]
+        return IcebergCommitOperator(task_id="commit", table="demo.copy", staged=staged, **kwargs).execute(
+            context={"run_id": dag_run_id}
+        )
+
+    first = run("manual__1", idempotency_key="2026-02-01")
+    again = run("manual__2", idempotency_key="2026-02-01")
+    assert again["already_committed"] and again["snapshot_id"] == first["snapshot_id"]
+    assert again["run_id"] == "manual__2" and again["idempotency_key"] == "2026-02-01"
+    assert Table("demo.copy").read().num_rows == 100
+    alias = run("manual__3", run_id="2026-02-01")  # the older argument name means the same
+    assert alias["already_committed"] and alias["snapshot_id"] == first["snapshot_id"]
+    assert not run("manual__4", run_id="2026-02-02")["already_committed"]
+    with pytest.raises(ConfigurationError, match="idempotency_key='a' and run_id='b' differ"):
+        run("manual__5", idempotency_key="a", run_id="b")
+    assert Table("demo.copy").read().num_rows == 200

@@ -103,3 +103,62 @@ def test_missing_delete_file_is_named(events: Table) -> None:
     Path(path.removeprefix("file://")).unlink()
     with pytest.raises(DataFileError, match=f"delete file {path}"):
         events.refresh().read()
+
+
+def test_a_filter_that_does_not_parse_points_at_the_failure(events: Table) -> None:
+    with pytest.raises(FilterError) as raised:
+        events.read(row_filter="event_id >>> 1")
+    message = str(raised.value)
+    lines = message.splitlines()
+    assert lines[0] == (
+        "row_filter 'event_id >>> 1' on table 'demo.events' does not parse at column 11: expected a value "
+        "(a number, 'quoted text', true or false) after '>', found '>'"
+    )
+    assert lines[1:3] == ["    event_id >>> 1", "              ^"]
+    assert "columns of table 'demo.events': event_id, user_id, event_type, amount, ts, note" in message
+    assert "W:(" not in message and "Expected {" not in message
+    with pytest.raises(FilterError, match=r"at column 21: expected 'and', 'or' or the end of the filter, found 'andd'"):
+        events.shards(row_filter="event_type = 'view' andd amount > 1")
+    with pytest.raises(FilterError, match=r"expected 'null' or 'nan' after 'is', found 'nul'"):
+        events.read(row_filter="note is nul")
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "expected"),
+    [
+        ("a = 1 and", 10, "a column name, 'not', '(' or true/false, found the end of the filter"),
+        ("(a = 1", 7, "'and', 'or' or the ')' closing the '(' at column 1"),
+        ("a in (1, 'x')", 10, "an integer like the list's first value"),
+        ('a = "x"', 5, "text takes single quotes, double quotes name a column"),
+        ("a = 'x", 5, "found text whose quote ' is never closed"),
+        ("a ~ 1", 3, "an operator: =, !=, <, <=, >, >=, in (...)"),
+    ],
+)
+def test_filter_errors_say_what_was_expected(text: str, column: int, expected: str) -> None:
+    with pytest.raises(FilterError) as raised:
+        parse_filter(text, "t.t", columns=["a"])
+    assert f"does not parse at column {column}: expected " in str(raised.value)
+    assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = 1",
+        "a != 'it''s'",
+        "(a < 1.5 and b >= -2) or not c is null",
+        "a in (1, 2, 3)",
+        "s not like 'x\\%y%'",
+        "x is not nan",
+        "1 = a",
+        "a between 1 and 2",
+        "a.b.c = 1",
+        "a == 1 or a <> 2",
+        "a in (true, false)",
+    ],
+)
+def test_the_diagnosis_accepts_what_pyiceberg_parses(text: str) -> None:
+    from airflow_provider_mlp.fastdata.filters import diagnose_filter
+
+    parse_filter(text)
+    assert diagnose_filter(text) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pyarrow as pa
@@ -127,3 +128,53 @@ def test_filter_columns_first_and_row_groups_skipped(catalog: Catalog, monkeypat
     assert sorted(found.column("id").to_pylist()) == [500, 20_500]
     assert {cols for _, cols in decoded} == {("s",), ("id",)}
     assert len([1 for _, cols in decoded if cols == ("id",)]) == 2
+
+
+def _title_pairs(rows: int) -> pa.Table:
+    """Pairs of titles of 2-5 words, about 70 bytes a row in Arrow (issue 15's 200k-row table)."""
+    import numpy as np
+
+    rng = np.random.default_rng(15)
+    words = np.array([f"{w}{i}" for i, w in enumerate(["night", "star", "war", "home", "blue", "last"] * 500)])
+
+    def titles() -> list[str]:
+        return [" ".join(words[rng.integers(0, len(words), k)]) for k in rng.integers(2, 6, rows)]
+
+    return pa.table({"pair_id": pa.array(np.arange(rows), pa.int64()), "left": titles(), "right": titles()})
+
+
+def test_a_table_written_by_stage_fans_out(catalog: Catalog, caplog: pytest.LogCaptureFixture) -> None:
+    pairs = _title_pairs(200_000)
+    catalog.create_namespace("content")
+    catalog.create_table("content.title_pairs", schema=pairs.schema)
+    table = Table("content.title_pairs")
+    table.commit(table.stage(pairs, shard_id=0, run_id="load"), run_id="load")
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlp.fastdata.planning"):
+        shards = table.shards(target_bytes=512 << 10)
+    assert len(shards) >= 5, [s["bytes"] for s in shards]
+    assert sum(s["records"] for s in shards) == 200_000
+    assert max(s["bytes"] for s in shards) <= 2 * min(s["bytes"] for s in shards)
+    assert pa.concat_tables(table.read(s).to_arrow() for s in shards).num_rows == 200_000
+    # Row groups of about 2 MiB in Arrow are ~0.9 MB on disk: above 512 KiB, and the planner says so.
+    assert "shards cannot be smaller than a row group" in caplog.text
+
+
+def test_the_planner_says_why_shards_are_bigger_than_asked(catalog: Catalog, caplog: pytest.LogCaptureFixture) -> None:
+    pairs = _title_pairs(20_000)  # 1.4 MB in Arrow: one row group
+    catalog.create_namespace("content")
+    catalog.create_table("content.one_group", schema=pairs.schema)
+    table = Table("content.one_group")
+    staged = table.stage(pairs, shard_id=0, run_id="load")
+    table.commit(staged, run_id="load")
+    path = staged["files"][0]["file_path"]
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlp.fastdata.planning"):
+        assert len(table.shards(target_bytes=64 << 10)) == 1
+    (record,) = [r for r in caplog.records if r.name == "airflow_provider_mlp.fastdata.planning"]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert f"file {path} has 1 row group of " in message and "kB" in message
+    assert "shards cannot be smaller than a row group" in message and "write.parquet.row-group-limit" in message
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="airflow_provider_mlp.fastdata.planning"):
+        assert len(table.shards(target_bytes=64 << 20)) == 1  # a reachable target: nothing to say
+    assert not caplog.records

@@ -226,7 +226,7 @@ class Dispatcher:
     # -- endpoints --------------------------------------------------------------------------------
 
     async def predict(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
-        from airflow_provider_mlp.precompute import CacheError
+        from airflow_provider_mlp.precompute import CacheError, CacheInputError
         from airflow_provider_mlp.serving.schemas import PredictRequest
 
         rt = self._rt()
@@ -239,6 +239,8 @@ class Dispatcher:
             if rt.cache_usable():
                 try:
                     row = rt.predict_reader.get(_key_of(req.key))
+                except CacheInputError as exc:
+                    raise HttpError(422, f"field 'key': {exc}") from None
                 except CacheError as exc:
                     rt.cache_failed()
                     rt.metrics.cache.labels("predict", "error").inc()
@@ -276,7 +278,7 @@ class Dispatcher:
         return 200, _dumps(body), [*_JSON, (b"x-mlp-source", source.encode())]
 
     async def lookup(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
-        from airflow_provider_mlp.precompute import CacheError
+        from airflow_provider_mlp.precompute import CacheError, CacheInputError
         from airflow_provider_mlp.serving.schemas import LookupRequest
 
         rt = self._rt()
@@ -291,6 +293,8 @@ class Dispatcher:
         keys = [_key_of(k) for k in req.keys]
         try:
             rows = rt.lookup_reader.get_many(keys)
+        except CacheInputError as exc:
+            raise HttpError(422, f"field 'keys': {exc}") from None
         except CacheError as exc:
             rt.cache_failed()
             rt.metrics.cache.labels("lookup", "error").inc()

@@ -26,6 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if here in item.path.parents:
             item.add_marker(pytest.mark.filterwarnings(BENTOML_PATHSPEC_WARNING))
 
+
 TITLES = list(range(1, 201))
 
 

@@ -1,8 +1,11 @@
-"""Iceberg tables as Airflow Assets: ``iceberg://<catalog>/<namespace>/<table>``.
+"""Airflow Assets of this provider: Iceberg tables and served models.
 
-A multi-level namespace is written with dots (``iceberg://mlp/content.raw/titles``). The normalizer
-is registered in provider info under ``asset-uris`` for the ``iceberg`` scheme. Nothing here
-imports Airflow at module level.
+- ``iceberg://<catalog>/<namespace>/<table>``: a multi-level namespace is written with dots
+  (``iceberg://mlp/content.raw/titles``);
+- ``mlp://model/<name>``: a model in the BentoML model store, published by ``PublishModelOperator``.
+
+Both normalizers are registered in provider info under ``asset-uris``. Nothing here imports Airflow
+at module level.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Asset
 
 SCHEME = "iceberg"
+MLP_SCHEME = "mlp"
+# The kinds of thing an ``mlp://<kind>/...`` URI names; only models so far.
+MLP_KINDS = ("model",)
 
 
 def table_asset_uri(catalog: str, identifier: str) -> str:
@@ -51,3 +57,41 @@ def create_asset(*, catalog: str, table: str, extra: dict[str, Any] | None = Non
     from airflow.sdk import Asset
 
     return Asset(uri=table_asset_uri(catalog, table), extra=extra or {})
+
+
+def model_asset_uri(name: str) -> str:
+    """The asset URI of model ``name`` (a BentoML model name)."""
+    from airflow_provider_mlp.serving.models import check_model_name
+
+    return f"{MLP_SCHEME}://model/{check_model_name(name)}"
+
+
+def sanitize_mlp_uri(uri: SplitResult) -> SplitResult:
+    """Normalize ``mlp://model/<name>``: one form per model, or a ValueError naming the problem."""
+    from airflow_provider_mlp.serving.models import check_model_name
+
+    if uri.scheme != MLP_SCHEME:
+        raise ValueError(f"not an mlp asset URI (scheme {uri.scheme!r}): {uri.geturl()}")
+    kind = uri.netloc.lower()
+    if kind not in MLP_KINDS:
+        raise ValueError(
+            f"mlp asset URI {uri.geturl()!r} must name one of {', '.join(MLP_KINDS)}: mlp://model/<name> "
+            f"(got {uri.netloc!r})"
+        )
+    if uri.query or uri.fragment:
+        raise ValueError(f"mlp asset URI {uri.geturl()!r} must not have a query or fragment")
+    parts = [unquote(p) for p in uri.path.strip("/").split("/") if p]
+    if len(parts) != 1:
+        raise ValueError(f"mlp asset URI {uri.geturl()!r} must be mlp://model/<name> (got path {uri.path!r})")
+    try:
+        name = check_model_name(parts[0].lower())
+    except ValueError as exc:
+        raise ValueError(f"mlp asset URI {uri.geturl()!r}: {exc}") from None
+    return SplitResult(MLP_SCHEME, kind, f"/{name}", "", "")
+
+
+def create_model_asset(*, name: str, extra: dict[str, Any] | None = None) -> Asset:
+    """The Asset of a served model (provider-info ``factory``)."""
+    from airflow.sdk import Asset
+
+    return Asset(uri=model_asset_uri(name), extra=extra or {})

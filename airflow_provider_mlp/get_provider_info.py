@@ -61,6 +61,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_mlp.operators.environment",
                     "airflow_provider_mlp.operators.compute",
                     "airflow_provider_mlp.operators.precompute",
+                    "airflow_provider_mlp.operators.serving",
                 ],
             }
         ],
@@ -74,7 +75,12 @@ def get_provider_info() -> dict[str, Any]:
                 "schemes": ["iceberg"],
                 "handler": "airflow_provider_mlp.assets.sanitize_uri",
                 "factory": "airflow_provider_mlp.assets.create_asset",
-            }
+            },
+            {
+                "schemes": ["mlp"],
+                "handler": "airflow_provider_mlp.assets.sanitize_mlp_uri",
+                "factory": "airflow_provider_mlp.assets.create_model_asset",
+            },
         ],
         "connection-types": [
             {

@@ -1,0 +1,137 @@
+"""Models in the BentoML model store: how a DAG's model is saved and how a serving process loads it.
+
+A model is saved as ``model.pkl`` (cloudpickle) inside a BentoML model directory, with labels
+(strings: ``dag_id``, ``run_id``, ``env_id``) and metadata (``metrics``, ``inputs``: the Iceberg
+snapshot id of each training input table) so that every answer can be traced back to the run,
+the environment and the data. The loaded object answers ``predict(features) -> value`` (or is
+itself callable); it may define ``finalize(aggregates, params)`` for the lookup endpoint.
+Runtime side: no Airflow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_mlp.errors import ConfigurationError, MlpError
+from airflow_provider_mlp.extras import require
+
+MODEL_FILE = "model.pkl"
+FORMAT = "mlp-cloudpickle-v1"
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
+
+
+class ModelLoadError(MlpError, LookupError):
+    """The model tag is not in the store, or its directory is not a model this package saved."""
+
+
+def check_model_name(name: str) -> str:
+    """A BentoML model name (lowercase letters, digits, ``.``, ``_``, ``-``), or a ConfigurationError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"model name {name!r} is not a valid BentoML model name: use 1-64 lowercase letters, digits, "
+            "'.', '_' or '-', starting and ending with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a published model carries: the lineage every answer can be traced to."""
+
+    name: str
+    dag_id: str | None = None
+    run_id: str | None = None
+    env_id: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    inputs: Mapping[str, int | None] = field(default_factory=dict)
+
+    def labels(self) -> dict[str, str]:
+        # BentoML labels are strings and filterable (``bentoml models list -l dag_id=...``).
+        values = {"dag_id": self.dag_id, "run_id": self.run_id, "env_id": self.env_id}
+        return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "metrics": {str(k): float(v) for k, v in self.metrics.items()},
+            "inputs": {str(k): (None if v is None else int(v)) for k, v in self.inputs.items()},
+        }
+
+    def extra(self, tag: str) -> dict[str, Any]:
+        """The Asset event's extra: the same fields, plus the saved tag."""
+        return {
+            "tag": tag,
+            "dag_id": self.dag_id,
+            "run_id": self.run_id,
+            "env_id": self.env_id,
+            "metrics": self.metadata()["metrics"],
+            "inputs": self.metadata()["inputs"],
+        }
+
+
+def save_model(model: Any, record: ModelRecord) -> str:
+    """Save ``model`` (any object cloudpickle can ship) to the BentoML model store; return its tag ``name:version``.
+
+    The directory becomes visible in the store only when the ``with`` block completes, so a failed
+    save never leaves a half-written model for ``name:latest`` to pick.
+    """
+    require("bentoml", feature="serving")
+    import bentoml
+    import cloudpickle
+
+    check_model_name(record.name)
+    if not (callable(model) or callable(getattr(model, "predict", None))):
+        raise TypeError(
+            f"model for {record.name!r} must be callable or have a predict(features) method, got {type(model).__name__}"
+        )
+    with (
+        bentoml.models.create(record.name, labels=record.labels(), metadata=record.metadata()) as saved,
+        open(saved.path_of(MODEL_FILE), "wb") as handle,
+    ):
+        cloudpickle.dump(model, handle)
+    return str(saved.tag)
+
+
+@dataclass
+class LoadedModel:
+    tag: str
+    name: str
+    obj: Any
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+
+    @property
+    def env_id(self) -> str:
+        return self.labels.get("env_id", "")
+
+    def predict(self, features: Any) -> Any:
+        method = getattr(self.obj, "predict", None)
+        return method(features) if callable(method) else self.obj(features)
+
+    def finalize(self) -> Any:
+        method = getattr(self.obj, "finalize", None)
+        return method if callable(method) else None
+
+
+def load_model(tag: str) -> LoadedModel:
+    """Load ``name`` / ``name:latest`` / ``name:version`` from the BentoML model store."""
+    require("bentoml", feature="serving")
+    import bentoml
+    import cloudpickle
+
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise ModelLoadError(f"model {tag!r} is not in the BentoML model store: {exc}") from None
+    metadata = dict(stored.info.metadata)
+    if metadata.get("format") != FORMAT:
+        raise ModelLoadError(
+            f"model {stored.tag} was not saved by PublishModelOperator (metadata format {metadata.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    with open(stored.path_of(MODEL_FILE), "rb") as handle:
+        obj = cloudpickle.load(handle)
+    return LoadedModel(str(stored.tag), stored.tag.name, obj, dict(stored.info.labels), metadata)

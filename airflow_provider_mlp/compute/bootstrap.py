@@ -88,7 +88,7 @@ def run(
     cache_dir: str | None = None,
 ) -> int:
     from airflow_provider_mlp.compute import executor
-    from airflow_provider_mlp.stores import open_filesystem
+    from airflow_provider_mlp.stores import read_bytes, write_bytes
 
     started = time.monotonic()
     artifact_options = _options(ARTIFACT_OPTIONS_ENV)
@@ -101,10 +101,9 @@ def run(
         _say(f"environment {local.env_id} ready in {time.monotonic() - started:.3f}s at {local.path}")
     scratch = Path(tempfile.mkdtemp(prefix="mlp-compute-"))
     try:
-        fs, _ = open_filesystem(payload_uri, artifact_options)
         payload = scratch / "payload.pkl"
         try:
-            fs.get(payload_uri, str(payload))
+            payload.write_bytes(read_bytes(payload_uri, artifact_options))
         except FileNotFoundError:
             raise ComputeError(f"payload {payload_uri} is not in the artifact store") from None
         result = scratch / "result"
@@ -112,8 +111,7 @@ def run(
         proc = subprocess.run([python, executor.__file__, str(payload), str(result)], env=child_env, check=False)
         code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         if result.exists():
-            result_fs, _ = open_filesystem(result_uri, artifact_options)
-            result_fs.put(str(result), result_uri)
+            write_bytes(result_uri, result.read_bytes(), artifact_options)
         elif code == 0:
             raise ComputeError(f"the executor exited 0 without writing {result}")
         _say(f"bootstrap done in {time.monotonic() - started:.3f}s (exit {code})")

@@ -123,16 +123,17 @@ def encode_payload(
 
 
 def put_payload(location: WorkLocation, payload: bytes) -> None:
-    fs = location.filesystem()
-    fs.makedirs(location.try_prefix, exist_ok=True)
-    fs.pipe(location.payload_uri, payload)
+    from airflow_provider_mlp.stores import write_bytes
+
+    write_bytes(location.payload_uri, payload, location.storage_options)
 
 
 def read_result_header(location: WorkLocation) -> tuple[dict[str, Any], bytes] | None:
     """The result's header and body, or None when the try wrote no result (it died first)."""
-    fs = location.filesystem()
+    from airflow_provider_mlp.stores import read_bytes
+
     try:
-        data = fs.cat(location.result_uri)
+        data = read_bytes(location.result_uri, location.storage_options)
     except FileNotFoundError:
         return None
     line, _, body = data.partition(b"\n")
@@ -178,11 +179,10 @@ def decode_result(header: Mapping[str, Any], body: bytes, *, where: str) -> Any:
 
 def load_result(reference: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> Any:
     """Read back a result that XCom carries as a reference (``{"kind": "mlp.compute.result", ...}``)."""
-    from airflow_provider_mlp.stores import open_filesystem
+    from airflow_provider_mlp.stores import read_bytes
 
     if reference.get("kind") != RESULT_KIND:
         raise ComputeError(f"not a compute result reference: {dict(reference)!r}")
     uri = str(reference["uri"])
-    fs, _ = open_filesystem(uri, storage_options)
-    line, _, body = fs.cat(uri).partition(b"\n")
+    line, _, body = read_bytes(uri, storage_options).partition(b"\n")
     return decode_result(json.loads(line), body, where=uri)

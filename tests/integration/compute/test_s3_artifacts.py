@@ -1,0 +1,64 @@
+"""Payloads and results through an S3-compatible artifact store (the moto server on 127.0.0.1),
+reached through an mlp_object_store connection, on the local backend."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_mlp.compute.work import RESULT_KIND, load_result
+from airflow_provider_mlp.operators.compute import MlpPodOperator
+from airflow_provider_mlp.stores import open_filesystem
+from tests.support.s3_server import CREDENTIALS, S3Server
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class _TaskInstance:
+    task_id: str
+    dag_id: str = "s3_compute"
+    map_index: int = -1
+    try_number: int = 1
+
+
+def table_of(n: int) -> Any:
+    import pyarrow as pa
+
+    return pa.table({"n": list(range(n))})
+
+
+def test_work_and_results_travel_through_s3(
+    s3_server: S3Server, mlp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_server.create_bucket("mlp-artifacts")
+    conn = {
+        "conn_type": "mlp_object_store",
+        "login": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "password": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "extra": {
+            "url": "s3://mlp-artifacts/mlp",
+            "endpoint_url": s3_server.endpoint_url,
+            "storage_options": {"client_kwargs": {"region_name": CREDENTIALS["AWS_DEFAULT_REGION"]}},
+        },
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_MLP_ARTIFACTS", json.dumps(conn))
+    op = MlpPodOperator(
+        task_id="table",
+        python_callable=table_of,
+        op_args=[3],
+        backend="local",
+        mlp_object_store_conn_id="mlp_artifacts",
+    )
+    reference = op.execute({"ti": _TaskInstance("table"), "run_id": "manual__s3"})  # type: ignore[arg-type]
+
+    assert reference["kind"] == RESULT_KIND and reference["uri"].startswith("s3://mlp-artifacts/mlp/compute/")
+    options = s3_server.storage_options()
+    assert load_result(reference, options).column("n").to_pylist() == [0, 1, 2]
+    fs, _ = open_filesystem("s3://mlp-artifacts", options)
+    stored = sorted(p.rsplit("/", 1)[-1] for p in fs.find("mlp-artifacts/mlp/compute"))
+    assert stored == ["payload.pkl", "result"]

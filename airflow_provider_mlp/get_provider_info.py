@@ -73,7 +73,12 @@ def get_provider_info() -> dict[str, Any]:
                 "schemes": ["iceberg"],
                 "handler": "airflow_provider_mlp.assets.sanitize_uri",
                 "factory": "airflow_provider_mlp.assets.create_asset",
-            }
+            },
+            {
+                "schemes": ["mlp"],
+                "handler": "airflow_provider_mlp.assets.sanitize_mlp_uri",
+                "factory": "airflow_provider_mlp.assets.create_mlp_asset",
+            },
         ],
         "connection-types": [
             {

@@ -91,6 +91,17 @@ def _shard_id(shard: Any) -> Any:
     return shard
 
 
+def _snapshot_event(task: BaseOperator, table: str, snapshot: int | None, run_id: str) -> dict[str, Any]:
+    """The commit's asset event extra: an ``iceberg.snapshot`` event (plain ids when nothing was committed)."""
+    if snapshot is None:
+        return {"snapshot_id": None, "run_id": run_id}
+    from airflow_provider_mlp.events.schema import ICEBERG_SNAPSHOT
+
+    return ICEBERG_SNAPSHOT.envelope(
+        f"{task.dag_id}/{task.task_id}", table=table, snapshot_id=int(snapshot), run_id=run_id
+    )
+
+
 class IcebergShardsOperator(BaseOperator):
     """Plan an Iceberg scan and return its shard descriptors (JSON, via XCom) for ``.expand()``.
 
@@ -192,5 +203,5 @@ class IcebergCommitOperator(BaseOperator):
         if outlet_events is not None:
             for outlet in self.outlets or ():
                 if getattr(outlet, "uri", None) == uri:
-                    outlet_events[outlet].extra.update({"snapshot_id": snapshot, "run_id": run_id})
+                    outlet_events[outlet].extra.update(_snapshot_event(self, table.identifier, snapshot, run_id))
         return {"table": table.identifier, "snapshot_id": snapshot, "run_id": run_id, "uri": uri}

@@ -1,15 +1,16 @@
-"""Airflow Assets of this provider: Iceberg tables and served models.
+"""The provider's Airflow Asset URIs and their normalizers (registered in provider info, ``asset-uris``).
 
-- ``iceberg://<catalog>/<namespace>/<table>``: a multi-level namespace is written with dots
-  (``iceberg://mlp/content.raw/titles``);
-- ``mlp://model/<name>``: a model in the BentoML model store, published by ``PublishModelOperator``.
+- ``iceberg://<catalog>/<namespace>/<table>``: an Iceberg table. A multi-level namespace is written with
+  dots (``iceberg://mlp/content.raw/titles``).
+- ``mlp://model/<name>``: a published model.
+- ``mlp://env/<team>/<project>/<name>``: a built environment (its alias without the tag).
 
-Both normalizers are registered in provider info under ``asset-uris``. Nothing here imports Airflow
-at module level.
+Nothing here imports Airflow at module level.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, unquote
 
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
 
 SCHEME = "iceberg"
 MLP_SCHEME = "mlp"
-# The kinds of thing an ``mlp://<kind>/...`` URI names; only models so far.
-MLP_KINDS = ("model",)
+# kind -> the path components a ``mlp://<kind>/...`` URI has after its kind.
+MLP_KINDS: dict[str, tuple[str, ...]] = {"model": ("name",), "env": ("team", "project", "name")}
+_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def table_asset_uri(catalog: str, identifier: str) -> str:
@@ -59,39 +61,58 @@ def create_asset(*, catalog: str, table: str, extra: dict[str, Any] | None = Non
     return Asset(uri=table_asset_uri(catalog, table), extra=extra or {})
 
 
-def model_asset_uri(name: str) -> str:
-    """The asset URI of model ``name`` (a BentoML model name)."""
-    from airflow_provider_mlp.serving.models import check_model_name
+def _mlp_uri(kind: str, parts: list[str], given: str) -> str:
+    names = MLP_KINDS[kind]
+    if len(parts) != len(names):
+        layout = "/".join(f"<{n}>" for n in names)
+        raise ValueError(f"mlp asset URI {given!r} must be mlp://{kind}/{layout} (got {len(parts)} path part(s))")
+    for label, value in zip(names, parts, strict=True):
+        if not _COMPONENT.match(value):
+            raise ValueError(
+                f"mlp asset URI {given!r} has an invalid {kind} {label} {value!r}; expected letters, digits, "
+                "'.', '_' or '-' (starting with a letter or digit, at most 128 characters)"
+            )
+    return f"{MLP_SCHEME}://{kind}/{'/'.join(parts)}"
 
-    return f"{MLP_SCHEME}://model/{check_model_name(name)}"
+
+def model_asset_uri(name: str) -> str:
+    """The asset URI of published model ``name``: ``mlp://model/<name>``."""
+    return _mlp_uri("model", [name], f"model {name!r}")
+
+
+def env_asset_uri(team: str, project: str, name: str) -> str:
+    """The asset URI of environment alias ``team/project/name`` (any tag): ``mlp://env/<team>/<project>/<name>``."""
+    return _mlp_uri("env", [team, project, name], f"env {team}/{project}/{name}")
 
 
 def sanitize_mlp_uri(uri: SplitResult) -> SplitResult:
-    """Normalize ``mlp://model/<name>``: one form per model, or a ValueError naming the problem."""
-    from airflow_provider_mlp.serving.models import check_model_name
-
+    """Normalize ``mlp://model/<name>`` and ``mlp://env/<team>/<project>/<name>``."""
+    given = uri.geturl()
     if uri.scheme != MLP_SCHEME:
-        raise ValueError(f"not an mlp asset URI (scheme {uri.scheme!r}): {uri.geturl()}")
-    kind = uri.netloc.lower()
-    if kind not in MLP_KINDS:
-        raise ValueError(
-            f"mlp asset URI {uri.geturl()!r} must name one of {', '.join(MLP_KINDS)}: mlp://model/<name> "
-            f"(got {uri.netloc!r})"
-        )
+        raise ValueError(f"not an mlp asset URI (scheme {uri.scheme!r}): {given}")
     if uri.query or uri.fragment:
-        raise ValueError(f"mlp asset URI {uri.geturl()!r} must not have a query or fragment")
+        raise ValueError(f"mlp asset URI {given!r} must not have a query or fragment")
+    kind = uri.netloc
+    if kind not in MLP_KINDS:
+        raise ValueError(f"mlp asset URI {given!r} names kind {kind!r}; expected one of {sorted(MLP_KINDS)}")
     parts = [unquote(p) for p in uri.path.strip("/").split("/") if p]
-    if len(parts) != 1:
-        raise ValueError(f"mlp asset URI {uri.geturl()!r} must be mlp://model/<name> (got path {uri.path!r})")
-    try:
-        name = check_model_name(parts[0].lower())
-    except ValueError as exc:
-        raise ValueError(f"mlp asset URI {uri.geturl()!r}: {exc}") from None
-    return SplitResult(MLP_SCHEME, kind, f"/{name}", "", "")
+    normalized = _mlp_uri(kind, parts, given)
+    return SplitResult(MLP_SCHEME, kind, normalized[len(f"{MLP_SCHEME}://{kind}") :], "", "")
 
 
 def create_model_asset(*, name: str, extra: dict[str, Any] | None = None) -> Asset:
-    """The Asset of a served model (provider-info ``factory``)."""
+    """The Asset of a published model (``mlp://model/<name>``)."""
+    return create_mlp_asset(kind="model", name=name, extra=extra)
+
+
+def create_mlp_asset(*, kind: str, extra: dict[str, Any] | None = None, **parts: str) -> Asset:
+    """The Asset of a model (``kind="model", name=...``) or an environment (``kind="env", team, project, name``)."""
     from airflow.sdk import Asset
 
-    return Asset(uri=model_asset_uri(name), extra=extra or {})
+    if kind not in MLP_KINDS:
+        raise ValueError(f"mlp asset kind {kind!r}; expected one of {sorted(MLP_KINDS)}")
+    missing = [n for n in MLP_KINDS[kind] if n not in parts]
+    if missing or set(parts) - set(MLP_KINDS[kind]):
+        raise ValueError(f"an mlp {kind} asset takes {list(MLP_KINDS[kind])}, got {sorted(parts)}")
+    uri = _mlp_uri(kind, [parts[n] for n in MLP_KINDS[kind]], f"{kind} {parts}")
+    return Asset(uri=uri, extra=extra or {})

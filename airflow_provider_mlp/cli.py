@@ -1,6 +1,7 @@
 """The ``mlp`` command: ``mlp demo`` runs the project's main job on embedded defaults;
 ``mlp settings`` prints where everything lives; ``mlp example-dags`` prints the example DAGs' folder;
-``mlp cache`` shows and switches precomputed cache versions."""
+``mlp cache`` shows and switches precomputed cache versions; ``mlp airflow up|down`` runs a local Airflow;
+``mlp events publish`` sends an asset event to Airflow's REST API."""
 
 from __future__ import annotations
 
@@ -29,10 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--rows", type=int, default=200_000, help="rows of the sample table")
     sub.add_parser("settings", help="print the resolved settings as JSON")
     sub.add_parser("example-dags", help="print the folder of the example DAGs shipped with the provider")
+    from airflow_provider_mlp import airflow_local
+    from airflow_provider_mlp.events import cli as events_cli
+
     cache_cli.add_parser(sub)
+    airflow_local.add_arguments(sub.add_parser("airflow", help="start or stop a local Airflow on 127.0.0.1"))
+    events_cli.add_arguments(sub.add_parser("events", help="publish asset events to Airflow"))
     args = parser.parse_args(argv)
     if args.command == "cache":
         return cache_cli.run(args)
+    if args.command == "airflow":
+        return airflow_local.run_command(args)
+    if args.command == "events":
+        return events_cli.run_command(args)
     if args.command == "demo":
         from airflow_provider_mlp.demo.runner import demo
 

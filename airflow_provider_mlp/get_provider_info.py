@@ -65,6 +65,8 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "sensors": [{"integration-name": "MLP", "python-modules": ["airflow_provider_mlp.sensors.iceberg"]}],
+        "triggers": [{"integration-name": "MLP", "python-modules": ["airflow_provider_mlp.triggers.iceberg"]}],
         "task-decorators": [
             {"class-name": "airflow_provider_mlp.decorators.mlp.mlp_task", "name": "mlp"},
         ],
@@ -79,7 +81,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "schemes": ["mlp"],
                 "handler": "airflow_provider_mlp.assets.sanitize_mlp_uri",
-                "factory": "airflow_provider_mlp.assets.create_model_asset",
+                "factory": "airflow_provider_mlp.assets.create_mlp_asset",
             },
         ],
         "connection-types": [

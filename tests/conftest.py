@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,22 @@ def k8s_api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sApiS
     """
     with running_k8s_api_server(tmp_path_factory.mktemp("k8s")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def start_airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start real Airflows (tests/support/airflow_cluster.py) on DAGs folders; all stop when the module ends.
+
+    ``start_airflow(dags_folder, env={...}) -> AirflowCluster``; a module-scoped fixture usually wraps it.
+    """
+    from contextlib import ExitStack
+
+    from tests.support.airflow_cluster import running_airflow
+
+    with ExitStack() as stack:
+
+        def start(dags_folder: Path, **kwargs: Any) -> Any:
+            home = tmp_path_factory.mktemp("airflow-home")
+            return stack.enter_context(running_airflow(home, dags_folder, **kwargs))
+
+        yield start

@@ -41,6 +41,26 @@ def _spec_from(value: Any, store: str | None, storage_options: Mapping[str, Any]
     raise SpecError(f"spec must be an EnvSpec, a mapping or a list of pip requirements, not {type(value).__name__}")
 
 
+def env_asset(alias_name: str) -> Any:
+    """The ``mlp://env/<team>/<project>/<name>`` Asset of an environment alias (any tag)."""
+    from airflow_provider_mlp.assets import create_mlp_asset
+    from env_builder.refs import parse_alias
+
+    ref = parse_alias(alias_name)
+    return create_mlp_asset(kind="env", team=ref.team, project=ref.project, name=ref.name)
+
+
+def _automatic_outlet(name: str) -> Any:
+    # No validation at parse time: a bad name gets no automatic outlet here and its clear error at run time.
+    from env_builder.errors import AliasError
+    from env_builder.refs import sanitize_component
+
+    try:
+        return env_asset("/".join(sanitize_component(part) for part in name.split("/")))
+    except (AliasError, ValueError):
+        return None
+
+
 class BuildEnvironmentOperator(BaseOperator):
     """Resolve, build, pack and store an environment when the task runs; return its env id (XCom).
 
@@ -49,7 +69,9 @@ class BuildEnvironmentOperator(BaseOperator):
     strings inside a mapping or list are templated. ``name`` (templated, e.g.
     ``"explainer-{{ params.model_type }}-{{ run_id }}"``) becomes the alias
     ``team/project/<name>:<tag>``; characters an alias cannot hold (``:`` and ``+`` of a run id)
-    become ``-``. The alias is also pushed as XCom ``alias``, the full reference as ``env``.
+    become ``-``. The alias is also pushed as XCom ``alias``, the full reference as ``env``. With a
+    name that is not templated, the task's outlet is the env's Asset ``mlp://env/<team>/<project>/<name>``
+    and its event carries an ``env.built`` payload (``env_id``, ``alias``).
 
     :param spec: what to build.
     :param name: alias name, optionally prefixed ``team/`` or ``team/project/``.
@@ -78,6 +100,10 @@ class BuildEnvironmentOperator(BaseOperator):
         mlp_object_store_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if "outlets" not in kwargs and name and "{{" not in name and "{{" not in tag:
+            outlet = _automatic_outlet(name)
+            if outlet is not None:
+                kwargs["outlets"] = [outlet]
         super().__init__(**kwargs)
         self.spec = spec
         self.name = name
@@ -95,6 +121,19 @@ class BuildEnvironmentOperator(BaseOperator):
             return None
         parts = [sanitize_component(part) for part in str(self.name).split("/")]
         return f"{'/'.join(parts)}:{sanitize_component(str(self.tag))}"
+
+    def _announce(self, context: Context, alias_name: str, env_id: str) -> None:
+        """The env's outlet event carries an ``env.built`` payload (env id, alias)."""
+        from airflow_provider_mlp.events.schema import ENV_BUILT
+
+        outlet_events = context.get("outlet_events")
+        if outlet_events is None:
+            return
+        uri = env_asset(alias_name).uri
+        for outlet in self.outlets or ():
+            if getattr(outlet, "uri", None) == uri:
+                extra = ENV_BUILT.envelope(f"{self.dag_id}/{self.task_id}", env_id=env_id, alias=alias_name)
+                outlet_events[outlet].extra.update(extra)
 
     def store_location(self) -> tuple[str | None, dict[str, Any] | None]:
         """The store URL and fsspec options: arguments first, then the connection, then settings."""
@@ -133,5 +172,6 @@ class BuildEnvironmentOperator(BaseOperator):
             record = alias(ref, alias_name, store, storage_options=storage_options)
             self.log.info("Alias %s -> %s", record["alias"], ref.id)
             ti.xcom_push(key="alias", value=record["alias"])
+            self._announce(context, record["alias"], ref.id)
         ti.xcom_push(key="env", value=ref.to_dict())
         return ref.id

@@ -164,6 +164,17 @@ def _shard_id(shard: Any) -> Any:
     return shard
 
 
+def _snapshot_event(task: BaseOperator, table: str, snapshot: int | None, run_id: str) -> dict[str, Any]:
+    """The commit's asset event extra: an ``iceberg.snapshot`` event (plain ids when nothing was committed)."""
+    if snapshot is None:
+        return {"snapshot_id": None, "run_id": run_id}
+    from airflow_provider_mlp.events.schema import ICEBERG_SNAPSHOT
+
+    return ICEBERG_SNAPSHOT.envelope(
+        f"{task.dag_id}/{task.task_id}", table=table, snapshot_id=int(snapshot), run_id=run_id
+    )
+
+
 class IcebergShardsOperator(BaseOperator):
     """Plan an Iceberg scan and return its shard descriptors (JSON, via XCom) for ``.expand()``.
 
@@ -329,7 +340,10 @@ class IcebergCommitOperator(BaseOperator):
             for outlet in self.outlets or ():
                 if getattr(outlet, "uri", None) == uri:
                     outlet_events[outlet].extra.update(
-                        {"snapshot_id": snapshot, "run_id": outcome.run_id, "idempotency_key": key}
+                        {
+                            **_snapshot_event(self, table.identifier, snapshot, outcome.run_id),
+                            "idempotency_key": key,
+                        }
                     )
         return {
             "table": table.identifier,

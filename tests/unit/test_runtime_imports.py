@@ -22,6 +22,8 @@ RUNTIME_MODULES = [
     "airflow_provider_mlp.serving",
     "airflow_provider_mlp.compute",
     "airflow_provider_mlp.precompute",
+    "airflow_provider_mlp.events",
+    "airflow_provider_mlp.airflow_local",
     "env_builder",
 ]
 

@@ -71,7 +71,12 @@ def test_operators_fan_out_and_commit_once(events: Table, catalog: Catalog) -> N
     outlet_events = _Events()
     result = commit.execute(context={"run_id": "manual__1", "outlet_events": outlet_events})
     assert result["uri"] == "iceberg://mlp/demo/copy"
+    # An iceberg.snapshot event (the events protocol), with the commit's idempotency key.
     assert outlet_events[asset].extra == {
+        "mlp.event": "iceberg.snapshot",
+        "mlp.schema": 1,
+        "mlp.producer": "adhoc_airflow/commit",
+        "table": "demo.copy",
         "snapshot_id": result["snapshot_id"],
         "run_id": "manual__1",
         "idempotency_key": "manual__1",

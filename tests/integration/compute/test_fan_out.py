@@ -6,9 +6,6 @@ test measures the fan-out, not 100 imports of pyiceberg.)"""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 
 from airflow_provider_mlp.demo.data import sample_events
 from airflow_provider_mlp.fastdata import Table
+from tests.support.airflow_runs import airflow_env, assert_succeeded, dags_test, write_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,25 +62,10 @@ def test_a_hundred_mapped_tasks_each_read_their_own_shard(mlp_home: Path, tmp_pa
     staged = [table.stage(events.slice(i * 20, 20), shard_id=i, run_id="load") for i in range(SHARDS)]
     table.commit(staged, run_id="load")
 
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "fan_out.py").write_text(DAG)
+    dags = write_dag(tmp_path, "fan_out", DAG)
     report = tmp_path / "report.json"
-    env = {
-        **os.environ,
-        "MLP_HOME": str(mlp_home),
-        "FAN_OUT_REPORT": str(report),
-        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    run = subprocess.run([airflow, "dags", "test", "fan_out"], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0 and "state=failed" not in run.stdout + run.stderr, (
-        run.stdout[-4000:] + run.stderr[-4000:]
-    )
+    env = airflow_env(tmp_path, dags, MLP_HOME=str(mlp_home), FAN_OUT_REPORT=str(report))
+    assert_succeeded(dags_test("fan_out", env, timeout=600))
     counts = json.loads(report.read_text())
     assert len(counts) == SHARDS and len({c["shard"] for c in counts}) == SHARDS
     files = sorted(f for c in counts for f in c["files"])

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from env_builder.builder import alias, build
 from env_builder.spec import EnvSpec, running_python
+from tests.support.airflow_runs import airflow_env, dags_test, task_states, write_dag
 from tests.support.k8s_api_server import K8sApiServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -112,29 +111,15 @@ def test_pods_run_the_bootstrap_and_report_results_and_failures(
 ) -> None:
     ref = build(EnvSpec(python=running_python(), pip=["toolz==1.0.0"]))
     alias(ref, "demo/compute/toolz:latest")
-    dags = tmp_path / "dags"
-    dags.mkdir()
     path = f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
-    (dags / "compute_k8s.py").write_text(DAG.format(path=path))
-    home = tmp_path / "airflow-home"
+    dags = write_dag(tmp_path, "compute_k8s", DAG.format(path=path))
     report = tmp_path / "report.json"
-    env = {
-        **os.environ,
-        "MLP_HOME": str(mlp_home),
-        "COMPUTE_REPORT": str(report),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        **k8s_api_server.airflow_connection_env(),
-    }
-    env.pop("KUBECONFIG", None)
-    airflow = str(Path(PY).with_name("airflow"))
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    run = subprocess.run([airflow, "dags", "test", "compute_k8s"], env=env, capture_output=True, text=True, timeout=400)
+    env = airflow_env(
+        tmp_path, dags, MLP_HOME=str(mlp_home), COMPUTE_REPORT=str(report), **k8s_api_server.airflow_connection_env()
+    )
+    run = dags_test("compute_k8s", env)
     output = run.stdout + run.stderr
-    with sqlite3.connect(home / "airflow.db") as db:
-        states = dict(db.execute("select task_id, state from task_instance").fetchall())
+    states = task_states(env)
     assert states == {
         "in_env_sync": "success",
         "deferred": "success",

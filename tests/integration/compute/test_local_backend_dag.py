@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 
 from env_builder.builder import alias, build
 from env_builder.spec import EnvSpec, running_python
+from tests.support.airflow_runs import airflow_env, assert_succeeded, dags_test, write_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,28 +58,10 @@ def test_task_mlp_fans_out_in_a_packed_environment_through_real_airflow(mlp_home
     assert importlib.util.find_spec("toolz") is None, "the test needs a package the Airflow environment lacks"
     ref = build(EnvSpec(python=running_python(), pip=["toolz==1.0.0"]))
     alias(ref, "demo/compute/toolz:latest")
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "compute_local.py").write_text(DAG)
+    dags = write_dag(tmp_path, "compute_local", DAG)
     report = tmp_path / "report.json"
-    env = {
-        **os.environ,
-        "MLP_HOME": str(mlp_home),
-        "MLP_COMPUTE_BACKEND": "local",
-        "COMPUTE_REPORT": str(report),
-        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    run = subprocess.run(
-        [airflow, "dags", "test", "compute_local"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0 and "state=failed" not in run.stdout + run.stderr, (
-        run.stdout[-4000:] + run.stderr[-4000:]
-    )
+    env = airflow_env(tmp_path, dags, MLP_HOME=str(mlp_home), MLP_COMPUTE_BACKEND="local", COMPUTE_REPORT=str(report))
+    assert_succeeded(dags_test("compute_local", env, timeout=300))
     results = sorted(json.loads(report.read_text()), key=lambda r: r["n"])
     assert [(r["n"], r["value"]) for r in results] == [(1, 2), (2, 5), (3, 10)]
     # Each ran in the environment's interpreter (its prefix is the rehydrated env), not Airflow's.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from airflow_provider_mlp.demo.data import create_sample_table
 from airflow_provider_mlp.fastdata import Table
+from tests.support.airflow_runs import airflow_env, dags_test, write_dag
 from tests.support.k8s_api_server import K8sApiServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,30 +71,14 @@ def test_a_killed_pods_retry_leaves_exactly_one_copy_of_each_row(
 ) -> None:
     source = create_sample_table("demo.events", rows=4_000)
     source.catalog.create_table("demo.copy", schema=source.schema, partition_spec=source.spec)
-    dags = tmp_path / "dags"
-    dags.mkdir()
     markers = tmp_path / "markers"
     markers.mkdir()
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
-    (dags / "retry_after_kill.py").write_text(DAG.format(path=path, home=str(mlp_home), markers=str(markers)))
-    home = tmp_path / "airflow-home"
-    env = {
-        **os.environ,
-        "MLP_HOME": str(mlp_home),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        **k8s_api_server.airflow_connection_env(),
-    }
-    env.pop("KUBECONFIG", None)
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    run = subprocess.run(
-        [airflow, "dags", "test", "retry_after_kill"], env=env, capture_output=True, text=True, timeout=400
-    )
+    dags = write_dag(tmp_path, "retry_after_kill", DAG.format(path=path, home=str(mlp_home), markers=str(markers)))
+    env = airflow_env(tmp_path, dags, MLP_HOME=str(mlp_home), **k8s_api_server.airflow_connection_env())
+    run = dags_test("retry_after_kill", env)
     output = run.stdout + run.stderr
-    with sqlite3.connect(home / "airflow.db") as db:
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
         tries = db.execute("select task_id, map_index, state, try_number from task_instance").fetchall()
     assert {state for _, _, state, _ in tries} == {"success"}, output[-6000:]
     assert list(markers.iterdir()), "no shard was killed: the test did not test a retry"

@@ -4,7 +4,6 @@ reached through an mlp_object_store connection, on the local backend."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,10 @@ import pytest
 from airflow_provider_mlp.compute.work import RESULT_KIND, load_result
 from airflow_provider_mlp.operators.compute import MlpPodOperator
 from airflow_provider_mlp.stores import open_filesystem
+from tests.support.airflow_runs import TaskInstanceStub
 from tests.support.s3_server import CREDENTIALS, S3Server
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class _TaskInstance:
-    task_id: str
-    dag_id: str = "s3_compute"
-    map_index: int = -1
-    try_number: int = 1
 
 
 def table_of(n: int) -> Any:
@@ -54,7 +46,7 @@ def test_work_and_results_travel_through_s3(
         backend="local",
         mlp_object_store_conn_id="mlp_artifacts",
     )
-    reference = op.execute({"ti": _TaskInstance("table"), "run_id": "manual__s3"})  # type: ignore[arg-type]
+    reference = op.execute({"ti": TaskInstanceStub("table"), "run_id": "manual__s3"})  # type: ignore[arg-type]
 
     assert reference["kind"] == RESULT_KIND and reference["uri"].startswith("s3://mlp-artifacts/mlp/compute/")
     options = s3_server.storage_options()

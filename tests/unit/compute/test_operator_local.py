@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +9,11 @@ import pytest
 
 from airflow_provider_mlp.compute.work import RESULT_KIND, ComputeError, RemoteTaskError, load_result
 from airflow_provider_mlp.operators.compute import MlpPodOperator
-
-
-@dataclass
-class _TaskInstance:
-    task_id: str
-    dag_id: str = "compute_dag"
-    map_index: int = -1
-    try_number: int = 1
+from tests.support.airflow_runs import TaskInstanceStub
 
 
 def _run(op: MlpPodOperator, try_number: int = 1) -> Any:
-    context: dict[str, Any] = {"ti": _TaskInstance(op.task_id, try_number=try_number), "run_id": "manual__1"}
+    context: dict[str, Any] = {"ti": TaskInstanceStub(op.task_id, try_number=try_number), "run_id": "manual__1"}
     return op.execute(context)  # type: ignore[arg-type]
 
 
@@ -78,8 +70,8 @@ def test_a_process_that_dies_without_a_result_names_the_task_and_its_exit_code(m
 
 def test_each_try_has_its_own_work_so_a_retry_never_reads_an_earlier_result(mlp_home: Path) -> None:
     op = MlpPodOperator(task_id="add", python_callable=add, op_args=[1], backend="local")
-    first = op.work_location({"ti": _TaskInstance("add", try_number=1), "run_id": "r"})  # type: ignore[arg-type]
-    second = op.work_location({"ti": _TaskInstance("add", try_number=2), "run_id": "r"})  # type: ignore[arg-type]
+    first = op.work_location({"ti": TaskInstanceStub("add", try_number=1), "run_id": "r"})  # type: ignore[arg-type]
+    second = op.work_location({"ti": TaskInstanceStub("add", try_number=2), "run_id": "r"})  # type: ignore[arg-type]
     assert first.result_uri != second.result_uri and first.prefix == second.prefix
 
 

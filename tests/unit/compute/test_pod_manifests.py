@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from airflow_provider_mlp.compute.work import WorkLocation
 from airflow_provider_mlp.operators.compute import MlpPodOperator
+from tests.support.airflow_runs import TaskInstanceStub
 from tests.support.k8s_api_server import K8sApiServer
 
 KUBERNETES_VERSION = "1.33.0"
@@ -24,15 +24,6 @@ RESTRICTED_VOLUME_TYPES = {
     "projected",
     "secret",
 }
-
-
-@dataclass
-class _TaskInstance:
-    task_id: str
-    dag_id: str = "ranking"
-    run_id: str = "manual__2026-12-01T00:00:00+00:00"
-    map_index: int = 3
-    try_number: int = 2
 
 
 def restricted_violations(pod: dict[str, Any]) -> list[str]:
@@ -113,7 +104,9 @@ def _manifest(options: dict[str, Any], mlp_home: Path) -> dict[str, Any]:
     from kubernetes.client import ApiClient
 
     op = MlpPodOperator(task_id="score", python_callable=_noop, backend="kubernetes", namespace="ml", **options)
-    ti = _TaskInstance("score")
+    ti = TaskInstanceStub(
+        "score", dag_id="ranking", run_id="manual__2026-12-01T00:00:00+00:00", map_index=3, try_number=2
+    )
     context: dict[str, Any] = {"ti": ti, "run_id": ti.run_id, "dag": None, "dag_run": None}
     location = WorkLocation(mlp_home.as_uri(), ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number)
     op.prepare_pod(location, env="ranking/model-a:latest")

@@ -124,7 +124,19 @@ def run(payload_path: str, result_path: str) -> int:
     return 0
 
 
+def _exit_now(code: int) -> None:
+    """Exit once the result is written, without tearing the interpreter down: after a task imported
+    pandas or torch, freeing every module takes longer than many tasks. The user's atexit handlers
+    still run and output is flushed; only the module teardown is skipped."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         raise SystemExit("usage: executor.py PAYLOAD RESULT")
-    raise SystemExit(run(sys.argv[1], sys.argv[2]))
+    _exit_now(run(sys.argv[1], sys.argv[2]))

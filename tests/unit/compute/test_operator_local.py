@@ -119,3 +119,20 @@ def test_build_environment_operators_xcom_forms_name_the_env() -> None:
     assert env_reference({"id": env_id, "sha256": "f" * 64, "size": 1, "uri": "file:///x"}) == env_id
     assert env_reference("ranking/model-a:latest") == "ranking/model-a:latest"
     assert env_reference(None) is None and env_reference("") is None
+
+
+def register_exit_hook(marker: str) -> str:
+    import atexit
+    from pathlib import Path
+
+    atexit.register(Path(marker).write_text, "flushed")
+    return "registered"
+
+
+def test_the_users_atexit_handlers_run_although_the_interpreter_is_not_torn_down(
+    mlp_home: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    op = MlpPodOperator(task_id="hook", python_callable=register_exit_hook, op_args=[str(marker)], backend="local")
+    assert _run(op) == "registered"
+    assert marker.read_text() == "flushed"

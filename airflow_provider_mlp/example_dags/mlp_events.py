@@ -31,7 +31,8 @@ on_ranker = EventTrigger(ranker, MODEL_PUBLISHED, parameters={"model_version": "
     tags=["mlp", "example", "events"],
     params={
         "version": Param("1", type="string", description="the model version to announce"),
-        "uri": Param("", type="string", description="where the model's artifacts are (optional)"),
+        # Nullable: the form marks a plain string Param as required, even with an empty default.
+        "uri": Param(None, type=["null", "string"], description="where the model's artifacts are (optional)"),
     },
 )
 def mlp_publish_model() -> None:

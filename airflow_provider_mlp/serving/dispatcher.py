@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from airflow_provider_mlp.precompute.errors import CacheError, CacheInputError
 from airflow_provider_mlp.serving.runtime import Runtime, ServingConfig, answer_key, to_jsonable
 
 log = logging.getLogger(__name__)
@@ -226,17 +227,19 @@ class Dispatcher:
         return self.runtime
 
     async def _parse(self, scope: dict[str, Any], receive: Receive, model: Any) -> Any:
-        from pydantic import ValidationError
-
-        from airflow_provider_mlp.serving.schemas import field_errors
-
         for name, value in scope["headers"]:
             if name == b"content-type" and not value.lower().startswith(b"application/json"):
                 raise HttpError(415, f"content-type must be application/json, got {value.decode('latin-1')!r}")
         body = await _read_body(receive)
         try:
             return model.model_validate_json(body)
-        except ValidationError as exc:
+        except Exception as exc:  # imports only on the error path: the hot path pays no import statements
+            from pydantic import ValidationError
+
+            from airflow_provider_mlp.serving.schemas import field_errors
+
+            if not isinstance(exc, ValidationError):
+                raise
             errors = field_errors(exc)
             if any(e["message"].startswith("Invalid JSON") for e in errors):
                 raise HttpError(400, f"body is not valid JSON: {errors[0]['message']}") from None
@@ -252,7 +255,6 @@ class Dispatcher:
     # -- endpoints --------------------------------------------------------------------------------
 
     async def predict(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
-        from airflow_provider_mlp.precompute import CacheError, CacheInputError
         from airflow_provider_mlp.serving.schemas import PredictRequest
 
         rt = self._rt()
@@ -304,7 +306,6 @@ class Dispatcher:
         return 200, _dumps(body), [*_JSON, (b"x-mlp-source", source.encode())]
 
     async def lookup(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
-        from airflow_provider_mlp.precompute import CacheError, CacheInputError
         from airflow_provider_mlp.serving.schemas import LookupRequest
 
         rt = self._rt()

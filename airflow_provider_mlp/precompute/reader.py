@@ -5,6 +5,7 @@
     reader = CacheReader("content-perf")                    # servers from MLP_MEMCACHED_SERVERS
     reader.get((42, "US"))                                  # {"views": 1200, "hours": 310.5} or None
     reader.get_many([(42, "US"), (43, "FR")])               # {key: row} for the keys found
+    await reader.aget_many([(42, "US")])                    # the same inside an event loop, never blocking it
 
 The pointer is resolved at most once per ``pointer_ttl`` seconds (and each version's metadata
 once), so a lookup is one memcached round trip per server involved. Every key of one call is read

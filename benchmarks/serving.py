@@ -109,7 +109,7 @@ def main() -> int:
         }
         ours = ServingProcess(env, work / "ours.log")
         stock = ServingProcess(env, work / "stock.log", service="airflow_provider_mlp.serving.stock:StockLookupService")
-        with ours.start(), stock.start(ready_path="/readyz"):
+        with ours, stock:
             targets = {"ours": ours.url + "/v1/lookup", "bentoml": stock.url + "/lookup"}
             for name, url in targets.items():  # same answer from both, and warm
                 status, _, body = http("POST", url, BODY)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from airflow_provider_mlp.precompute.errors import CacheError, CacheInputError
 from airflow_provider_mlp.serving.runtime import Runtime, ServingConfig, answer_key, to_jsonable
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,16 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*(headers or _JSON), (b"content-length", str(len(body)).encode())],
-        }
-    )
+_CLOSE = (b"connection", b"close")
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None, close: bool = False
+) -> None:
+    out = [*(headers or _JSON), (b"content-length", str(len(body)).encode())]
+    if close:
+        out.append(_CLOSE)
+    await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -89,6 +92,7 @@ class Dispatcher:
         self.runtime_factory = runtime_factory or (lambda: Runtime(ServingConfig.from_env()))
         self.runtime: Runtime | None = None
         self._openapi: bytes | None = None
+        self._served: dict[Any, int] = {}
 
     # -- lifespan ---------------------------------------------------------------------------------
 
@@ -144,14 +148,14 @@ class Dispatcher:
                 return
             endpoint, handler = self._route(method, path)
             status, body, headers = await handler(scope, receive)
-            await _respond(send, status, body, headers)
+            await _respond(send, status, body, headers, self._last_on_connection(scope))
         except HttpError as exc:
             status = exc.status
             payload: dict[str, Any] = {"error": exc.message}
             if exc.detail is not None:
                 payload["detail"] = exc.detail
             headers = [*_JSON, (b"www-authenticate", b"Bearer")] if status == 401 else _JSON
-            await _respond(send, status, _dumps(payload), headers)
+            await _respond(send, status, _dumps(payload), headers, self._last_on_connection(scope))
         except Exception as exc:
             log.exception("%s %s failed", method, path)
             status = 500
@@ -159,6 +163,29 @@ class Dispatcher:
         finally:
             if self.runtime is not None:
                 self.runtime.metrics.observe(endpoint, status, time.perf_counter() - started)
+
+    def _last_on_connection(self, scope: dict[str, Any]) -> bool:
+        """Whether to close this keep-alive connection after the answer (``MLP_SERVING_MAX_REQUESTS_PER_CONNECTION``).
+
+        The workers of a process share one listening socket and whichever wakes first accepts, so
+        one worker can end up holding every connection of a client while another idles (seen: all
+        32 of a load generator's); new replicas behind a Service get nothing from existing
+        connections either. Closing a connection now and then makes clients reconnect, and the
+        reconnects land on whichever worker or replica is free.
+        """
+        limit = self.runtime.config.max_requests_per_connection if self.runtime is not None else 0
+        client = scope.get("client")
+        if not limit or client is None:
+            return False
+        key = tuple(client)
+        count = self._served.get(key, 0) + 1
+        if count >= limit:
+            self._served.pop(key, None)
+            return True
+        if len(self._served) >= 4096:  # connections the client closed first are never seen again
+            self._served.clear()
+        self._served[key] = count
+        return False
 
     def _authorize(self, scope: dict[str, Any]) -> None:
         token = self.runtime.config.token if self.runtime is not None else ""
@@ -200,17 +227,19 @@ class Dispatcher:
         return self.runtime
 
     async def _parse(self, scope: dict[str, Any], receive: Receive, model: Any) -> Any:
-        from pydantic import ValidationError
-
-        from airflow_provider_mlp.serving.schemas import field_errors
-
         for name, value in scope["headers"]:
             if name == b"content-type" and not value.lower().startswith(b"application/json"):
                 raise HttpError(415, f"content-type must be application/json, got {value.decode('latin-1')!r}")
         body = await _read_body(receive)
         try:
             return model.model_validate_json(body)
-        except ValidationError as exc:
+        except Exception as exc:  # imports only on the error path: the hot path pays no import statements
+            from pydantic import ValidationError
+
+            from airflow_provider_mlp.serving.schemas import field_errors
+
+            if not isinstance(exc, ValidationError):
+                raise
             errors = field_errors(exc)
             if any(e["message"].startswith("Invalid JSON") for e in errors):
                 raise HttpError(400, f"body is not valid JSON: {errors[0]['message']}") from None
@@ -226,7 +255,6 @@ class Dispatcher:
     # -- endpoints --------------------------------------------------------------------------------
 
     async def predict(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
-        from airflow_provider_mlp.precompute import CacheError, CacheInputError
         from airflow_provider_mlp.serving.schemas import PredictRequest
 
         rt = self._rt()
@@ -238,23 +266,23 @@ class Dispatcher:
         if req.key is not None:
             if rt.cache_usable():
                 try:
-                    row = rt.predict_reader.get(_key_of(req.key))
+                    row = await rt.predict_reader.aget(_key_of(req.key))
                 except CacheInputError as exc:
                     raise HttpError(422, f"field 'key': {exc}") from None
                 except CacheError as exc:
                     rt.cache_failed()
-                    rt.metrics.cache.labels("predict", "error").inc()
+                    rt.metrics.cache_lookup("predict", "error")
                     reason = "cache_unavailable"
                     log.warning("predict: cache unavailable, answering through the model: %s", exc)
                 else:
                     if row is not None:
-                        rt.metrics.cache.labels("predict", "hit").inc()
+                        rt.metrics.cache_lookup("predict", "hit")
                         prediction = next(iter(row.values())) if len(row) == 1 else row
                         return self._prediction(rt, req, prediction, "cache", started)
-                    rt.metrics.cache.labels("predict", "miss").inc()
+                    rt.metrics.cache_lookup("predict", "miss")
                     reason = "miss"
             else:
-                rt.metrics.cache.labels("predict", "error").inc()
+                rt.metrics.cache_lookup("predict", "error")
                 reason = "cache_unavailable"
         if req.features is None:
             if reason == "cache_unavailable":
@@ -278,13 +306,12 @@ class Dispatcher:
         return 200, _dumps(body), [*_JSON, (b"x-mlp-source", source.encode())]
 
     async def lookup(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
-        from airflow_provider_mlp.precompute import CacheError, CacheInputError
         from airflow_provider_mlp.serving.schemas import LookupRequest
 
         rt = self._rt()
         req = await self._parse(scope, receive, LookupRequest)
         if not rt.cache_usable():
-            rt.metrics.cache.labels("lookup", "error").inc()
+            rt.metrics.cache_lookup("lookup", "error")
             raise HttpError(
                 503,
                 f"precompute cache unavailable (memcached {', '.join(rt.options.server_names)}); "
@@ -292,14 +319,14 @@ class Dispatcher:
             )
         keys = [_key_of(k) for k in req.keys]
         try:
-            rows = rt.lookup_reader.get_many(keys)
+            rows = await rt.lookup_reader.aget_many(keys)
         except CacheInputError as exc:
             raise HttpError(422, f"field 'keys': {exc}") from None
         except CacheError as exc:
             rt.cache_failed()
-            rt.metrics.cache.labels("lookup", "error").inc()
+            rt.metrics.cache_lookup("lookup", "error")
             raise HttpError(503, f"precompute cache unavailable: {exc}") from None
-        rt.metrics.cache.labels("lookup", "hit" if rows else "miss").inc()
+        rt.metrics.cache_lookup("lookup", "hit" if rows else "miss")
         missing = [k for k in req.keys if _key_of(k) not in rows]
         finalize = rt.model.finalize()
         if finalize is not None and req.weights is None:

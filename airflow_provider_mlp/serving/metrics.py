@@ -63,6 +63,7 @@ class ServingMetrics:
         # Bound children: the hot path does no label lookups.
         self._latency = {e: self.latency.labels(e) for e in ENDPOINTS}
         self._requests: dict[tuple[str, int], Any] = {}
+        self._cache = {(e, r): self.cache.labels(e, r) for e in ("predict", "lookup") for r in ("hit", "miss", "error")}
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         child = self._requests.get((endpoint, status))
@@ -70,6 +71,10 @@ class ServingMetrics:
             child = self._requests[(endpoint, status)] = self.requests.labels(endpoint, str(status))
         child.inc()
         self._latency[endpoint].observe(seconds)
+
+    def cache_lookup(self, endpoint: str, result: str) -> None:
+        """One cache lookup of ``endpoint`` (predict, lookup) with its result (hit, miss, error)."""
+        self._cache[(endpoint, result)].inc()
 
 
 def render(extra_lines: list[str]) -> tuple[bytes, str]:

@@ -16,6 +16,8 @@ Configured from environment variables (read once, at start-up):
 ``MLP_SERVING_REQUEST_LOG``         Iceberg table for sampled request logs (empty: off)
 ``MLP_SERVING_REQUEST_LOG_SAMPLE``  fraction of predictions logged (default 1.0)
 ``MLP_SERVING_CACHE_RETRY``         seconds the cache is skipped after it failed (default 1.0)
+``MLP_SERVING_MAX_REQUESTS_PER_``   requests answered on one keep-alive connection before it is closed,
+``CONNECTION``                      spreading clients over workers and replicas (default 100; 0: no limit)
 ==================================  ===============================================================
 
 Runtime side: no Airflow.
@@ -63,6 +65,7 @@ class ServingConfig:
     request_log_table: str
     request_log_sample: float
     cache_retry_seconds: float
+    max_requests_per_connection: int = 100
 
     @classmethod
     def from_env(cls) -> ServingConfig:
@@ -92,6 +95,7 @@ class ServingConfig:
             request_log_table=os.environ.get("MLP_SERVING_REQUEST_LOG", "").strip(),
             request_log_sample=_env_float("MLP_SERVING_REQUEST_LOG_SAMPLE", 1.0),
             cache_retry_seconds=_env_float("MLP_SERVING_CACHE_RETRY", 1.0),
+            max_requests_per_connection=int(_env_float("MLP_SERVING_MAX_REQUESTS_PER_CONNECTION", 100)),
         )
 
 

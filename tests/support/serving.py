@@ -75,6 +75,8 @@ class ServingProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 60.0, ready_path: str = "/readyz") -> ServingProcess:
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"the service on port {self.port} is already running (use `with service:` or .start())")
         env = {**os.environ, **self.env}
         env.setdefault("BENTOML_DO_NOT_TRACK", "true")
         with open(self.log_path, "ab") as log:
@@ -104,35 +106,71 @@ class ServingProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: arbiter and workers die at once, nothing is flushed."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self._reap()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Graceful: SIGTERM to the arbiter (BentoML stops its workers, which run their shutdown)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
-    def _reap(self) -> None:
+        """SIGKILL the arbiter and every worker at once (as a lost pod): nothing is flushed."""
         if self.process is None:
             return
+        # The workers run in sessions of their own, so the arbiter's process group does not reach them.
+        doomed = [self.process.pid, *_descendants(self.process.pid)]
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful: SIGTERM to the arbiter (BentoML stops its workers, which run their shutdown); then
+        SIGKILL whatever is left."""
+        if self.process is None:
+            return
+        workers = _descendants(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and (self.process.poll() is None or any(_alive(p) for p in workers)):
+                time.sleep(0.05)
+        self.kill()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def __enter__(self) -> ServingProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (from /proc), children before grandchildren."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
 
 
 class PostgresServer:

@@ -273,10 +273,21 @@ class Table:
             return snapshot.snapshot_id
         return self.current_snapshot_id
 
-    def _projection(self, snapshot_id: int | None, columns: Sequence[str] | None) -> Schema:
+    def _schema_id(self, snapshot_id: int | None, as_of: datetime | int | None) -> int | None:
+        """The schema a read uses: the table's current one, as pyiceberg's scan does, unless the read
+        travels in time (then the snapshot's own, None here)."""
+        if snapshot_id is None and as_of is None:
+            return int(self.iceberg.schema().schema_id)
+        return None
+
+    def _projection(
+        self, snapshot_id: int | None, columns: Sequence[str] | None, schema_id: int | None = None
+    ) -> Schema:
         table = self.iceberg
         schema = table.schema()
-        if snapshot_id is not None:
+        if schema_id is not None and schema_id in table.schemas():
+            schema = table.schemas()[schema_id]
+        elif snapshot_id is not None:
             snapshot = table.snapshot_by_id(snapshot_id)
             if snapshot is not None and snapshot.schema_id is not None:
                 schema = table.schemas().get(snapshot.schema_id, schema)
@@ -354,8 +365,9 @@ class Table:
         from airflow_provider_mlp.fastdata.planning import plan_shards
 
         resolved = self._resolve_snapshot(snapshot_id, as_of)
-        schema = self._projection(resolved, None)
-        self._projection(resolved, columns)
+        schema_id = self._schema_id(snapshot_id, as_of)
+        schema = self._projection(resolved, None, schema_id)
+        self._projection(resolved, columns, schema_id)
         expr, text = self._filter(row_filter, self.iceberg.schema())
         bind_filter(expr, schema, self.identifier, text)
         return plan_shards(
@@ -382,6 +394,7 @@ class Table:
         snapshot_id: int | None,
         as_of: datetime | int | None,
         dictionary_columns: Sequence[str],
+        schema_id: int | None = None,
     ) -> tuple[ReadPlan, list[tuple[FileScanTask, list[int] | None]]]:
         from pyiceberg.expressions import And
 
@@ -401,10 +414,14 @@ class Table:
             shard_expr, shard_text = self._filter(descriptor["row_filter"], self.iceberg.schema())
             if columns is None:
                 columns = descriptor.get("columns")
+            if schema_id is None:
+                schema_id = descriptor.get("schema_id")
         else:
             descriptor = None
+            if schema_id is None:
+                schema_id = self._schema_id(snapshot_id, as_of)
             resolved = self._resolve_snapshot(snapshot_id, as_of)
-        projected = self._projection(resolved, columns)
+        projected = self._projection(resolved, columns, schema_id)
         for name in dictionary_columns:
             if name not in projected.column_names:
                 raise ColumnNotFoundError(

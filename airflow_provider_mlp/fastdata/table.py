@@ -23,6 +23,7 @@ from airflow_provider_mlp.fastdata.frame import DataFrame
 from airflow_provider_mlp.fastdata.identifiers import table_identifier
 
 if TYPE_CHECKING:
+    import polars as pl
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
@@ -490,6 +491,27 @@ class Table:
 
         plan, parts = self._read_plan(shard, columns, row_filter, snapshot_id, as_of, dictionary_columns)
         return iter_batches(plan, parts, batch_rows, prefetch=prefetch)
+
+    def scan_polars(
+        self,
+        shard: Any = None,
+        *,
+        snapshot_id: int | None = None,
+        as_of: datetime | int | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        prefetch: int = 2,
+    ) -> pl.LazyFrame:
+        """A polars LazyFrame over the table (or ``shard``) that this reader executes on ``collect``.
+
+        The columns polars needs and the parts of its filter that pyiceberg can evaluate (comparisons
+        with literals, ``is_null``, ``is_in``, ``&``, ``|``, ``~``) reach the planner and the reader, so
+        they prune files, row groups and columns; polars applies the full filter to what is read. The
+        snapshot is fixed when the frame is made: collecting it twice reads the same data. Needs the
+        ``polars`` extra.
+        """
+        from airflow_provider_mlp.fastdata.polars_scan import scan_polars
+
+        return scan_polars(self, shard, snapshot_id=snapshot_id, as_of=as_of, batch_rows=batch_rows, prefetch=prefetch)
 
     # -- writing ----------------------------------------------------------------------------------
 

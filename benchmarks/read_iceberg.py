@@ -5,9 +5,14 @@ an int, a float, a 15-25 character string and a 2,000-value string. Each contend
 subprocess, so that its peak RSS is its own. Cases: full scan, 2-column projection, a 10 %-selective
 filter, a streaming full scan (peak RSS), and the full scan over a local S3-protocol server.
 
-Usage: python benchmarks/read_iceberg.py [--quick] [--repeat N]
+Each round runs every contender once per case, interleaved in a rotating order, each in a fresh
+process that reads ``--inner`` times: its first read (what a mapped task pays) and its best are kept.
+Ratios are taken within a round, then their median.
+
+Usage: python benchmarks/read_iceberg.py [--quick] [--repeat N] [--inner N] [--no-s3] [--profile]
 The last line is ``bench: full_vs_pyiceberg=R full_vs_polars=R filter_vs_pyiceberg=R rss_vs_pyiceberg=R
-s3_vs_pyiceberg=R`` (ours / theirs; lower is better).
+s3_vs_pyiceberg=R projection_vs_polars=R filter_vs_polars=R first_full_vs_polars=R ...`` (ours / theirs,
+best of ``--inner`` unless named ``first_``; lower is better).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import Samples, header, interleaved
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data"
@@ -146,8 +154,9 @@ def _run_case(contender: str, case: str, props: dict[str, str], table: Any) -> i
     raise ValueError(contender)
 
 
-def worker(contender: str, cases: list[str], props: dict[str, str]) -> list[dict[str, Any]]:
-    """Run ``cases`` in this process, in order; peak RSS is the process's so far (exact for the first)."""
+def worker(contender: str, cases: list[str], props: dict[str, str], inner: int = 1) -> list[dict[str, Any]]:
+    """Run each of ``cases`` ``inner`` times in this process, in order: the first run of a case (a
+    fresh process's, as a mapped task's) and the best; peak RSS is the process's so far."""
     import resource
 
     table = _load(props)
@@ -163,18 +172,29 @@ def worker(contender: str, cases: list[str], props: dict[str, str]) -> list[dict
         import polars  # noqa: F401
     results = []
     for case in cases:
-        started = time.perf_counter()
-        rows = _run_case(contender, case, props, table)
-        wall = time.perf_counter() - started
+        walls = []
+        for _ in range(inner):
+            started = time.perf_counter()
+            rows = _run_case(contender, case, props, table)
+            walls.append(time.perf_counter() - started)
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        results.append({"contender": contender, "case": case, "wall_s": wall, "rows": rows, "peak_rss_mib": peak_mib})
+        results.append(
+            {
+                "contender": contender,
+                "case": case,
+                "wall_s": walls[0],
+                "best_s": min(walls),
+                "rows": rows,
+                "peak_rss_mib": peak_mib,
+            }
+        )
     return results
 
 
 def run_worker(
-    contender: str, cases: list[str], props: dict[str, str], env: dict[str, str] | None = None
+    contender: str, cases: list[str], props: dict[str, str], env: dict[str, str] | None = None, inner: int = 1
 ) -> list[dict[str, Any]]:
-    command = [sys.executable, __file__, "--worker", contender, ",".join(cases), json.dumps(props)]
+    command = [sys.executable, __file__, "--worker", contender, ",".join(cases), json.dumps(props), str(inner)]
     proc = subprocess.run(command, capture_output=True, text=True, env=env or dict(os.environ), check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{contender}/{cases} failed:\n{proc.stderr[-4000:]}")
@@ -198,6 +218,39 @@ def best(
             flush=True,
         )
         out[case] = result
+    return out
+
+
+CONTENDERS = ("ours", "pyiceberg", "polars")
+
+
+def compare(case: str, props: dict[str, str], rounds: int, inner: int) -> dict[str, dict[str, Samples]]:
+    """``rounds`` rounds, the contenders interleaved in a rotating order, each in a fresh process that
+    reads ``inner`` times: per contender the samples of its first read and of its best."""
+    collected: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+
+    def sampler(name: str) -> Any:
+        def sample() -> float:
+            (result,) = run_worker(name, [case], props, inner=inner)
+            collected[name].append(result)
+            return float(result["wall_s"])
+
+        return sample
+
+    interleaved({name: sampler(name) for name in CONTENDERS}, rounds)
+    out: dict[str, dict[str, Samples]] = {}
+    for name, results in collected.items():
+        out[name] = {
+            "first": Samples(tuple(r["wall_s"] for r in results)),
+            "best": Samples(tuple(r["best_s"] for r in results)),
+            "rss": Samples(tuple(r["peak_rss_mib"] for r in results)),
+        }
+        rows = {r["rows"] for r in results}
+        print(
+            f"{case:10s} {name:9s} first {out[name]['first'].format()} s  best of {inner} "
+            f"{out[name]['best'].format()} s  rows={','.join(map(str, sorted(rows)))}",
+            flush=True,
+        )
     return out
 
 
@@ -281,14 +334,15 @@ def profile(props: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a 2M-row table: the whole run in under a minute")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per contender and case (best wall time)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per case (fresh processes, interleaved)")
+    parser.add_argument("--inner", type=int, default=3, help="reads per process (first and best are reported)")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3-protocol case")
     parser.add_argument("--profile", action="store_true", help="also show where the decode time goes")
-    parser.add_argument("--worker", nargs=3, metavar=("CONTENDER", "CASE", "PROPS"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=4, metavar=("CONTENDER", "CASE", "PROPS", "INNER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        contender, cases, props = args.worker
-        print(json.dumps(worker(contender, cases.split(","), json.loads(props))))
+        contender, cases, props, inner = args.worker
+        print(json.dumps(worker(contender, cases.split(","), json.loads(props), int(inner))))
         return
 
     size = QUICK if args.quick else FULL
@@ -296,14 +350,11 @@ def main() -> None:
     props = _catalog_props(directory)
     print(f"table: {size['rows']:,} rows in {size['files']} files at {directory.name}; filter {FILTER!r}", flush=True)
     results: dict[tuple[str, str], dict] = {}
-    # Each case in its own process, so that each peak RSS is its own; --quick shares a process
-    # between the in-memory cases of a contender (only the streaming and full-scan RSS are compared).
-    in_memory = ["full", "projection", "filter"]
-    plan = [[case] for case in in_memory] if not args.quick else [in_memory]
-    for cases in plan:
-        for contender in ("ours", "pyiceberg", "polars"):
-            for case, result in best(contender, cases, props, args.repeat).items():
-                results[(case, contender)] = result
+    rounds = max(1, args.repeat)
+    print(header(rounds) + f"; each sample a fresh process reading {args.inner} times", flush=True)
+    timed: dict[str, dict[str, dict[str, Samples]]] = {}
+    for case in ("full", "projection", "filter"):
+        timed[case] = compare(case, props, rounds, args.inner)
     for contender in ("ours", "pyiceberg"):
         results[("stream", contender)] = best(contender, ["stream"], props, args.repeat)["stream"]
     s3_ratio = float("nan")
@@ -324,21 +375,34 @@ def main() -> None:
             theirs = min((r[1] for r in rounds), key=lambda r: r["wall_s"])
             s3_ratio = ours["wall_s"] / theirs["wall_s"]
 
-    def ratio(case: str, other: str, key: str = "wall_s", mine: str = "ours") -> float:
-        return float(results[(case, mine)][key] / results[(case, other)][key])
+    def ratio(case: str, other: str, which: str = "best") -> Samples:
+        return timed[case]["ours"][which] / timed[case][other][which]
 
     if args.profile:
         profile(props)
-    print("ratios (ours / theirs, lower is better):")
+    print("ratios (ours / theirs within each round, median (min-max); lower is better):")
     for case in ("full", "projection", "filter"):
-        print(f"  {case:10s} vs pyiceberg {ratio(case, 'pyiceberg'):.2f}  vs polars {ratio(case, 'polars'):.2f}")
-    rss = results[("stream", "ours")]["peak_rss_mib"] / results[("full", "pyiceberg")]["peak_rss_mib"]
+        for which in ("first", "best"):
+            print(
+                f"  {case:10s} {which:5s} vs pyiceberg {ratio(case, 'pyiceberg', which).format(2)}"
+                f"  vs polars {ratio(case, 'polars', which).format(2)}"
+            )
+    # The streaming read's peak against the smallest peak of pyiceberg's in-memory full scan.
+    rss = results[("stream", "ours")]["peak_rss_mib"] / timed["full"]["pyiceberg"]["rss"].low
     print(f"  streaming peak RSS vs pyiceberg to_arrow {rss:.2f}")
     print(f"  s3 full scan vs pyiceberg {s3_ratio:.2f}")
+
+    def key(case: str, other: str, which: str = "best") -> str:
+        return f"{ratio(case, other, which).median:.2f}"
+
     print(
-        f"bench: full_vs_pyiceberg={ratio('full', 'pyiceberg'):.2f} full_vs_polars={ratio('full', 'polars'):.2f} "
-        f"filter_vs_pyiceberg={ratio('filter', 'pyiceberg'):.2f} rss_vs_pyiceberg={rss:.2f} "
-        f"s3_vs_pyiceberg={s3_ratio:.2f}"
+        f"bench: full_vs_pyiceberg={key('full', 'pyiceberg')} full_vs_polars={key('full', 'polars')} "
+        f"filter_vs_pyiceberg={key('filter', 'pyiceberg')} rss_vs_pyiceberg={rss:.2f} "
+        f"s3_vs_pyiceberg={s3_ratio:.2f} projection_vs_polars={key('projection', 'polars')} "
+        f"filter_vs_polars={key('filter', 'polars')} first_full_vs_polars={key('full', 'polars', 'first')} "
+        f"first_projection_vs_polars={key('projection', 'polars', 'first')} "
+        f"first_filter_vs_polars={key('filter', 'polars', 'first')} "
+        f"first_filter_vs_pyiceberg={key('filter', 'pyiceberg', 'first')}"
     )
 
 

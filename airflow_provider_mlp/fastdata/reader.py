@@ -53,6 +53,7 @@ class ReadPlan:
     # Threads decoding row groups, each also column-parallel inside Arrow: two per core keeps cores
     # busy while another thread waits on I/O or the GIL.
     decode_workers: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 2)))
+    _arrow_schema: pa.Schema | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -86,9 +87,47 @@ class ReadPlan:
         )
 
     def arrow_schema(self) -> pa.Schema:
-        from pyiceberg.io.pyarrow import schema_to_pyarrow
+        """The schema of every batch this plan reads, derived from the projection alone.
 
-        return schema_to_pyarrow(self.projected_schema, include_field_ids=False)
+        pyiceberg's ``schema_to_pyarrow`` of the projection (large string, binary and list types),
+        as its scan returns for columns missing from files and for empty results; the
+        ``dictionary_columns`` as dictionaries of those types. The files a shard holds, and the
+        types their Parquet footers record, never change it.
+        """
+        if self._arrow_schema is None:
+            self._arrow_schema = output_schema(self.projected_schema, self.dictionary_columns)
+        return self._arrow_schema
+
+
+def output_schema(projected_schema: Schema, dictionary_columns: Sequence[str] = ()) -> pa.Schema:
+    """The Arrow schema of a read of ``projected_schema`` (see ``ReadPlan.arrow_schema``)."""
+    import pyarrow as pa
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    schema = schema_to_pyarrow(projected_schema, include_field_ids=False)
+    for name in dictionary_columns:
+        index = schema.get_field_index(name)
+        if index >= 0:
+            column = schema.field(index)
+            schema = schema.set(index, column.with_type(pa.dictionary(pa.int32(), column.type)))
+    return schema
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with exactly ``schema``: columns whose file-dependent type differs (``string`` where the
+    projection says ``large_string``, ``list`` for ``large_list``, a dictionary's value type) are cast.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if batch.schema.equals(schema, check_metadata=True):
+        return batch
+    columns = []
+    for target, column in zip(schema, batch.columns, strict=True):
+        if column.type != target.type:
+            column = pc.cast(column, target.type, memory_pool=data_memory_pool())
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 @dataclass
@@ -108,6 +147,7 @@ class OpenFile:
     row_offsets: list[int]
     downcast_ns_timestamp_to_us: bool
     projected_schema: Schema
+    output_schema: pa.Schema
     deletes: np.ndarray | None = None
     # Row groups still to be decoded: the file's bytes fetched whole are dropped after the last.
     pending_row_groups: int = 0
@@ -237,10 +277,10 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
     dictionary_columns = []
     for name in plan.dictionary_columns:
         field_id = plan.projected_schema.find_field(name).field_id
-        try:
-            dictionary_columns.append(file_schema.find_column_name(field_id) or name)
-        except ValueError:
-            continue
+        # By field id: a file may hold another column of that name (dropped and re-added since).
+        file_name = file_schema.find_column_name(field_id)
+        if file_name is not None and "." not in file_name:
+            dictionary_columns.append(file_name)
     return OpenFile(
         task=task,
         remote=remote,
@@ -255,6 +295,7 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         row_offsets=offsets,
         downcast_ns_timestamp_to_us=downcast,
         projected_schema=plan.projected_schema,
+        output_schema=plan.arrow_schema(),
         deletes=deletes,
     )
 
@@ -302,7 +343,8 @@ def _dictionary_coded(opened: OpenFile, rg: int, column: str) -> bool:
     Such chunks decode several times faster to a dictionary array, then one vectorised take.
     """
     leaves = opened.leaves.get(column, ())
-    if len(leaves) != 1:
+    # Only a top-level string column: the one leaf of a list or struct is not the column Arrow reads.
+    if len(leaves) != 1 or opened.parquet.schema.column(leaves[0]).path != column:
         return False
     chunk = opened.parquet.row_group(rg).column(leaves[0])
     if chunk.physical_type != "BYTE_ARRAY" or not chunk.has_dictionary_page or chunk.num_values == 0:
@@ -349,12 +391,25 @@ def _plain(opened: OpenFile, rg: int, table: pa.Table) -> pa.Table:
             and name not in opened.dictionary_columns
             and _dictionary_coded(opened, rg, name)
         ):
+            # Straight to the large type every projection of a string/binary column has (see
+            # ``output_schema``): one conversion rather than a plain one and then ``conform``'s.
+            target = _large_type(column.type.value_type)
             table = table.set_column(
                 index,
-                table.schema.field(index).with_type(column.type.value_type),
-                pc.cast(column, column.type.value_type, memory_pool=data_memory_pool()),
+                table.schema.field(index).with_type(target),
+                pc.cast(column, target, memory_pool=data_memory_pool()),
             )
     return table
+
+
+def _large_type(value_type: pa.DataType) -> pa.DataType:
+    import pyarrow as pa
+
+    if pa.types.is_string(value_type):
+        return pa.large_string()
+    if pa.types.is_binary(value_type):
+        return pa.large_binary()
+    return value_type
 
 
 def _take(table: pa.Table, indices: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -428,13 +483,16 @@ def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
     if table.num_rows == 0:
         return []
     return [
-        _to_requested_schema(
-            opened.projected_schema,
-            opened.file_project_schema,
-            batch,
-            downcast_ns_timestamp_to_us=opened.downcast_ns_timestamp_to_us,
-            projected_missing_fields=opened.projected_missing_fields,
-            allow_timestamp_tz_mismatch=True,
+        conform(
+            _to_requested_schema(
+                opened.projected_schema,
+                opened.file_project_schema,
+                batch,
+                downcast_ns_timestamp_to_us=opened.downcast_ns_timestamp_to_us,
+                projected_missing_fields=opened.projected_missing_fields,
+                allow_timestamp_tz_mismatch=True,
+            ),
+            opened.output_schema,
         )
         for batch in table.to_batches()
         if batch.num_rows
@@ -483,12 +541,8 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
     jobs = [(o, rg) for o, rgs in open_parts(plan, parts) for rg in rgs]
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), plan.decode_workers))) as pool:
         results = list(pool.map(lambda job: read_row_group(*job), jobs))
-    batches = [batch for result in results for batch in result]
-    if not batches:
-        return plan.arrow_schema().empty_table()
-    # Files written under different schemas may decode to different (e.g. large_) types:
-    # concatenated the way pyiceberg does, so the result's types match its.
-    return pa.concat_tables((pa.Table.from_batches([b]) for b in batches), promote_options="permissive")
+    # Every batch already has the plan's schema, whatever file it came from.
+    return pa.Table.from_batches([batch for result in results for batch in result], schema=plan.arrow_schema())
 
 
 def iter_batches(plan: ReadPlan, parts: Sequence[Part], batch_rows: int, prefetch: int = 2) -> Iterator[pa.RecordBatch]:

@@ -23,6 +23,7 @@ from airflow_provider_mlp.fastdata.frame import DataFrame
 from airflow_provider_mlp.fastdata.identifiers import table_identifier
 
 if TYPE_CHECKING:
+    import polars as pl
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
@@ -273,10 +274,21 @@ class Table:
             return snapshot.snapshot_id
         return self.current_snapshot_id
 
-    def _projection(self, snapshot_id: int | None, columns: Sequence[str] | None) -> Schema:
+    def _schema_id(self, snapshot_id: int | None, as_of: datetime | int | None) -> int | None:
+        """The schema a read uses: the table's current one, as pyiceberg's scan does, unless the read
+        travels in time (then the snapshot's own, None here)."""
+        if snapshot_id is None and as_of is None:
+            return int(self.iceberg.schema().schema_id)
+        return None
+
+    def _projection(
+        self, snapshot_id: int | None, columns: Sequence[str] | None, schema_id: int | None = None
+    ) -> Schema:
         table = self.iceberg
         schema = table.schema()
-        if snapshot_id is not None:
+        if schema_id is not None and schema_id in table.schemas():
+            schema = table.schemas()[schema_id]
+        elif snapshot_id is not None:
             snapshot = table.snapshot_by_id(snapshot_id)
             if snapshot is not None and snapshot.schema_id is not None:
                 schema = table.schemas().get(snapshot.schema_id, schema)
@@ -354,8 +366,9 @@ class Table:
         from airflow_provider_mlp.fastdata.planning import plan_shards
 
         resolved = self._resolve_snapshot(snapshot_id, as_of)
-        schema = self._projection(resolved, None)
-        self._projection(resolved, columns)
+        schema_id = self._schema_id(snapshot_id, as_of)
+        schema = self._projection(resolved, None, schema_id)
+        self._projection(resolved, columns, schema_id)
         expr, text = self._filter(row_filter, self.iceberg.schema())
         bind_filter(expr, schema, self.identifier, text)
         return plan_shards(
@@ -382,6 +395,7 @@ class Table:
         snapshot_id: int | None,
         as_of: datetime | int | None,
         dictionary_columns: Sequence[str],
+        schema_id: int | None = None,
     ) -> tuple[ReadPlan, list[tuple[FileScanTask, list[int] | None]]]:
         from pyiceberg.expressions import And
 
@@ -401,10 +415,14 @@ class Table:
             shard_expr, shard_text = self._filter(descriptor["row_filter"], self.iceberg.schema())
             if columns is None:
                 columns = descriptor.get("columns")
+            if schema_id is None:
+                schema_id = descriptor.get("schema_id")
         else:
             descriptor = None
+            if schema_id is None:
+                schema_id = self._schema_id(snapshot_id, as_of)
             resolved = self._resolve_snapshot(snapshot_id, as_of)
-        projected = self._projection(resolved, columns)
+        projected = self._projection(resolved, columns, schema_id)
         for name in dictionary_columns:
             if name not in projected.column_names:
                 raise ColumnNotFoundError(
@@ -473,6 +491,27 @@ class Table:
 
         plan, parts = self._read_plan(shard, columns, row_filter, snapshot_id, as_of, dictionary_columns)
         return iter_batches(plan, parts, batch_rows, prefetch=prefetch)
+
+    def scan_polars(
+        self,
+        shard: Any = None,
+        *,
+        snapshot_id: int | None = None,
+        as_of: datetime | int | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        prefetch: int = 2,
+    ) -> pl.LazyFrame:
+        """A polars LazyFrame over the table (or ``shard``) that this reader executes on ``collect``.
+
+        The columns polars needs and the parts of its filter that pyiceberg can evaluate (comparisons
+        with literals, ``is_null``, ``is_in``, ``&``, ``|``, ``~``) reach the planner and the reader, so
+        they prune files, row groups and columns; polars applies the full filter to what is read. The
+        snapshot is fixed when the frame is made: collecting it twice reads the same data. Needs the
+        ``polars`` extra.
+        """
+        from airflow_provider_mlp.fastdata.polars_scan import scan_polars
+
+        return scan_polars(self, shard, snapshot_id=snapshot_id, as_of=as_of, batch_rows=batch_rows, prefetch=prefetch)
 
     # -- writing ----------------------------------------------------------------------------------
 

@@ -130,7 +130,7 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0) -> int:
     label = f"mlp_demo__{time.strftime('%Y%m%dT%H%M%S')}"
     local_store = Path(urlparse(s.artifact_store).path) if s.artifact_store.startswith("file://") else None
     runs: list[tuple[str, str, dict[str, object] | None, float]] = []
-    for number, dag_id, conf, folder_name in (
+    dag_runs: tuple[tuple[int, str, dict[str, object], str], ...] = (
         (3, QUICKSTART_DAG_ID, {"table": SAMPLE_TABLE, "report_name": label}, "quickstart"),
         (
             4,
@@ -138,7 +138,8 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0) -> int:
             {"pairs_table": PAIRS_TABLE, "shard_bytes": PAIRS_SHARD_BYTES, "report_name": label},
             "entity_resolution",
         ),
-    ):
+    )
+    for number, dag_id, conf, folder_name in dag_runs:
         _step(f"[{number}/4] airflow dags test {dag_id}")
         dag_started = time.monotonic()
         ok, output = _dags_test(dag_id, conf, env)

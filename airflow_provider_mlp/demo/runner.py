@@ -65,13 +65,21 @@ def _dags_test(dag_id: str, conf: dict[str, object], env: dict[str, str]) -> tup
                 shard = f"[{map_index}]" if map_index != "-1" else ""
                 if verb == "end task":
                     _step(f"  {task_id}{shard} done")
-            elif "pairs scored in" in line or "Committed " in line:
-                _step("  " + line.split("] ")[-1].split(" [")[0].strip()[:160])
+            elif "pairs scored in" in line:  # the audit task's own print
+                _step("  " + line.split("] ")[-1].strip()[:160])
+            else:
+                for marker in _PROGRESS_MARKERS:
+                    if marker in line:
+                        # Airflow's log line: "<time> [info] <message> [<logger>] loc=...": the message.
+                        _step("  " + line[line.index(marker) :].split(" [")[0].strip()[:160])
+                        break
     output = "".join(lines)
     ok = proc.wait() == 0 and "state=failed" not in output and "DagRun failed" not in output
     return ok, output
 
 
+# Log lines of the DAGs' tasks worth showing as progress (a line starting with one of these).
+_PROGRESS_MARKERS = ("Committed ", "Idempotency key ")
 _TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
 
 

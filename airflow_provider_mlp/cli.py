@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = sub.add_parser("demo", help="run the main job on embedded defaults")
     demo_parser.add_argument("--dags-folder", type=Path, default=None)
     demo_parser.add_argument("--rows", type=int, default=200_000, help="rows of the sample table")
+    demo_parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the generated data (1: 200,000 events and title pairs)"
+    )
     sub.add_parser("settings", help="print the resolved settings as JSON")
     sub.add_parser("example-dags", help="print the folder of the example DAGs shipped with the provider")
     from airflow_provider_mlp import airflow_local
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from airflow_provider_mlp.demo.runner import demo
 
-        return demo(args.dags_folder, args.rows)
+        return demo(args.dags_folder, args.rows, scale=args.scale)
     if args.command == "example-dags":
         from airflow_provider_mlp.demo.runner import example_dags_folder
 

@@ -346,6 +346,10 @@ def _dictionary_coded(opened: OpenFile, rg: int, column: str) -> bool:
     # Only a top-level string column: the one leaf of a list or struct is not the column Arrow reads.
     if len(leaves) != 1 or opened.parquet.schema.column(leaves[0]).path != column:
         return False
+    # A list of strings also has one leaf, but pyarrow reads only top-level columns as dictionaries
+    # (naming the list column there raises KeyError).
+    if opened.parquet.schema.column(leaves[0]).path != column:
+        return False
     chunk = opened.parquet.row_group(rg).column(leaves[0])
     if chunk.physical_type != "BYTE_ARRAY" or not chunk.has_dictionary_page or chunk.num_values == 0:
         return False

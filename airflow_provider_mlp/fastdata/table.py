@@ -540,15 +540,37 @@ class Table:
         )
         return stage(self.refresh().iceberg, self.identifier, data, shard_id=shard_id, run_id=run_id, layout=layout)
 
-    def commit(self, staged: Any, *, run_id: str | None = None, idempotency_key: str | None = None) -> int | None:
+    def commit(
+        self,
+        staged: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        snapshot_properties: Mapping[str, Any] | None = None,
+    ) -> int | None:
         """Add every staged file in ONE snapshot; a second commit with the same idempotency key is a no-op.
 
         ``run_id`` is the run that staged the files (default: the one the staged records name);
         ``idempotency_key`` (default: the run id) is what makes the commit happen once: a later run
         committing under a key an earlier run already committed adds nothing and removes the files
-        it staged. Returns the snapshot holding the data (the earlier one when already committed).
+        it staged. ``snapshot_properties`` are added to the snapshot's summary (values as text), e.g.
+        ``{"er.precision": 0.97}`` measured with ``read_staged`` before publishing. Returns the
+        snapshot holding the data (the earlier one when already committed).
         """
-        return self._commit(staged, run_id=run_id, idempotency_key=idempotency_key).snapshot_id
+        return self._commit(
+            staged, run_id=run_id, idempotency_key=idempotency_key, snapshot_properties=snapshot_properties
+        ).snapshot_id
+
+    def read_staged(self, staged: Any, columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of staged, not yet committed files (what ``stage`` returned), to audit before ``commit``.
+
+        Readers of the table do not see these rows until the commit; this is the "audit" step of a
+        write-audit-publish: measure the staged output, then commit it with the measurement in the
+        snapshot summary (``snapshot_properties``).
+        """
+        from airflow_provider_mlp.fastdata.writer import read_staged
+
+        return read_staged(self.refresh().iceberg, self.identifier, staged, columns)
 
     def overwrite(
         self,
@@ -581,6 +603,7 @@ class Table:
         run_id: str | None,
         idempotency_key: str | None,
         overwrite_filter: Any = None,
+        snapshot_properties: Mapping[str, Any] | None = None,
     ) -> CommitOutcome:
         """The commit behind ``commit``, ``overwrite`` and ``IcebergCommitOperator``, with its full outcome."""
         from airflow_provider_mlp.fastdata.writer import commit
@@ -595,4 +618,5 @@ class Table:
             run_id=run_id,
             idempotency_key=idempotency_key,
             overwrite_filter=expr,
+            snapshot_properties=snapshot_properties,
         )

@@ -25,7 +25,13 @@ from airflow_provider_mlp.fastdata.defaults import (
     DEFAULT_ROW_GROUP_ROWS,
     DEFAULT_TARGET_FILE_BYTES,
 )
-from airflow_provider_mlp.fastdata.errors import CommitError, DataFileError, SchemaMismatchError, ShardError
+from airflow_provider_mlp.fastdata.errors import (
+    ColumnNotFoundError,
+    CommitError,
+    DataFileError,
+    SchemaMismatchError,
+    ShardError,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -414,6 +420,40 @@ def flatten_staged(staged: Any, table_name: str, run_ids: Sequence[str] = ()) ->
     return out
 
 
+def read_staged(table: IcebergTable, table_name: str, staged: Any, columns: Sequence[str] | None = None) -> pa.Table:
+    """The rows of staged files (uncommitted, so invisible to readers), in shard order, through the table's FileIO."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    from airflow_provider_mlp.fastdata.fetch import io_pool
+
+    expected = schema_to_pyarrow(table.metadata.schema(), include_field_ids=False)
+    if columns is not None:
+        missing = [name for name in columns if name not in expected.names]
+        if missing:
+            raise ColumnNotFoundError(
+                f"staged files of table {table_name!r} have no column(s) {', '.join(missing)}; "
+                f"its columns are {', '.join(expected.names)}"
+            )
+        expected = pa.schema([expected.field(name) for name in columns])
+    records = sorted(flatten_staged(staged, table_name), key=lambda r: str(r.get("shard_id")))
+    paths = [entry["file_path"] for record in records for entry in record["files"]]
+
+    def load(path: str) -> pa.Table:
+        try:
+            with table.io.new_input(path).open() as handle:
+                data = pq.read_table(handle, columns=list(expected.names))
+        except FileNotFoundError:
+            raise DataFileError(
+                f"staged data file {path} of table {table_name!r} is missing; re-run the task that staged it"
+            ) from None
+        return data.cast(expected)
+
+    parts = list(io_pool().map(load, paths))
+    return pa.concat_tables(parts) if parts else expected.empty_table()
+
+
 def _check_files_exist(table: IcebergTable, entries: Sequence[Mapping[str, Any]]) -> None:
     # Through the table's own FileIO, the one stage wrote with: no extra filesystem package per scheme.
     from airflow_provider_mlp.fastdata.fetch import io_pool
@@ -508,6 +548,25 @@ def _remove_orphans(table: IcebergTable, entries: Sequence[Mapping[str, Any]], r
     return removed
 
 
+def summary_properties(properties: Mapping[str, Any] | None, table_name: str) -> dict[str, str]:
+    """Extra snapshot summary properties as text; the commit's own ``mlp.`` keys cannot be given."""
+    if properties is None:
+        return {}
+    if not isinstance(properties, Mapping):
+        raise TypeError(
+            f"snapshot_properties for a commit to table {table_name!r} must be a mapping of names to values, "
+            f"got {type(properties).__name__}"
+        )
+    text = {str(name): str(value) for name, value in properties.items()}
+    reserved = sorted(name for name in text if name in (RUN_ID_PROPERTY, IDEMPOTENCY_KEY_PROPERTY))
+    if reserved:
+        raise ValueError(
+            f"snapshot_properties for a commit to table {table_name!r} give {', '.join(reserved)}, which the commit "
+            "records itself; pass run_id/idempotency_key instead"
+        )
+    return text
+
+
 def commit(
     load: Any,
     table_name: str,
@@ -516,6 +575,7 @@ def commit(
     run_id: str | None = None,
     idempotency_key: str | None = None,
     overwrite_filter: BooleanExpression | None = None,
+    snapshot_properties: Mapping[str, Any] | None = None,
     max_attempts: int = 8,
 ) -> CommitOutcome:
     """Add every staged file in one snapshot (after deleting ``overwrite_filter`` rows, if given).
@@ -523,6 +583,8 @@ def commit(
     ``run_id`` is the run that staged the files (default: the one run the staged records name).
     ``idempotency_key`` (default: the run id) is recorded in the snapshot: a later commit under
     a key that a snapshot recorded adds nothing, and removes the files its own run staged.
+    ``snapshot_properties`` go into the snapshot's summary as well (values as text), e.g. a data
+    quality metric measured on the staged rows; the ``mlp.`` keys are the commit's own.
 
     ``load`` returns the freshly loaded table: each attempt starts from the catalog's newest metadata,
     so concurrent writers' snapshots are kept, and a run another attempt already committed is seen.
@@ -560,7 +622,11 @@ def commit(
     ordered = [entries[path] for path in sorted(entries)]
     rows = sum(int(entry["record_count"]) for entry in ordered)
     outcome = CommitOutcome(snapshot_id=None, run_id=staging_run, idempotency_key=key, files=len(ordered), rows=rows)
-    properties = {RUN_ID_PROPERTY: staging_run, IDEMPOTENCY_KEY_PROPERTY: key}
+    properties = {
+        **summary_properties(snapshot_properties, table_name),
+        RUN_ID_PROPERTY: staging_run,
+        IDEMPOTENCY_KEY_PROPERTY: key,
+    }
     for attempt in range(max_attempts):
         table: IcebergTable = load()
         existing = committed_key_snapshot(table, key, staging_run if records else None)

@@ -182,20 +182,21 @@ class IcebergShardsOperator(BaseOperator):
     pinned to one snapshot, so every mapped task reads the same version of the table.
 
     :param table: ``namespace.table``.
-    :param target_bytes: about how many (compressed) bytes each shard holds.
+    :param target_bytes: about how many (compressed) bytes each shard holds (templated, e.g.
+        ``"{{ params.shard_bytes }}"``).
     :param row_filter: pyiceberg filter text, e.g. ``"year >= 2020"``.
     :param columns: the columns the shards' reads return (default: all).
     :param snapshot_id: plan against this snapshot (default: the current one).
     :param iceberg_conn_id: an ``iceberg`` connection; ``None`` for the embedded catalog.
     """
 
-    template_fields: Sequence[str] = ("table", "row_filter", "columns", "snapshot_id")
+    template_fields: Sequence[str] = ("table", "target_bytes", "row_filter", "columns", "snapshot_id")
 
     def __init__(
         self,
         *,
         table: str,
-        target_bytes: int = DEFAULT_TARGET_BYTES,
+        target_bytes: int | str = DEFAULT_TARGET_BYTES,
         row_filter: str | None = None,
         columns: list[str] | None = None,
         snapshot_id: int | None = None,
@@ -210,10 +211,23 @@ class IcebergShardsOperator(BaseOperator):
         self.snapshot_id = snapshot_id
         self.iceberg_conn_id = iceberg_conn_id
 
+    def _target_bytes(self) -> int:
+        from airflow_provider_mlp.errors import ConfigurationError
+
+        try:
+            value = int(str(self.target_bytes).strip())
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise ConfigurationError(
+                f"{self.task_id}: target_bytes must be a positive number of bytes, got {self.target_bytes!r}"
+            )
+        return value
+
     def execute(self, context: Context) -> list[dict[str, Any]]:
         snapshot = int(self.snapshot_id) if self.snapshot_id not in (None, "", "None") else None
         shards = _table(self.table, self.iceberg_conn_id).shards(
-            target_bytes=self.target_bytes, row_filter=self.row_filter, columns=self.columns, snapshot_id=snapshot
+            target_bytes=self._target_bytes(), row_filter=self.row_filter, columns=self.columns, snapshot_id=snapshot
         )
         total = sum(s["bytes"] for s in shards)
         self.log.info("Planned %d shard(s), %d bytes, of %s", len(shards), total, self.table)
@@ -241,10 +255,20 @@ class IcebergCommitOperator(BaseOperator):
     :param schema: the schema ``create_if_missing`` creates the table with (pyarrow or pyiceberg).
     :param partition_by: its partitioning, as ``Table.create`` takes it (``["day(ts)", "region"]``).
     :param table_properties: its table properties.
+    :param snapshot_properties: extra properties for the snapshot's summary (templated; values become
+        text), e.g. ``audit.output`` with a task returning ``{"er.precision": 0.97}`` measured on the
+        staged rows (``Table.read_staged``) before they are published. The ``mlp.`` keys are the commit's own.
     :param iceberg_conn_id: an ``iceberg`` connection; ``None`` for the embedded catalog.
     """
 
-    template_fields: Sequence[str] = ("table", "staged", "idempotency_key", "run_id", "overwrite_filter")
+    template_fields: Sequence[str] = (
+        "table",
+        "staged",
+        "idempotency_key",
+        "run_id",
+        "overwrite_filter",
+        "snapshot_properties",
+    )
 
     def __init__(
         self,
@@ -258,6 +282,7 @@ class IcebergCommitOperator(BaseOperator):
         schema: Any = None,
         partition_by: Sequence[str] | Any = None,
         table_properties: Mapping[str, Any] | None = None,
+        snapshot_properties: Mapping[str, Any] | str | None = None,
         iceberg_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -275,6 +300,7 @@ class IcebergCommitOperator(BaseOperator):
         self.schema = schema
         self.partition_by = partition_by
         self.table_properties = table_properties
+        self.snapshot_properties = snapshot_properties
         self.iceberg_conn_id = iceberg_conn_id
 
     def _key(self, dag_run_id: str) -> str:
@@ -287,6 +313,27 @@ class IcebergCommitOperator(BaseOperator):
                 "of idempotency_key, give one of them"
             )
         return key or alias or dag_run_id
+
+    def _snapshot_properties(self) -> dict[str, Any] | None:
+        """The rendered ``snapshot_properties``: a mapping, or JSON text of one (a template's output)."""
+        import json
+
+        from airflow_provider_mlp.errors import ConfigurationError
+
+        value = self.snapshot_properties
+        if value in (None, "", "None"):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(
+                f"{self.task_id}: snapshot_properties must be a mapping of names to values (or JSON text of one), "
+                f"got {str(self.snapshot_properties)[:200]!r}"
+            )
+        return dict(value)
 
     def _output(self, identifier: str, has_files: bool) -> Table:
         from airflow_provider_mlp.errors import ConfigurationError
@@ -331,6 +378,7 @@ class IcebergCommitOperator(BaseOperator):
             run_id=None if staged else dag_run_id,
             idempotency_key=key,
             overwrite_filter=self.overwrite_filter or None,
+            snapshot_properties=self._snapshot_properties(),
         )
         uri = table_asset_uri(_catalog_name(self.iceberg_conn_id), table.identifier)
         self.log.info("%s", outcome.describe(uri))

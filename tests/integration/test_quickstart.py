@@ -1,4 +1,5 @@
-"""The main job end to end: sample Iceberg table -> `airflow dags test mlp_quickstart` -> report."""
+"""The main job end to end: generated tables -> `airflow dags test` of the quickstart and entity-resolution
+DAGs -> a report naming the real run ids."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_mlp_demo_runs_the_quickstart_dag_through_real_airflow(tmp_path: Path) -> None:
+def test_mlp_demo_runs_the_quickstart_and_entity_resolution_dags_through_real_airflow(tmp_path: Path) -> None:
     home = tmp_path / "mlp-home"
     env = {
         **os.environ,
@@ -24,7 +25,7 @@ def test_mlp_demo_runs_the_quickstart_dag_through_real_airflow(tmp_path: Path) -
         env.pop(var, None)
     mlp = Path(sys.executable).with_name("mlp")
     proc = subprocess.run(
-        [str(mlp), "demo", "--rows", "20000"], env=env, capture_output=True, text=True, timeout=600, check=False
+        [str(mlp), "demo", "--scale", "0.1"], env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     reports = list((home / "artifacts" / "quickstart").glob("*.json"))
@@ -33,3 +34,14 @@ def test_mlp_demo_runs_the_quickstart_dag_through_real_airflow(tmp_path: Path) -
     assert report["table"] == "demo.events"
     assert report["rows"] == 20000
     assert report["shards"] >= 2
+
+    assert f"run {report['run_id']}" in proc.stdout and report["run_id"].startswith("manual__")
+
+    matches = list((home / "artifacts" / "entity_resolution").glob("*.json"))
+    assert len(matches) == 1
+    er = json.loads(matches[0].read_text())
+    assert er["scored"] == 20000 and er["shards"] >= 1
+    assert er["precision"] >= 0.95 and er["recall"] >= 0.9, er
+    assert f"run {er['run_id']}" in proc.stdout
+    assert f"{er['matched']:,} matched: precision {er['precision']}" in proc.stdout
+    assert "[4/4] airflow dags test mlp_entity_resolution" in proc.stdout  # progress as it goes

@@ -158,3 +158,18 @@ def test_commit_operator_idempotency_key_and_its_run_id_alias(events: Table, cat
     with pytest.raises(ConfigurationError, match="idempotency_key='a' and run_id='b' differ"):
         run("manual__5", idempotency_key="a", run_id="b")
     assert Table("demo.copy").read().num_rows == 200
+
+
+def test_commit_operator_records_snapshot_properties(events: Table, catalog: Catalog) -> None:
+    catalog.create_table("demo.copy", schema=events.schema, partition_spec=events.spec)
+    rows = events.read(row_filter="event_id < 100").to_arrow()
+    staged = [stage_to_table("demo.copy", rows, shard=0, run_id="manual__1")]
+    commit = IcebergCommitOperator(
+        task_id="commit", table="demo.copy", staged=staged, snapshot_properties='{"audit.precision": 0.5}'
+    )
+    assert "snapshot_properties" in commit.template_fields
+    commit.execute(context={"run_id": "manual__1"})
+    assert Table("demo.copy").snapshots()[-1]["summary"]["audit.precision"] == "0.5"
+    bad = IcebergCommitOperator(task_id="commit", table="demo.copy", staged=staged, snapshot_properties="[1]")
+    with pytest.raises(ConfigurationError, match="snapshot_properties must be a mapping"):
+        bad.execute(context={"run_id": "manual__1"})

@@ -170,3 +170,14 @@ def test_empty_table_reads_empty(catalog: Catalog) -> None:
     assert table.read().num_rows == 0
     assert table.shards() == []
     assert list(table.read_batches()) == []
+
+
+def test_list_of_strings_columns_read_back(catalog: Catalog) -> None:
+    # Few distinct names: Parquet dictionary-codes the list's leaf, which must not be read as a dictionary column.
+    names = [["Ana Ito", "Ben Sato"][: 1 + i % 2] for i in range(5_000)]
+    data = pa.table({"id": pa.array(range(5_000), pa.int64()), "cast": pa.array(names, pa.list_(pa.string()))})
+    table = Table.create("r.lists", data.schema)
+    table.commit([table.stage(data, shard_id=0, run_id="r")], run_id="r")
+    for shard in table.shards(target_bytes=1):
+        assert table.read(shard).to_arrow().column("cast").type == pa.list_(pa.string())
+    assert table.read().to_arrow().sort_by("id").column("cast").to_pylist() == names

@@ -292,3 +292,30 @@ def test_a_schema_mismatch_is_reported_once_in_the_error_not_on_stdout(
     assert message.startswith("column 'id' does not fit table 'w.out':\n")
     assert message.count("Table field") == 1 and message.count("Dataframe field") == 1
     assert "❌ │ 1: id: optional long" in message and "1: id: optional string" in message
+
+
+def test_read_staged_audits_rows_before_commit_and_summary_records_the_result(out: Table) -> None:
+    staged = [out.stage(_rows(i), shard_id=i, run_id="run-1") for i in range(3)]
+    audited = out.read_staged(staged)
+    assert out.refresh().current_snapshot_id is None  # reading staged rows publishes nothing
+    assert sorted(audited.column("id").to_pylist()) == list(range(300))
+    assert out.read_staged(json.dumps(staged), columns=["id"]).column_names == ["id"]
+    assert out.read_staged([]).num_rows == 0
+    with pytest.raises(Exception, match="no column"):
+        out.read_staged(staged, columns=["nope"])
+    snapshot = out.commit(
+        staged, run_id="run-1", snapshot_properties={"audit.rows": audited.num_rows, "audit.ok": True}
+    )
+    summary = out.snapshots()[-1]["summary"]
+    assert out.current_snapshot_id == snapshot
+    assert summary["audit.rows"] == "300" and summary["audit.ok"] == "True"
+    assert summary[RUN_ID_PROPERTY] == "run-1"
+
+
+def test_snapshot_properties_cannot_replace_the_commits_own_keys(out: Table) -> None:
+    staged = [out.stage(_rows(0), shard_id=0, run_id="run-1")]
+    with pytest.raises(ValueError, match=IDEMPOTENCY_KEY_PROPERTY):
+        out.commit(staged, run_id="run-1", snapshot_properties={IDEMPOTENCY_KEY_PROPERTY: "x"})
+    with pytest.raises(TypeError, match="must be a mapping"):
+        out.commit(staged, run_id="run-1", snapshot_properties=["a"])  # type: ignore[arg-type]
+    assert out.refresh().current_snapshot_id is None

@@ -99,7 +99,8 @@ def _evolve(catalog: Catalog, case: dict[str, Any]) -> tuple[Table, int]:
     identifier = f"schema.t{next(_names)}"
     iceberg = catalog.create_table(identifier, schema=Schema(*fields), partition_spec=spec)
     next_id = 0
-    partitioned = {"part"}
+    # By field id: a renamed partition source is still one, and dropping it would break the spec.
+    partitioned = {iceberg.schema().find_field("part").field_id}
     sizes = iter(itertools.cycle(case["rows"]))
 
     def append() -> None:
@@ -142,7 +143,7 @@ def _evolve(catalog: Catalog, case: dict[str, Any]) -> tuple[Table, int]:
                     with txn.update_schema() as update:
                         update.update_column(chosen.name, wider)
             elif step == "drop_and_readd":
-                droppable = [f for f in others if f.name not in partitioned]
+                droppable = [f for f in others if f.field_id not in partitioned]
                 if droppable:
                     chosen = droppable[pick % len(droppable)]
                     with txn.update_schema() as update:
@@ -162,7 +163,7 @@ def _evolve(catalog: Catalog, case: dict[str, Any]) -> tuple[Table, int]:
                         chosen = identity[pick % len(identity)]
                         if chosen.name not in spec_fields:
                             spec_update.add_identity(chosen.name)
-                            partitioned.add(chosen.name)
+                            partitioned.add(chosen.field_id)
         iceberg = catalog.load_table(identifier)
         append()
     spec_fields = [f.name for f in iceberg.spec().fields]

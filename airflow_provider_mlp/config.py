@@ -97,15 +97,19 @@ def parse_servers(servers: str | Iterable[str], *, source: str) -> list[tuple[st
             continue
         host, port_text = item, ""
         if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            if rest and not rest.startswith(":"):
+            host, closed, rest = item[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
                 host = ""
             port_text = rest[1:]
         elif item.count(":") == 1:
             host, _, port_text = item.partition(":")
         elif ":" in item:
             host = ""  # a bare IPv6 address needs brackets to tell its last group from a port
-        if not host or any(c.isspace() for c in host) or (port_text and not port_text.isdigit()):
+        if (
+            not host
+            or any(c.isspace() for c in host)
+            or (port_text and not (port_text.isascii() and port_text.isdigit()))
+        ):
             raise ConfigurationError(
                 f"{source}: memcached server {item!r} is not of the form host[:port] "
                 "(e.g. 127.0.0.1:11211, or [::1]:11211 for IPv6)"

@@ -121,8 +121,8 @@ def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> by
     if path is not None:
         with open(path, "rb") as fh:
             return fh.read()
-    fs, _ = open_filesystem(url, storage_options)
-    return bytes(fs.cat(url))
+    fs, path = open_filesystem(url, storage_options)
+    return bytes(fs.cat(path))
 
 
 def write_bytes(url: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -138,5 +138,5 @@ def write_bytes(url: str, data: bytes, storage_options: Mapping[str, Any] | None
             fh.write(data)
         os.replace(tmp, path)
         return
-    fs, _ = open_filesystem(url, storage_options)
-    fs.pipe(url, data)
+    fs, path = open_filesystem(url, storage_options)
+    fs.pipe(path, data)

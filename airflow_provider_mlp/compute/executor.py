@@ -70,6 +70,8 @@ def encode_outcome(value: Any) -> tuple[dict[str, Any], bytes]:
             return {"kind": "table", "format": "arrow-ipc", "source": source}, body
         except ImportError:
             pass  # a pandas DataFrame in an environment without pyarrow: pickled below
+        except Exception:
+            pass  # Arrow cannot hold it (mixed object columns): pickled below
     return {"kind": "value", "format": "pickle"}, cloudpickle.dumps(value)
 
 
@@ -119,7 +121,16 @@ def run(payload_path: str, result_path: str) -> int:
         _write(result_path, {**header, "started_at": started, "finished_at": time.time()}, body)
         traceback.print_exc()
         return 1
-    header, body = encode_outcome(value)
+    try:
+        header, body = encode_outcome(value)
+    except Exception as exc:  # an unpicklable return value: say so, rather than leave no result
+        header, body = encode_error(
+            TypeError(
+                f"the task returned a {type(value).__module__}.{type(value).__qualname__} that cannot be stored: {exc}"
+            )
+        )
+        _write(result_path, {**header, "started_at": started, "finished_at": time.time()}, body)
+        return 1
     _write(result_path, {**header, "started_at": started, "finished_at": time.time()}, body)
     return 0
 

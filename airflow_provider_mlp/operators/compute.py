@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from airflow_provider_mlp.compute.work import WorkLocation
 
 DEFAULT_MAX_XCOM_BYTES = 64 << 10
+# Names the artifact-store prefix of the try a pod runs (read back when a retry reattaches to it).
+WORK_ANNOTATION = "mlp.airflow.apache.org/work"
+# fsspec options never written into a pod spec: anyone who can read pods would see them.
+SECRET_OPTION_KEYS = frozenset({"key", "secret", "token", "password", "aws_secret_access_key", "aws_session_token"})
 
 
 def env_reference(env: Any) -> str | None:
@@ -220,13 +224,24 @@ class MlpPodOperator(KubernetesPodOperator):
             and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
         }
 
-    def _bootstrap_environment(self, location: WorkLocation) -> dict[str, str]:
+    def _bootstrap_environment(self, location: WorkLocation, *, for_pod: bool = False) -> dict[str, str]:
+        """The bootstrap's environment: the artifact store's fsspec options. A pod never gets credentials
+        in its spec (anyone who can read pods would see them): give pods theirs through
+        ``secrets_as_env`` (e.g. ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``) or their service account."""
         from airflow_provider_mlp.compute.bootstrap import ARTIFACT_OPTIONS_ENV
 
-        env = {}
-        if location.storage_options:
-            env[ARTIFACT_OPTIONS_ENV] = json.dumps(location.storage_options)
-        return env
+        options = dict(location.storage_options)
+        if for_pod:
+            dropped = sorted(k for k in options if k in SECRET_OPTION_KEYS)
+            for key in dropped:
+                options.pop(key)
+            if dropped:
+                self.log.warning(
+                    "Not writing the artifact store's %s into the pod spec; give the pod its credentials "
+                    "through secrets_as_env or its service account",
+                    ", ".join(dropped),
+                )
+        return {ARTIFACT_OPTIONS_ENV: json.dumps(options)} if options else {}
 
     # -- running ---------------------------------------------------------------------------------------
 
@@ -246,7 +261,7 @@ class MlpPodOperator(KubernetesPodOperator):
                 super().execute(context)
         except Exception as exc:
             self._raise_legibly(location, exc)
-        return self._collect(location)
+        return self._collect(self._location_of_pod(location))
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         location = self.work_location(context)
@@ -255,7 +270,24 @@ class MlpPodOperator(KubernetesPodOperator):
                 super().trigger_reentry(context, event)
         except Exception as exc:
             self._raise_legibly(location, exc)
-        return self._collect(location)
+        return self._collect(self._location_of_pod(location))
+
+    def _location_of_pod(self, location: WorkLocation) -> WorkLocation:
+        """The work of the pod that actually ran. KubernetesPodOperator reattaches a retry to an earlier
+        try's pod that is still running (its labels leave the try number out); that pod reads and
+        writes its own try's paths, which its annotation names."""
+        import dataclasses
+
+        pod = getattr(self, "pod", None)
+        annotations = (getattr(getattr(pod, "metadata", None), "annotations", None) or {}) if pod else {}
+        prefix = annotations.get(WORK_ANNOTATION)
+        if not prefix or prefix == location.try_prefix or not prefix.startswith(f"{location.prefix}/try-"):
+            return location
+        try_text = prefix.rsplit("/try-", 1)[1]
+        if not try_text.isdigit():
+            return location
+        self.log.info("Reattached to the pod of try %s: its result is at %s", try_text, prefix)
+        return dataclasses.replace(location, try_number=int(try_text))
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> Any:
         # Also when called on its own (dry runs, callbacks, rendering): never with the XCom sidecar.
@@ -296,7 +328,9 @@ class MlpPodOperator(KubernetesPodOperator):
         ).requirements()
         if resources is not None:
             self.container_resources = resources
-        extra_env = [k8s.V1EnvVar(name=k, value=v) for k, v in self._bootstrap_environment(location).items()]
+        extra_env = [
+            k8s.V1EnvVar(name=k, value=v) for k, v in self._bootstrap_environment(location, for_pod=True).items()
+        ]
         extra_env += [k8s.V1EnvVar(name="HOME", value=pod.SCRATCH_MOUNT)]
         self.env_vars = [*(self.env_vars or []), *extra_env, *pod.secret_env_vars(self.secrets_as_env)]
         volumes, mounts = pod.writable_volumes(self.env_cache_volume)
@@ -310,7 +344,7 @@ class MlpPodOperator(KubernetesPodOperator):
             )
         annotations = dict(self.annotations or {})
         annotations.setdefault("mlp.airflow.apache.org/env", env or "")
-        annotations.setdefault("mlp.airflow.apache.org/work", location.try_prefix)
+        annotations.setdefault(WORK_ANNOTATION, location.try_prefix)
         self.annotations = annotations
 
     def _execute_local(self, location: WorkLocation, env: str | None) -> Any:
@@ -369,10 +403,14 @@ class MlpPodOperator(KubernetesPodOperator):
     def _raise_legibly(self, location: WorkLocation, exc: Exception) -> None:
         """Re-raise the function's own exception when it left one, else one clear line about the pod."""
         from airflow.exceptions import AirflowException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_provider_mlp.compute.failures import explain_pod_failure
         from airflow_provider_mlp.compute.work import decode_result
 
+        if isinstance(exc, AirflowSkipException):  # skip_on_exit_code: a skip, not a failure
+            raise exc
+        location = self._location_of_pod(location)
         found = self._result_header(location)
         if found is not None and found[0].get("kind") == "error":
             decode_result(found[0], found[1], where=location.result_uri)  # raises RemoteTaskError

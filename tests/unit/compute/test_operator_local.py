@@ -136,3 +136,15 @@ def test_the_users_atexit_handlers_run_although_the_interpreter_is_not_torn_down
     op = MlpPodOperator(task_id="hook", python_callable=register_exit_hook, op_args=[str(marker)], backend="local")
     assert _run(op) == "registered"
     assert marker.read_text() == "flushed"
+
+
+def returns_a_lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def test_a_return_value_that_cannot_be_stored_is_reported_as_the_tasks_error(mlp_home: Path) -> None:
+    op = MlpPodOperator(task_id="lock", python_callable=returns_a_lock, backend="local")
+    with pytest.raises(RemoteTaskError, match=r"returned a _thread.lock that cannot be stored"):
+        _run(op)

@@ -153,3 +153,40 @@ def test_secrets_become_env_vars_from_secret_key_refs(mlp_home: Path) -> None:
     env = _manifest(OPTION_MATRIX["secrets"], mlp_home)["spec"]["containers"][0]["env"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
     assert refs["AWS_ACCESS_KEY_ID"] == {"name": "warehouse-credentials", "key": "AWS_ACCESS_KEY_ID"}
+
+
+def test_store_credentials_never_reach_the_pod_spec(mlp_home: Path) -> None:
+    from kubernetes.client import ApiClient
+
+    op = MlpPodOperator(task_id="score", python_callable=_noop, backend="kubernetes", namespace="ml")
+    ti = TaskInstanceStub("score")
+    options = {"key": "AKIA", "secret": "s3cr3t", "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}
+    location = WorkLocation("s3://bucket/art", ti.dag_id, ti.run_id, ti.task_id, storage_options=options)
+    op.prepare_pod(location, env=None)
+    manifest = ApiClient().sanitize_for_serialization(
+        op.build_pod_request_obj({"ti": ti, "run_id": ti.run_id, "dag": None})  # type: ignore[arg-type]
+    )
+    text = str(manifest)
+    assert "s3cr3t" not in text and "AKIA" not in text
+    assert "127.0.0.1:9000" in text  # the endpoint is not a secret and still reaches the pod
+
+
+def test_a_retry_reattached_to_an_earlier_trys_pod_reads_that_trys_result(mlp_home: Path) -> None:
+    from kubernetes.client import models as k8s
+
+    op = MlpPodOperator(task_id="score", python_callable=_noop, backend="kubernetes")
+    second = WorkLocation(mlp_home.as_uri(), "d", "r", "score", try_number=2)
+    first = WorkLocation(mlp_home.as_uri(), "d", "r", "score", try_number=1)
+    op.pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(annotations={"mlp.airflow.apache.org/work": first.try_prefix}))
+    assert op._location_of_pod(second).result_uri == first.result_uri
+    op.pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(annotations={"mlp.airflow.apache.org/work": "s3://elsewhere/try-1"}))
+    assert op._location_of_pod(second) == second
+
+
+def test_a_skip_from_skip_on_exit_code_stays_a_skip(mlp_home: Path) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    op = MlpPodOperator(task_id="score", python_callable=_noop, backend="kubernetes", skip_on_exit_code=99)
+    location = WorkLocation(mlp_home.as_uri(), "d", "r", "score")
+    with pytest.raises(AirflowSkipException):
+        op._raise_legibly(location, AirflowSkipException("exit code 99"))

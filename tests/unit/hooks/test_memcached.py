@@ -38,3 +38,9 @@ def test_argument_beats_default(mlp_home: Path) -> None:
 def test_an_empty_servers_argument_is_refused_not_read_as_the_default(mlp_home: Path) -> None:
     with pytest.raises(MlpError, match="no memcached server given"):
         _ = MemcachedHook(servers="").servers
+
+
+@pytest.mark.parametrize("bad", ["[::1", "[::1]x", "h:²"])
+def test_unclosed_brackets_and_non_ascii_ports_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigurationError, match="not of the form host"):
+        parse_servers(bad, source="x")

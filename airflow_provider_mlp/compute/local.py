@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 
@@ -13,24 +14,33 @@ def bootstrap_command(arguments: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "airflow_provider_mlp.compute", *arguments]
 
 
-def run_bootstrap(
-    arguments: Sequence[str], *, env: Mapping[str, str] | None = None, log: Callable[[str], object] = print
-) -> tuple[int, list[str]]:
-    """Run the bootstrap, streaming each output line to ``log``; its exit code and last lines."""
-    child_env = {**os.environ, **(env or {})}
+def stream_process(argv: Sequence[str], *, env: Mapping[str, str] | None, on_line: Callable[[str], object]) -> int:
+    """Run ``argv`` (stderr into stdout), handing each output line (without its newline) to ``on_line``
+    as it comes; the exit code."""
     proc = subprocess.Popen(
-        bootstrap_command(arguments),
-        env=child_env,
+        list(argv),
+        env=dict(env) if env is not None else None,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
     )
-    tail: list[str] = []
     assert proc.stdout is not None
     with proc.stdout:
         for line in proc.stdout:
-            line = line.rstrip("\n")
-            log(line)
-            tail = [*tail[-19:], line]
-    return proc.wait(), tail
+            on_line(line.rstrip("\n"))
+    return proc.wait()
+
+
+def run_bootstrap(
+    arguments: Sequence[str], *, env: Mapping[str, str] | None = None, log: Callable[[str], object] = print
+) -> tuple[int, list[str]]:
+    """Run the bootstrap, streaming each output line to ``log``; its exit code and last lines."""
+    tail: deque[str] = deque(maxlen=20)
+
+    def on_line(line: str) -> None:
+        log(line)
+        tail.append(line)
+
+    code = stream_process(bootstrap_command(arguments), env={**os.environ, **(env or {})}, on_line=on_line)
+    return code, list(tail)

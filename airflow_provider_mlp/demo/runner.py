@@ -45,36 +45,31 @@ def _step(message: str) -> None:
 
 def _dags_test(dag_id: str, conf: dict[str, object], env: dict[str, str]) -> tuple[bool, str]:
     """``airflow dags test`` with progress: one line per task as Airflow starts and ends it."""
+    from airflow_provider_mlp.compute.local import stream_process
+
     airflow = Path(sys.executable).with_name("airflow")
-    proc = subprocess.Popen(
-        [str(airflow), "dags", "test", dag_id, "--conf", json.dumps(conf)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
     lines: list[str] = []
-    assert proc.stdout is not None
-    with proc.stdout:
-        for line in proc.stdout:
-            lines.append(line)
-            match = _TASK_LINE.search(line)
-            if match:
-                verb, task_id, map_index = match.groups()
-                shard = f"[{map_index}]" if map_index != "-1" else ""
-                if verb == "end task":
-                    _step(f"  {task_id}{shard} done")
-            elif "pairs scored in" in line:  # the audit task's own print
-                _step("  " + line.split("] ")[-1].strip()[:160])
-            else:
-                for marker in _PROGRESS_MARKERS:
-                    if marker in line:
-                        # Airflow's log line: "<time> [info] <message> [<logger>] loc=...": the message.
-                        _step("  " + line[line.index(marker) :].split(" [")[0].strip()[:160])
-                        break
+
+    def on_line(line: str) -> None:
+        lines.append(line + "\n")
+        match = _TASK_LINE.search(line)
+        if match:
+            verb, task_id, map_index = match.groups()
+            shard = f"[{map_index}]" if map_index != "-1" else ""
+            if verb == "end task":
+                _step(f"  {task_id}{shard} done")
+        elif "pairs scored in" in line:  # the audit task's own print
+            _step("  " + line.split("] ")[-1].strip()[:160])
+        else:
+            for marker in _PROGRESS_MARKERS:
+                if marker in line:
+                    # Airflow's log line: "<time> [info] <message> [<logger>] loc=...": the message.
+                    _step("  " + line[line.index(marker) :].split(" [")[0].strip()[:160])
+                    break
+
+    code = stream_process([str(airflow), "dags", "test", dag_id, "--conf", json.dumps(conf)], env=env, on_line=on_line)
     output = "".join(lines)
-    ok = proc.wait() == 0 and "state=failed" not in output and "DagRun failed" not in output
+    ok = code == 0 and "state=failed" not in output and "DagRun failed" not in output
     return ok, output
 
 

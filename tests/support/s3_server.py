@@ -32,6 +32,23 @@ class S3Server:
             "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": CREDENTIALS["AWS_DEFAULT_REGION"]},
         }
 
+    def object_store_connection(self, url: str) -> str:
+        """An ``mlp_object_store`` connection (as ``AIRFLOW_CONN_*`` JSON) to ``url`` on this server."""
+        import json
+
+        return json.dumps(
+            {
+                "conn_type": "mlp_object_store",
+                "login": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                "password": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                "extra": {
+                    "url": url,
+                    "endpoint_url": self.endpoint_url,
+                    "storage_options": {"client_kwargs": {"region_name": CREDENTIALS["AWS_DEFAULT_REGION"]}},
+                },
+            }
+        )
+
     def pyiceberg_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties for this server."""
         return {

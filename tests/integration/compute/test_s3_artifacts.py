@@ -3,7 +3,6 @@ reached through an mlp_object_store connection, on the local backend."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from airflow_provider_mlp.compute.work import RESULT_KIND, load_result
 from airflow_provider_mlp.operators.compute import MlpPodOperator
 from airflow_provider_mlp.stores import open_filesystem
 from tests.support.airflow_runs import TaskInstanceStub
-from tests.support.s3_server import CREDENTIALS, S3Server
+from tests.support.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +27,7 @@ def test_work_and_results_travel_through_s3(
     s3_server: S3Server, mlp_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s3_server.create_bucket("mlp-artifacts")
-    conn = {
-        "conn_type": "mlp_object_store",
-        "login": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "password": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "extra": {
-            "url": "s3://mlp-artifacts/mlp",
-            "endpoint_url": s3_server.endpoint_url,
-            "storage_options": {"client_kwargs": {"region_name": CREDENTIALS["AWS_DEFAULT_REGION"]}},
-        },
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_MLP_ARTIFACTS", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_MLP_ARTIFACTS", s3_server.object_store_connection("s3://mlp-artifacts/mlp"))
     op = MlpPodOperator(
         task_id="table",
         python_callable=table_of,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from airflow_provider_mlp.operators.environment import BuildEnvironmentOperator
 from env_builder.rehydrate import ensure
 from env_builder.store import EnvStore
 from tests.integration.env_builder.conftest import PY, BuiltEnv
-from tests.support.s3_server import CREDENTIALS, S3Server
+from tests.support.s3_server import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +54,9 @@ def test_execute_reaches_an_s3_store_through_an_object_store_connection(
     six_env: BuiltEnv, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     s3_server.create_bucket("mlp-envs-operator-conn")
-    conn = {
-        "conn_type": "mlp_object_store",
-        "login": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "password": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "extra": {
-            "url": "s3://mlp-envs-operator-conn/envs",
-            "endpoint_url": s3_server.endpoint_url,
-            "storage_options": {"client_kwargs": {"region_name": CREDENTIALS["AWS_DEFAULT_REGION"]}},
-        },
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_MLP_ENVS_S3", json.dumps(conn))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLP_ENVS_S3", s3_server.object_store_connection("s3://mlp-envs-operator-conn/envs")
+    )
     op = BuildEnvironmentOperator(
         task_id="build_on_s3",
         spec=list(six_env.spec.pip),

@@ -13,7 +13,9 @@ it measures, side by side in one run and interleaved (A B C D, A B C D, ...):
 Each sample records when the user function's first line ran and when its last line ran; the
 overhead is everything else (start latency + collecting the result). The import of the packages is
 the function's own work and is the same for every contender. For cold starts it also times GNU
-``zstd -d | tar -x`` of the same archive (goal: cold <= 1.3 x that + 0.5 s).
+``zstd -d | tar -x`` of the same archive (goal: cold <= 1.3 x that + 0.5 s), as one more contender
+of the heavy round. Both start from the same state, untimed: their previous tree deleted and the
+disk synced. The order of the contenders rotates from round to round.
 
 Last line: ``bench: warm_overhead_s=S cold_overhead_s=S vs_virtualenv=X`` (warm/cold = our overhead
 minus the plain @task's, heavy task; X = virtualenv's overhead / ours warm).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,12 +76,22 @@ def _context(task_id: str, run: int) -> dict[str, Any]:
     return {"ti": _TI(task_id, try_number=run + 1), "run_id": f"bench__{run}", "dag": None, "params": {}}
 
 
-def _measure(execute: Callable[[], Any], setup: Callable[[], Any] | None = None) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measure(
+    execute: Callable[[], Any], setup: Callable[[], Any] | None = None, cpu: list[float] | None = None
+) -> float:
     if setup is not None:
         setup()  # untimed: emptying the node cache is not part of a cold start
+    cpu_before = _children_cpu()
     started = time.time()
     marks = execute()
     ended = time.time()
+    if cpu is not None:
+        cpu.append(_children_cpu() - cpu_before)
     if not isinstance(marks, dict) or "first" not in marks:
         raise SystemExit(f"the task returned {marks!r}, not its time marks")
     return (marks["first"] - started) + (ended - marks["last"])
@@ -127,17 +140,30 @@ def main() -> int:
 
         def drop_cache() -> None:
             shutil.rmtree(cache, ignore_errors=True)
+            # Deleting 250 MB leaves the disk journal (and, on a disk mounted with discard, its TRIMs)
+            # to be committed later: without a sync that cost lands in whatever is timed next.
+            os.sync()
+
+        gnu_target = home / "untar"
 
         def gnu_unpack() -> float:
-            target = Path(tempfile.mkdtemp(prefix="untar-", dir=home))
+            # The same starting state as a cold sample: its previous tree deleted, the disk synced.
+            shutil.rmtree(gnu_target, ignore_errors=True)
+            gnu_target.mkdir()
+            os.sync()
+            cpu_before = _children_cpu()
             began = time.perf_counter()
-            subprocess.run(f"zstd -d -q -c {archive} | tar -x -C {target}", shell=True, check=True)
+            subprocess.run(f"zstd -d -q -c {archive} | tar -x -C {gnu_target}", shell=True, check=True)
             elapsed = time.perf_counter() - began
-            shutil.rmtree(target)
+            cpu["gnu"].append(_children_cpu() - cpu_before)
             return elapsed
 
         results: dict[tuple[str, str], list[float]] = {}
         gnu: list[float] = []
+        # CPU seconds (user + system) of the processes each cold contender ran: unlike wall time,
+        # barely moved by other work sharing the cores.
+        cpu: dict[str, list[float]] = {"mlp cold": [], "gnu": []}
+        cold_vs_gnu: list[float] = []
         tasks = {"noop": noop_task, "heavy": heavy_task}
         for run in range(repeat):
             for task_name, fn in tasks.items():
@@ -154,30 +180,41 @@ def main() -> int:
                     "mlp warm": lambda fn=fn, run=run, dag=dag: MlpPodOperator(
                         task_id="warm", python_callable=fn, env=ref.id, backend="local", dag=dag
                     ).execute(_context("warm", run)),  # type: ignore[arg-type]
-                    "mlp cold": lambda fn=fn, run=run, dag=dag: (
-                        drop_cache(),
-                        MlpPodOperator(
-                            task_id="cold", python_callable=fn, env=ref.id, backend="local", dag=dag
-                        ).execute(
-                            _context("cold", run)  # type: ignore[arg-type]
-                        ),
-                    )[1],
+                    "mlp cold": lambda fn=fn, run=run, dag=dag: MlpPodOperator(
+                        task_id="cold", python_callable=fn, env=ref.id, backend="local", dag=dag
+                    ).execute(_context("cold", run)),  # type: ignore[arg-type]
                 }
                 # Warm the node cache once before the first warm sample (a fresh DAG: task ids are unique).
                 if run == 0 and task_name == "noop":
                     MlpPodOperator(
                         task_id="prime", python_callable=fn, env=ref.id, backend="local", dag=DAG("bench_prime")
                     ).execute(_context("prime", run))  # type: ignore[arg-type]
-                for name, execute in contenders.items():
+                names = [*contenders, "gnu"]  # GNU unpacks in the same places of the order as a cold start
+                # The order rotates each round: what ran just before (a heavy import, a 250 MB delete
+                # whose memory the VM hands back) weighs on whatever runs next.
+                shift = run % len(names)
+                for name in names[shift:] + names[:shift]:
+                    if name == "gnu":
+                        gnu.append(gnu_unpack())
+                        continue
                     setup = drop_cache if name == "mlp cold" else None
-                    results.setdefault((task_name, name), []).append(_measure(execute, setup))
-            gnu.append(gnu_unpack())
+                    # The noop task's cold start: its processes' CPU is the cold start's alone.
+                    cold_cpu = cpu["mlp cold"] if name == "mlp cold" and task_name == "noop" else None
+                    results.setdefault((task_name, name), []).append(_measure(contenders[name], setup, cold_cpu))
+                if task_name == "heavy":
+                    cold_vs_gnu.append(results[("heavy", "mlp cold")][-1] / gnu[-1])
             print(f"sample {run + 1}/{repeat} done", flush=True)
 
         print(f"\n{'task':<6} {'contender':<11} overhead: median (min, max)")
         for (task_name, name), values in results.items():
             print(f"{task_name:<6} {name:<11} {_median_spread(values)}")
         print(f"GNU zstd -d | tar -x of the same archive: {_median_spread(gnu)}")
+        print(
+            f"heavy cold / GNU within each round: {statistics.median(cold_vs_gnu):.2f}x "
+            f"(min {min(cold_vs_gnu):.2f}, max {max(cold_vs_gnu):.2f})"
+        )
+        for name, values in cpu.items():
+            print(f"CPU (user + system) of {name}: {_median_spread(values)}")
 
         med = {key: statistics.median(values) for key, values in results.items()}
         warm = med[("heavy", "mlp warm")] - med[("heavy", "plain")]
@@ -188,7 +225,11 @@ def main() -> int:
             f"\nwarm overhead beyond a plain @task: {warm:.3f}s (goal <= 0.5s); cold: {cold:.3f}s "
             f"(goal <= 1.3 x GNU + 0.5 = {cold_goal:.3f}s); @task.virtualenv / ours: {vs_virtualenv:.1f}x (goal >= 10)"
         )
-        print(f"bench: warm_overhead_s={warm:.3f} cold_overhead_s={cold:.3f} vs_virtualenv={vs_virtualenv:.1f}")
+        print(
+            f"bench: warm_overhead_s={warm:.3f} cold_overhead_s={cold:.3f} vs_virtualenv={vs_virtualenv:.1f} "
+            f"cold_vs_gnu={statistics.median(cold_vs_gnu):.2f} "
+            f"cold_cpu_vs_gnu={statistics.median(cpu['mlp cold']) / statistics.median(cpu['gnu']):.2f}"
+        )
         return 0
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -8,7 +8,9 @@
    file read), or use this interpreter when no environment is named;
 2. fetch the payload from the artifact store;
 3. run ``executor.py`` with the environment's interpreter (cloudpickle appended to its path, nothing
-   else of this image's), streaming its output as the task log;
+   else of this image's unless ``--runtime-packages`` appends them all: the provider's runtime side
+   with pyarrow and pyiceberg, for a task that reads Fast Data in an environment of its own),
+   streaming its output as the task log;
 4. upload the result, or the exception with its remote traceback, to the artifact store.
 
 The exit code is the call's: 0 on success, 1 when the function raised, the executor's own code
@@ -69,12 +71,44 @@ def _shim_path(work_dir: Path) -> str:
     return str(shim)
 
 
-def _child_environment(base: Mapping[str, str], shim: str | None) -> dict[str, str]:
+def runtime_package_paths() -> list[str]:
+    """This interpreter's package directories (site-packages, .pth and editable entries), not its stdlib."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    stdlib = {os.path.realpath(paths[key]) for key in ("stdlib", "platstdlib")}
+    stdlib |= {os.path.join(root, "lib-dynload") for root in stdlib}
+    out: list[str] = []
+    for entry in sys.path:
+        if not entry or not os.path.isdir(entry):
+            continue  # '' is the current directory; zip files of the stdlib are not packages
+        real = os.path.realpath(entry)
+        if real in stdlib or real == os.path.dirname(os.path.realpath(__file__)) or real in out:
+            continue
+        out.append(real)
+    return out
+
+
+def _env_python_version(env_dir: Path, python: str) -> str | None:
+    """``X.Y`` of an environment's interpreter: from pyvenv.cfg, else by asking it."""
+    try:
+        for line in (env_dir / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("version_info", "version"):
+                return ".".join(value.strip().split(".")[:2])
+    except OSError:
+        pass
+    from env_builder.rehydrate import _version_of
+
+    return _version_of(python)
+
+
+def _child_environment(base: Mapping[str, str], extra_paths: Sequence[str]) -> dict[str, str]:
     env = dict(base)
-    if shim is not None:
+    if extra_paths:
         # Last on the path: the environment's own packages (its cloudpickle too) always win.
         existing = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = f"{existing}{os.pathsep}{shim}" if existing else shim
+        env["PYTHONPATH"] = os.pathsep.join([*([existing] if existing else []), *extra_paths])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -86,6 +120,7 @@ def run(
     env: str | None = None,
     env_store: str | None = None,
     cache_dir: str | None = None,
+    runtime_packages: bool = False,
 ) -> int:
     from airflow_provider_mlp.compute import executor
     from airflow_provider_mlp.stores import read_bytes, write_bytes
@@ -93,12 +128,23 @@ def run(
     started = time.monotonic()
     artifact_options = _options(ARTIFACT_OPTIONS_ENV)
     python, base_env, shim_needed = sys.executable, dict(os.environ), False
+    extra_paths: list[str] = []
     if env:
         from env_builder.rehydrate import ensure
 
         local = ensure(env, store=env_store, storage_options=_options(ENV_STORE_OPTIONS_ENV), cache_dir=cache_dir)
         python, base_env, shim_needed = str(local.python), local.environ(), True
         _say(f"environment {local.env_id} ready in {time.monotonic() - started:.3f}s at {local.path}")
+        if runtime_packages:
+            # Compiled packages (the provider's kernels, pyarrow) load only into the Python they were built for.
+            runtime = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            version = _env_python_version(local.path, python)
+            if version != runtime:
+                raise ComputeError(
+                    f"environment {local.env_id} runs Python {version or 'of an unknown version'}; "
+                    f"runtime_packages needs the runtime's Python {runtime}"
+                )
+            extra_paths = runtime_package_paths()
     scratch = Path(tempfile.mkdtemp(prefix="mlp-compute-"))
     try:
         payload = scratch / "payload.pkl"
@@ -107,7 +153,8 @@ def run(
         except FileNotFoundError:
             raise ComputeError(f"payload {payload_uri} is not in the artifact store") from None
         result = scratch / "result"
-        child_env = _child_environment(base_env, _shim_path(scratch) if shim_needed else None)
+        shim = [_shim_path(scratch)] if shim_needed else []
+        child_env = _child_environment(base_env, [*shim, *extra_paths])
         proc = subprocess.run([python, executor.__file__, str(payload), str(result)], env=child_env, check=False)
         code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         if result.exists():
@@ -131,9 +178,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--env", default=None, help="environment: env id, id prefix or alias (default: none)")
     run_parser.add_argument("--env-store", default=None, help="environment store URL (default: settings)")
     run_parser.add_argument("--cache-dir", default=None, help="node cache of environments (default: settings)")
+    run_parser.add_argument(
+        "--runtime-packages",
+        action="store_true",
+        help="append this image's packages (the provider, pyarrow, pyiceberg, ...) to the environment's path",
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args.payload, args.result, env=args.env, env_store=args.env_store, cache_dir=args.cache_dir)
+        return run(
+            args.payload,
+            args.result,
+            env=args.env,
+            env_store=args.env_store,
+            cache_dir=args.cache_dir,
+            runtime_packages=args.runtime_packages,
+        )
     except Exception as exc:
         from airflow_provider_mlp.errors import MlpError
 

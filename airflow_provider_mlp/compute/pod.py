@@ -132,7 +132,13 @@ def writable_volumes(cache: Mapping[str, Any] | None = None) -> tuple[list[k8s.V
 
 
 def bootstrap_arguments(
-    payload_uri: str, result_uri: str, *, env: str | None, env_store: str | None, cache_dir: str
+    payload_uri: str,
+    result_uri: str,
+    *,
+    env: str | None,
+    env_store: str | None,
+    cache_dir: str,
+    runtime_packages: bool = False,
 ) -> list[str]:
     """The bootstrap's arguments (after ``python -m airflow_provider_mlp.compute``)."""
     args = ["run", "--payload", payload_uri, "--result", result_uri, "--cache-dir", cache_dir]
@@ -140,6 +146,8 @@ def bootstrap_arguments(
         args += ["--env", env]
     if env_store:
         args += ["--env-store", env_store]
+    if runtime_packages and env:
+        args.append("--runtime-packages")
     return args
 
 

@@ -427,24 +427,29 @@ def score_pairs(
 
     if pairs.num_rows == 0:
         return matches_schema().empty_table()
-    left_title = pc.utf8_lower(pairs["left_title"])
-    right_title = pc.utf8_lower(pairs["right_title"])
+    # The year rule first: it is one vectorised pass, and every pair it rules out (most of the
+    # hard negatives, remakes decades apart) is a pair the string metrics never have to score.
+    gap = pc.abs(pc.subtract(pairs["left_year"], pairs["right_year"]))
+    candidates = pairs.filter(pc.fill_null(pc.less_equal(gap, max_year_gap), False))
+    if candidates.num_rows == 0:
+        return matches_schema().empty_table()
     scores, indices = match_pairs(
         [
-            (left_title, right_title, title_weight, "token_sort_jaro_winkler"),
-            (pairs["left_cast"], pairs["right_cast"], cast_weight, "token_sort_levenshtein"),
+            (
+                pc.utf8_lower(candidates["left_title"]),
+                pc.utf8_lower(candidates["right_title"]),
+                title_weight,
+                "token_sort_jaro_winkler",
+            ),
+            (candidates["left_cast"], candidates["right_cast"], cast_weight, "token_sort_levenshtein"),
         ],
         threshold=threshold,
         threads=threads,
     )
     rows = pa.array(indices)
-    candidates = pairs.select(["pair_id", "left_year", "right_year"]).take(rows)
-    gap = pc.abs(pc.subtract(candidates["left_year"], candidates["right_year"]))
-    keep = pc.less_equal(gap, max_year_gap)
-    keep = pc.fill_null(keep, False)
     return pa.table(
-        {"pair_id": candidates["pair_id"], "score": pa.array(scores).take(rows)}, schema=matches_schema()
-    ).filter(keep)
+        {"pair_id": candidates["pair_id"].take(rows), "score": pa.array(scores).take(rows)}, schema=matches_schema()
+    )
 
 
 def evaluate(matched_ids: pa.Array | pa.ChunkedArray, truth: pa.Table) -> dict[str, float | int]:

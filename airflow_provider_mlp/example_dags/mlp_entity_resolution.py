@@ -18,9 +18,9 @@ plus a separate ground-truth table the matcher never reads.
    audit's numbers (``er.precision``, ``er.recall``, ...), and emits the table's asset event;
 5. **report** logs the run's summary and stores it as JSON in the artifact store.
 
-The matcher tasks run in the runtime's own Python unless ``env`` names an environment: the fast
-reader and ``match_pairs`` are this provider's runtime side (a C extension), which the runtime
-image carries and a packed environment would have to include.
+The matcher tasks run in the runtime's own Python unless ``env`` names an environment; they run
+with ``runtime_packages=True``, so in an environment of their own (one adding, say, a text
+normaliser) they still import the fast reader and ``match_pairs`` from the runtime's packages.
 """
 
 from __future__ import annotations
@@ -95,7 +95,14 @@ def mlp_entity_resolution() -> None:
         columns=MATCH_COLUMNS,
     )
 
-    @task.mlp(env="{{ params.env }}", cpu=1, memory="2Gi", retries=2, retry_delay=pendulum.duration(seconds=20))
+    @task.mlp(
+        env="{{ params.env }}",
+        runtime_packages=True,
+        cpu=1,
+        memory="2Gi",
+        retries=2,
+        retry_delay=pendulum.duration(seconds=20),
+    )
     def match_shard(shard: dict, params: dict, run_id: str) -> dict:
         # Runtime side only (no Airflow import): this body runs in a pod or a local process.
         import time

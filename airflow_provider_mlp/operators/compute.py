@@ -89,6 +89,11 @@ class MlpPodOperator(KubernetesPodOperator):
     :param mlp_object_store_conn_id: an ``mlp_object_store`` connection for the artifact store.
     :param max_xcom_bytes: results whose JSON is larger stay in the store; XCom carries a reference.
     :param restricted: apply the restricted Pod Security Standard defaults (default True).
+    :param runtime_packages: with ``env``, also put the runtime image's packages (this provider's
+        runtime side with pyarrow and pyiceberg) on the environment's path, after its own, as
+        ``@task.virtualenv``'s ``system_site_packages`` does: a task reads Fast Data with the
+        provider's reader while importing what its environment adds. The environment's Python
+        must be the runtime's (same minor version).
     """
 
     template_fields: Sequence[str] = tuple(
@@ -130,6 +135,7 @@ class MlpPodOperator(KubernetesPodOperator):
         mlp_object_store_conn_id: str | None = None,
         max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
         restricted: bool = True,
+        runtime_packages: bool = False,
         do_xcom_push: bool = True,
         name: str | None = None,
         **kwargs: Any,
@@ -156,6 +162,7 @@ class MlpPodOperator(KubernetesPodOperator):
         self.mlp_object_store_conn_id = mlp_object_store_conn_id
         self.max_xcom_bytes = max_xcom_bytes
         self.restricted = restricted
+        self.runtime_packages = runtime_packages
 
     # -- where things are ---------------------------------------------------------------------------
 
@@ -322,6 +329,7 @@ class MlpPodOperator(KubernetesPodOperator):
             env=env,
             env_store=self.env_store or (resolved.env_store if env else None),
             cache_dir=pod.ENV_CACHE_MOUNT,
+            runtime_packages=self.runtime_packages,
         )
         resources = pod.Resources(
             cpu=self.cpu, memory=self.memory, gpu=int(self.gpu or 0), ephemeral_storage=self.ephemeral_storage
@@ -359,6 +367,7 @@ class MlpPodOperator(KubernetesPodOperator):
             env=env,
             env_store=self.env_store or (resolved.env_store if env else None),
             cache_dir=str(resolved.env_cache_dir),
+            runtime_packages=self.runtime_packages,
         )
         code, tail = local.run_bootstrap(arguments, env=self._bootstrap_environment(location), log=self.log.info)
         if code != 0:

@@ -1,5 +1,7 @@
 """Use case 1 through a real Airflow: generated title pairs -> `airflow dags test mlp_entity_resolution`
--> one committed matches table whose snapshot summary carries precision and recall."""
+-> one committed matches table whose snapshot summary carries precision and recall. The matcher
+tasks run in a packed environment of their own (toolz, which the runtime lacks), reading and
+scoring with the runtime's packages (``runtime_packages=True``)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import pytest
 from airflow_provider_mlp.demo.entity_resolution import create_title_pairs
 from airflow_provider_mlp.demo.runner import example_dags_folder
 from airflow_provider_mlp.fastdata import RUN_ID_PROPERTY, Table
+from env_builder.builder import alias, build
+from env_builder.spec import EnvSpec, running_python
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,6 +33,8 @@ def _airflow(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
 
 def test_entity_resolution_dag_end_to_end_through_real_airflow(mlp_home: Path, tmp_path: Path) -> None:
     pairs, truth = create_title_pairs("content.title_pairs", PAIRS, row_group_rows=5_000)
+    matcher_env = build(EnvSpec(python=running_python(), pip=["toolz==1.0.0"]))
+    alias(matcher_env, "content/er/matcher:latest")
     env = {
         **os.environ,
         "MLP_HOME": str(mlp_home),
@@ -40,13 +46,14 @@ def test_entity_resolution_dag_end_to_end_through_real_airflow(mlp_home: Path, t
     migrate = _airflow(["db", "migrate"], env)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     # Shards far smaller than a row group's bytes: one shard per row group, six matcher tasks.
-    conf = {"shard_bytes": 1, "report_name": "er-test"}
+    conf = {"shard_bytes": 1, "report_name": "er-test", "env": "content/er/matcher:latest"}
     started = time.monotonic()
     run = _airflow(["dags", "test", "mlp_entity_resolution", "--conf", json.dumps(conf)], env)
     elapsed = time.monotonic() - started
     output = run.stdout + run.stderr
     assert run.returncode == 0 and "state=failed" not in output, run.stdout[-6000:] + run.stderr[-6000:]
     print(f"airflow dags test mlp_entity_resolution: {elapsed:.1f}s for {PAIRS} pairs")
+    assert f"[mlp] environment {matcher_env.id} ready" in output  # the matchers ran in the packed env
 
     report = json.loads((mlp_home / "artifacts" / "entity_resolution" / "er-test.json").read_text())
     assert report["scored"] == PAIRS and report["shards"] == 6

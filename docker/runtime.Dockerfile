@@ -10,7 +10,8 @@ FROM python:${PYTHON_VERSION}-slim
 ARG PROVIDER_VERSION=0.1.0
 
 COPY docker/runtime-requirements.txt /tmp/runtime-requirements.txt
-# The bootstrap needs the provider's runtime side, fsspec, zstandard and cloudpickle; no build tools.
+# The bootstrap needs the provider's runtime side, fsspec, zstandard and cloudpickle; Fast Data needs
+# pyarrow and pyiceberg. No build tools.
 RUN pip install --no-cache-dir --requirement /tmp/runtime-requirements.txt \
     && pip install --no-cache-dir --no-deps "airflow-provider-mlp==${PROVIDER_VERSION}" \
     && rm /tmp/runtime-requirements.txt \

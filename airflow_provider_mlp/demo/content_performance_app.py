@@ -159,10 +159,14 @@ def main() -> None:
     st.subheader(f"{measure_label} per day")
     st.line_chart(frame[[measure]], y_label=measure_label)
     version = answer.get("version") or {}
+    lineage = "".join(
+        f", {label} {version[field]}"
+        for label, field in (("published by run", "run_id"), ("snapshot", "snapshot_id"))
+        if version.get(field) is not None
+    )
     st.caption(
         f"{result.get('slices', 0)} cached slice(s) summed by {url}/v1/lookup; cache version "
-        f"{version.get('tag')} (seq {version.get('seq')}) published by run {version.get('run_id')}, "
-        f"snapshot {version.get('snapshot_id')}"
+        f"{version.get('tag')} (seq {version.get('seq')}){lineage}"
     )
     with st.expander("Daily numbers", expanded=True):
         st.table(table_frame(frame))

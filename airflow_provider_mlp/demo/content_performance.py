@@ -212,6 +212,36 @@ def prepare(scale: float = 1.0, **kwargs: Any) -> dict[str, Any]:
     }
 
 
+def service_env(servers: str, namespace: str = NAMESPACE) -> dict[str, str]:
+    """The environment of a lookup-only ``bentoml serve`` answering this use case's charts from ``servers``.
+
+    ``bentoml serve airflow_provider_mlp.serving.service:MlpModelService --host 127.0.0.1 --port 3000``
+    with these variables; the Streamlit app then reaches it with ``MLP_LOOKUP_URL=http://127.0.0.1:3000``.
+    """
+    return {
+        "MLP_SERVING_LOOKUP_AGGREGATION": f"{__name__}:LOOKUP_AGGREGATION",
+        "MLP_SERVING_LOOKUP_NAMESPACE": namespace,
+        "MLP_MEMCACHED_SERVERS": servers,
+    }
+
+
+def sample_params(first_day: dt.date = DEFAULT_FIRST_DAY, days: int = DEFAULT_DAYS) -> dict[str, Any]:
+    """A sample chart query: TV plays in the US and the UK over the data's last week (for a report)."""
+    last = first_day + dt.timedelta(days=days - 1)
+    return {
+        "filters": {"country": ["US", "GB"], "device": ["tv"]},
+        "start": (last - dt.timedelta(days=6)).isoformat(),
+        "end": last.isoformat(),
+    }
+
+
+def app_path() -> str:
+    """The Streamlit app's file, for ``streamlit run``."""
+    from pathlib import Path
+
+    return str(Path(__file__).with_name("content_performance_app.py"))
+
+
 # -- the aggregation -----------------------------------------------------------------------------
 
 _DAILY_KEYS = ["event_date", *DIMENSIONS]

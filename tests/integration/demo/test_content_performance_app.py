@@ -16,16 +16,17 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_mlp.demo import content_performance_app
 from airflow_provider_mlp.demo.content_performance import (
     CUBE_VALUES,
     DEFAULT_FIRST_DAY,
     DIMENSIONS,
     NAMESPACE,
     aggregate_events,
+    app_path,
     build_cube,
     combine_partials,
     create_viewing_events,
+    service_env,
 )
 from airflow_provider_mlp.fastdata import Table
 from airflow_provider_mlp.precompute import publish
@@ -37,7 +38,6 @@ from tests.support.streamlit import StreamlitProcess
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 UI_TIMEOUT_MS = 60_000
-AGGREGATION = "airflow_provider_mlp.demo.content_performance:LOOKUP_AGGREGATION"
 
 
 @pytest.fixture
@@ -92,15 +92,11 @@ def test_changing_the_slices_changes_the_chart_and_numbers(
             {
                 "MLP_HOME": str(mlp_home),
                 "BENTOML_HOME": str(tmp_path / "bentoml"),
-                "MLP_SERVING_LOOKUP_AGGREGATION": AGGREGATION,
-                "MLP_SERVING_LOOKUP_NAMESPACE": NAMESPACE,
-                "MLP_MEMCACHED_SERVERS": address,
+                **service_env(address),
             },
             tmp_path / "bentoml-serve.log",
         )
-        app = StreamlitProcess(
-            Path(content_performance_app.__file__), tmp_path / "streamlit.log", env={"MLP_LOOKUP_URL": ""}
-        )
+        app = StreamlitProcess(Path(app_path()), tmp_path / "streamlit.log", env={"MLP_LOOKUP_URL": ""})
         app.args = ["--url", service.url]
         with service, app:
             page.goto(app.url)

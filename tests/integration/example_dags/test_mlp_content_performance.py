@@ -23,6 +23,7 @@ from airflow_provider_mlp.demo.content_performance import (
     build_cube,
     combine_partials,
     create_viewing_events,
+    service_env,
     window_of,
 )
 from airflow_provider_mlp.demo.runner import example_dags_folder
@@ -121,9 +122,7 @@ def test_content_performance_dag_publishes_the_cube_and_the_service_answers_from
             {
                 "MLP_HOME": str(mlp_home),
                 "BENTOML_HOME": str(tmp_path / "bentoml"),
-                "MLP_SERVING_LOOKUP_AGGREGATION": AGGREGATION,
-                "MLP_SERVING_LOOKUP_NAMESPACE": NAMESPACE,
-                "MLP_MEMCACHED_SERVERS": address,
+                **service_env(address),
             },
             tmp_path / "bentoml-serve.log",
         )

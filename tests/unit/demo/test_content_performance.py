@@ -22,6 +22,7 @@ from airflow_provider_mlp.demo.content_performance import (
     viewing_events,
     window_of,
 )
+from airflow_provider_mlp.serving.aggregations import SeriesCube
 from tests.support.content_cube import pandas_cube
 
 FIRST = dt.date(2026, 1, 1)
@@ -111,3 +112,20 @@ def test_window_of_a_daily_run() -> None:
     assert window_of({"days": 1, "end_date": "2026-01-05"}, "2026-02-01")["start"] == "2026-01-05"
     with pytest.raises(ValueError, match="end_date must be an ISO date"):
         window_of({"days": 3, "end_date": "last week"}, None)
+
+
+def test_what_the_demo_runner_uses() -> None:
+    from pathlib import Path
+
+    from airflow_provider_mlp.demo.content_performance import app_path, sample_params, service_env
+    from airflow_provider_mlp.serving.aggregations import load_lookup_aggregation
+
+    env = service_env("127.0.0.1:11211")
+    assert env["MLP_SERVING_LOOKUP_NAMESPACE"] == "content-performance"
+    assert isinstance(load_lookup_aggregation(env["MLP_SERVING_LOOKUP_AGGREGATION"]), SeriesCube)
+    assert sample_params() == {
+        "filters": {"country": ["US", "GB"], "device": ["tv"]},
+        "start": "2026-02-23",
+        "end": "2026-03-01",
+    }
+    assert Path(app_path()).is_file()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import itertools
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -139,11 +140,13 @@ class SeriesCube:
                 raise ValueError(f"cached rows start on different days ({first} and {row_first}): a torn cube")
             for measure in self.measures:
                 series = row[measure]
-                total = totals.setdefault(measure, [0] * len(series))
+                total = totals.get(measure)
+                if total is None:
+                    totals[measure] = list(series)
+                    continue
                 if len(total) != len(series):
                     raise ValueError(f"cached series of {measure!r} differ in length: a torn cube")
-                for i, value in enumerate(series):
-                    total[i] += value
+                totals[measure] = list(map(operator.add, total, series))
         if first is None:
             return {"dates": [], **{m: [] for m in self.measures}, "slices": 0}
         length = len(next(iter(totals.values()), []))

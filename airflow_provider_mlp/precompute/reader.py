@@ -208,6 +208,10 @@ class CacheReader:
                     raise
         raise AssertionError("unreachable")
 
+    async def aversion(self) -> dict[str, Any]:
+        """:attr:`version` without blocking the event loop."""
+        return (await self._acurrent()).meta
+
     async def _acurrent(self) -> _Version:
         version = self._version
         if version is not None and time.monotonic() - version.resolved_at < self.pointer_ttl:

@@ -226,6 +226,11 @@ class Dispatcher:
             raise HttpError(503, "the service is starting: model not loaded yet")
         return self.runtime
 
+    def _model(self, rt: Runtime) -> Any:
+        if rt.model is None:
+            raise HttpError(404, "this service answers lookups only: it serves no model (MLP_SERVING_MODEL is not set)")
+        return rt.model
+
     async def _parse(self, scope: dict[str, Any], receive: Receive, model: Any) -> Any:
         for name, value in scope["headers"]:
             if name == b"content-type" and not value.lower().startswith(b"application/json"):
@@ -248,7 +253,7 @@ class Dispatcher:
 
     async def _model_answer(self, rt: Runtime, features: dict[str, Any]) -> Any:
         try:
-            return to_jsonable(await asyncio.to_thread(rt.model.predict, features))
+            return to_jsonable(await asyncio.to_thread(self._model(rt).predict, features))
         except (ValueError, TypeError, KeyError) as exc:
             raise HttpError(422, f"field 'features': the model rejected them: {type(exc).__name__}: {exc}") from None
 
@@ -258,6 +263,7 @@ class Dispatcher:
         from airflow_provider_mlp.serving.schemas import PredictRequest
 
         rt = self._rt()
+        self._model(rt)
         started = time.perf_counter()
         req = await self._parse(scope, receive, PredictRequest)
         if req.key is None and req.features is None:
@@ -294,7 +300,7 @@ class Dispatcher:
     def _prediction(
         self, rt: Runtime, req: Any, prediction: Any, source: str, started: float
     ) -> tuple[int, bytes, Any]:
-        body = {"prediction": prediction, "source": source, "model": rt.model.tag}
+        body = {"prediction": prediction, "source": source, "model": rt.tag}
         rt.log_request(
             "predict",
             source,
@@ -310,6 +316,14 @@ class Dispatcher:
 
         rt = self._rt()
         req = await self._parse(scope, receive, LookupRequest)
+        aggregation = rt.lookup_aggregation if req.weights is None else None
+        if req.keys is None:
+            if aggregation is None:
+                raise HttpError(422, "field 'keys': required (this service has no lookup aggregation to derive them)")
+            try:
+                req.keys = list(aggregation.keys(req.params or {}))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise HttpError(422, f"field 'params': {exc}") from None
         if not rt.cache_usable():
             rt.metrics.cache_lookup("lookup", "error")
             raise HttpError(
@@ -328,7 +342,15 @@ class Dispatcher:
             raise HttpError(503, f"precompute cache unavailable: {exc}") from None
         rt.metrics.cache_lookup("lookup", "hit" if rows else "miss")
         missing = [k for k in req.keys if _key_of(k) not in rows]
-        finalize = rt.model.finalize()
+        if aggregation is not None:
+            try:
+                result = to_jsonable(aggregation.aggregate(rows, req.params or {}))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise HttpError(422, f"field 'params': the lookup aggregation rejected them: {exc}") from None
+            version = await rt.lookup_reader.aversion()
+            body = {"result": result, "missing": missing, "model": rt.tag, "version": _version_of(version)}
+            return 200, _dumps(body), None
+        finalize = rt.model.finalize() if rt.model is not None else None
         if finalize is not None and req.weights is None:
             try:
                 result = to_jsonable(
@@ -336,7 +358,7 @@ class Dispatcher:
                 )
             except (ValueError, TypeError, KeyError) as exc:
                 raise HttpError(422, f"field 'params': the model's finalize rejected them: {exc}") from None
-            return 200, _dumps({"result": result, "missing": missing, "model": rt.model.tag}), None
+            return 200, _dumps({"result": result, "missing": missing, "model": rt.tag}), None
         results = []
         for key in req.keys:
             row = rows.get(_key_of(key))
@@ -350,18 +372,19 @@ class Dispatcher:
             results.sort(key=lambda r: r["score"], reverse=True)
         if req.top:
             results = results[: req.top]
-        return 200, _dumps({"results": results, "missing": missing, "model": rt.model.tag}), None
+        return 200, _dumps({"results": results, "missing": missing, "model": rt.tag}), None
 
     async def submit_job(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
         from airflow_provider_mlp.serving.queue import QueueError
         from airflow_provider_mlp.serving.schemas import JobRequest
 
         rt = self._rt()
+        model = self._model(rt)
         req = await self._parse(scope, receive, JobRequest)
-        cached = rt.cached_result(answer_key(rt.model.tag, req.features))
+        cached = rt.cached_result(answer_key(model.tag, req.features))
         try:
             job, created = await asyncio.to_thread(
-                rt.queue.submit, {"features": req.features}, model=rt.model.tag, job_id=req.request_id, result=cached
+                rt.queue.submit, {"features": req.features}, model=model.tag, job_id=req.request_id, result=cached
             )
         except QueueError as exc:
             raise HttpError(503, f"job queue unavailable: {exc}") from None
@@ -440,8 +463,21 @@ class Dispatcher:
             from airflow_provider_mlp.serving.schemas import openapi
 
             rt = self._rt()
-            self._openapi = _dumps(openapi(f"MLP model service ({rt.model.name})", rt.model.tag))
+            name = rt.model.name if rt.model is not None else rt.config.lookup_namespace
+            self._openapi = _dumps(openapi(f"MLP model service ({name})", rt.tag))
         return 200, self._openapi, None
+
+
+def _version_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The served version as an answer names it (its lineage: which run published which snapshot)."""
+    source = meta.get("source") or {}
+    return {
+        "tag": meta.get("tag"),
+        "seq": meta.get("seq"),
+        "published_at": meta.get("published_at"),
+        "run_id": meta.get("run_id"),
+        "snapshot_id": source.get("snapshot_id") if isinstance(source, dict) else None,
+    }
 
 
 def _score(row: dict[str, Any], weights: dict[str, float]) -> float:

@@ -3,7 +3,10 @@
 Configured from environment variables (read once, at start-up):
 
 ==================================  ===============================================================
-``MLP_SERVING_MODEL``               model to serve: ``name`` (= ``name:latest``) or ``name:version``
+``MLP_SERVING_MODEL``               model to serve: ``name`` (= ``name:latest``) or ``name:version``;
+                                    may be empty when a lookup aggregation is set (a lookup-only service)
+``MLP_SERVING_LOOKUP_AGGREGATION``  ``module:NAME`` of a lookup aggregation computing lookup answers
+                                    from request params (see :mod:`~airflow_provider_mlp.serving.aggregations`)
 ``MLP_SERVING_PREDICT_NAMESPACE``   precompute namespace answering predict (default: the model name)
 ``MLP_SERVING_LOOKUP_NAMESPACE``    precompute namespace of lookup aggregates (default: predict's)
 ``MLP_MEMCACHED_SERVERS``           memcached servers (``host:port,...``)
@@ -66,16 +69,24 @@ class ServingConfig:
     request_log_sample: float
     cache_retry_seconds: float
     max_requests_per_connection: int = 100
+    lookup_aggregation: str = ""
 
     @classmethod
     def from_env(cls) -> ServingConfig:
         model = os.environ.get("MLP_SERVING_MODEL", "").strip()
-        if not model:
+        aggregation = os.environ.get("MLP_SERVING_LOOKUP_AGGREGATION", "").strip()
+        lookup = os.environ.get("MLP_SERVING_LOOKUP_NAMESPACE", "").strip()
+        if not model and not aggregation:
             raise ConfigurationError(
                 "MLP_SERVING_MODEL is not set: name the model to serve (name or name:version, as saved by "
-                "PublishModelOperator)"
+                "PublishModelOperator), or set MLP_SERVING_LOOKUP_AGGREGATION for a lookup-only service"
             )
-        name = model.split(":", 1)[0]
+        if not model and not lookup:
+            raise ConfigurationError(
+                "MLP_SERVING_LOOKUP_NAMESPACE is not set: a lookup-only service (no MLP_SERVING_MODEL) must name "
+                "the precompute namespace it answers from"
+            )
+        name = model.split(":", 1)[0] if model else lookup
         predict = os.environ.get("MLP_SERVING_PREDICT_NAMESPACE", "").strip() or name
         queue_url = os.environ.get("MLP_SERVING_QUEUE", "").strip()
         if not queue_url:
@@ -85,7 +96,7 @@ class ServingConfig:
         return cls(
             model=model,
             predict_namespace=predict,
-            lookup_namespace=os.environ.get("MLP_SERVING_LOOKUP_NAMESPACE", "").strip() or predict,
+            lookup_namespace=lookup or predict,
             memcached_servers=os.environ.get("MLP_MEMCACHED_SERVERS", "").strip() or None,
             token=os.environ.get("MLP_SERVING_TOKEN", "").strip(),
             queue_url=queue_url,
@@ -96,6 +107,7 @@ class ServingConfig:
             request_log_sample=_env_float("MLP_SERVING_REQUEST_LOG_SAMPLE", 1.0),
             cache_retry_seconds=_env_float("MLP_SERVING_CACHE_RETRY", 1.0),
             max_requests_per_connection=int(_env_float("MLP_SERVING_MAX_REQUESTS_PER_CONNECTION", 100)),
+            lookup_aggregation=aggregation,
         )
 
 
@@ -117,7 +129,13 @@ class Runtime:
 
         self.config = config
         self.metrics = ServingMetrics()
-        self.model = load_model(config.model)
+        # A lookup-only service (no model) answers lookups through its aggregation and nothing else.
+        self.model = load_model(config.model) if config.model else None
+        self.lookup_aggregation: Any = None
+        if config.lookup_aggregation:
+            from airflow_provider_mlp.serving.aggregations import load_lookup_aggregation
+
+            self.lookup_aggregation = load_lookup_aggregation(config.lookup_aggregation)
         # Short timeouts: a cache that stops answering must not hold requests long (predict falls back).
         options = MemcachedOptions.resolve(config.memcached_servers, connect_timeout=0.5, timeout=1.0)
         self.options = options
@@ -141,11 +159,16 @@ class Runtime:
         self._stop = threading.Event()
         self._workers = [
             threading.Thread(target=self._work, name=f"mlp-job-worker-{i}", daemon=True)
-            for i in range(config.job_workers)
+            for i in range(config.job_workers if self.model is not None else 0)
         ]
         for worker in self._workers:
             worker.start()
-        log.info("serving %s (env %s), queue %s", self.model.tag, self.model.env_id or "-", self.queue.url)
+        log.info("serving %s (env %s), queue %s", self.tag, self.model.env_id if self.model else "-", self.queue.url)
+
+    @property
+    def tag(self) -> str:
+        """What answers name as their source: the model's tag, or the lookup aggregation of a lookup-only service."""
+        return self.model.tag if self.model is not None else f"lookup:{self.config.lookup_aggregation}"
 
     # -- cache state ------------------------------------------------------------------------------
 
@@ -183,7 +206,7 @@ class Runtime:
     # -- async jobs -------------------------------------------------------------------------------
 
     def job_key(self, job_id: str) -> str:
-        return f"{RESULT_PREFIX}:job:{self.model.name}:{job_id}"
+        return f"{RESULT_PREFIX}:job:{self.model.name if self.model else self.config.lookup_namespace}:{job_id}"
 
     def _work(self) -> None:
         from airflow_provider_mlp.serving.queue import QueueError
@@ -204,6 +227,9 @@ class Runtime:
             self._run_job(job)
 
     def _run_job(self, job: Any) -> None:
+        model = self.model
+        if model is None:  # no workers are started without a model
+            return
         renewing = threading.Event()
 
         def renew() -> None:
@@ -218,7 +244,7 @@ class Runtime:
         started = time.perf_counter()
         try:
             try:
-                result = to_jsonable(self.model.predict(job.payload["features"]))
+                result = to_jsonable(model.predict(job.payload["features"]))
             except (ValueError, TypeError, KeyError) as exc:
                 self.queue.fail(job, f"features: the model rejected them: {type(exc).__name__}: {exc}")
                 self.metrics.jobs.labels("failed").inc()
@@ -228,7 +254,7 @@ class Runtime:
                 self.metrics.jobs.labels("retried").inc()
                 return
             self.cache_result(self.job_key(job.id), result)
-            self.cache_result(answer_key(self.model.tag, job.payload["features"]), result)
+            self.cache_result(answer_key(model.tag, job.payload["features"]), result)
             if self.queue.complete(job, result):
                 self.metrics.jobs.labels("completed").inc()
                 self.log_request(
@@ -244,7 +270,7 @@ class Runtime:
     def log_request(
         self, endpoint: str, source: str, request_id: str | None, given: Any, output: Any, seconds: float
     ) -> None:
-        if self.request_log is not None:
+        if self.request_log is not None and self.model is not None:
             self.request_log.record(
                 model_tag=self.model.tag,
                 model_name=self.model.name,
@@ -260,7 +286,9 @@ class Runtime:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        checks: dict[str, Any] = {"model": self.model.tag}
+        checks: dict[str, Any] = {"model": self.model.tag if self.model is not None else None}
+        if self.lookup_aggregation is not None:
+            checks["lookup_aggregation"] = self.config.lookup_aggregation
         try:
             checks["queue"] = self.queue.depth()
             ok = True

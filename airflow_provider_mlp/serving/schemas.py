@@ -22,15 +22,20 @@ class PredictRequest(BaseModel):
 
 
 class LookupRequest(BaseModel):
-    """Precomputed aggregates of ``keys`` with a final score computed from ``weights`` (or the model's finalize)."""
+    """Precomputed aggregates of ``keys`` with a final score computed from ``weights`` (or the model's finalize,
+    or the service's lookup aggregation, which may also choose the keys from ``params``)."""
 
     model_config = ConfigDict(extra="forbid")
-    keys: Annotated[list[Key], Field(min_length=1, max_length=MAX_LOOKUP_KEYS)]
+    keys: Annotated[list[Key], Field(min_length=1, max_length=MAX_LOOKUP_KEYS)] | None = Field(
+        default=None, description="Cache keys; optional when the service's lookup aggregation derives them from params."
+    )
     weights: dict[StrictStr, StrictInt | StrictFloat] | None = Field(
         default=None, description="score = sum(weight * aggregate column); rows ranked by score."
     )
     top: Annotated[int, Field(ge=1, le=MAX_LOOKUP_KEYS)] | None = None
-    params: dict[str, Any] | None = Field(default=None, description="Passed to the model's finalize(rows, params).")
+    params: dict[str, Any] | None = Field(
+        default=None, description="Passed to the lookup aggregation (keys, aggregate) or the model's finalize."
+    )
 
 
 class JobRequest(BaseModel):

@@ -29,7 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--dags-folder", type=Path, default=None)
     demo_parser.add_argument("--rows", type=int, default=200_000, help="rows of the sample table")
     demo_parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply the generated data (1: 200,000 events and title pairs)"
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply the generated data (1: 200,000 events and title pairs, 400,000 plays)",
+    )
+    demo_parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the content-performance lookup service and Streamlit app running at the end (until Ctrl-C)",
     )
     sub.add_parser("settings", help="print the resolved settings as JSON")
     sub.add_parser("example-dags", help="print the folder of the example DAGs shipped with the provider")
@@ -49,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from airflow_provider_mlp.demo.runner import demo
 
-        return demo(args.dags_folder, args.rows, scale=args.scale)
+        return demo(args.dags_folder, args.rows, scale=args.scale, serve=args.serve)
     if args.command == "example-dags":
         from airflow_provider_mlp.demo.runner import example_dags_folder
 

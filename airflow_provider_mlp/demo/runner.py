@@ -1,5 +1,6 @@
-"""The main job on embedded defaults: generated data, the quickstart and entity-resolution DAGs
-through a real ``airflow dags test`` each, and a short report naming the runs by their run ids."""
+"""The main job on embedded defaults: generated data, the quickstart and use-case DAGs through a real
+``airflow dags test`` each, the content-performance lookup service (``bentoml serve``) queried, and a
+short report naming the runs by their run ids."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from airflow_provider_mlp.config import settings
 
 QUICKSTART_DAG_ID = "mlp_quickstart"
 ENTITY_RESOLUTION_DAG_ID = "mlp_entity_resolution"
+CONTENT_PERFORMANCE_DAG_ID = "mlp_content_performance"
 SAMPLE_TABLE = "demo.events"
 PAIRS_TABLE = "content.title_pairs"
 # At --scale 1: the default --rows events and this many candidate title pairs.
@@ -78,20 +83,79 @@ _PROGRESS_MARKERS = ("Committed ", "Idempotency key ")
 _TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
 
 
-def _report(store: Path | None, folder: str, name: str) -> dict[str, object] | None:
+def _report(store: Path | None, folder: str, name: str) -> dict[str, Any] | None:
     path = store / folder / f"{name}.json" if store is not None else None
     if path is None or not path.exists():
         return None
-    report: dict[str, object] = json.loads(path.read_text())
+    report: dict[str, Any] = json.loads(path.read_text())
     return report
 
 
-def demo(dags_folder: Path | None, rows: int, scale: float = 1.0) -> int:
-    """Generate the data, run the quickstart and entity-resolution DAGs with `airflow dags test`, report.
+def _print_quickstart(report: dict[str, Any]) -> None:
+    print(f"    {report.get('rows'):,} events of {report.get('table')} read in {report.get('shards')} shards")
 
-    ``scale`` multiplies the data: ``rows`` events for the quickstart and 200,000 candidate title
-    pairs for entity resolution at 1.
+
+def _print_entity_resolution(report: dict[str, Any]) -> None:
+    print(
+        f"    {report.get('scored'):,} pairs scored in {report.get('shards')} shards, "
+        f"{report.get('matched'):,} matched: precision {report.get('precision')}, recall "
+        f"{report.get('recall')} (F1 {report.get('f1')})"
+    )
+    print(
+        f"    matches committed to {report.get('matches_table')} as snapshot {report.get('snapshot_id')} "
+        "(precision and recall are in its summary)"
+    )
+
+
+def _print_content_performance(report: dict[str, Any]) -> None:
+    print(
+        f"    {report.get('events_table')} aggregated in {report.get('shards')} shards into "
+        f"{report.get('cube_rows'):,} cube rows; published to memcached namespace {report.get('namespace')!r} "
+        f"as version {report.get('version')} (seq {report.get('seq')})"
+    )
+
+
+@dataclass
+class _DagStep:
+    dag_id: str
+    conf: dict[str, Any]
+    folder: str  # where the DAG's report task stores its JSON in the artifact store
+    show: Callable[[dict[str, Any]], None]
+
+
+def _query_lookup(url: str, params: dict[str, Any]) -> dict[str, Any]:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url}/v1/lookup",
+        data=json.dumps({"params": params}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def _sample_answer_line(answer: dict[str, Any], params: dict[str, Any]) -> str:
+    result = answer.get("result") or {}
+    series = result.get("views") if isinstance(result, dict) else None
+    total = sum(series) if isinstance(series, list) else None
+    slices = ", ".join(f"{k}={'/'.join(v)}" for k, v in params.get("filters", {}).items())
+    version = (answer.get("version") or {}).get("tag")
+    shown = f"{total:,} views" if total is not None else json.dumps(result)[:200]
+    return f"{slices}, {params.get('start')}..{params.get('end')}: {shown} (cache version {version})"
+
+
+def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = False) -> int:
+    """Generate the data, run the quickstart and use-case DAGs with `airflow dags test`, query the
+    content-performance lookup service, report.
+
+    ``scale`` multiplies the data: ``rows`` events for the quickstart, 200,000 candidate title
+    pairs for entity resolution and 400,000 plays for content performance at 1. ``serve`` keeps
+    the lookup service and the Streamlit app running at the end, until Ctrl-C.
     """
+    from airflow_provider_mlp.demo import content_performance, services
     from airflow_provider_mlp.demo.data import create_sample_table
     from airflow_provider_mlp.demo.entity_resolution import create_title_pairs
 
@@ -103,79 +167,126 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0) -> int:
     events = max(1, int(rows * scale))
     pairs = max(1_000, int(DEFAULT_PAIRS * scale))
     _step(f"MLP_HOME={s.home}")
-    _step(f"catalog: {s.catalog_uri}  warehouse: {s.warehouse}")
+    _step(f"catalog: {s.catalog_uri}  warehouse: {s.warehouse}  memcached: {','.join(s.memcached_servers)}")
     folder = dags_folder or example_dags_folder()
-    for dag_id in (QUICKSTART_DAG_ID, ENTITY_RESOLUTION_DAG_ID):
-        if not (folder / f"{dag_id}.py").exists():
-            print(f"mlp demo: {folder} has no {dag_id}.py (pass --dags-folder)", file=sys.stderr)
+    # `airflow dags test` picks the run id itself (manual__<time>); the DAGs store their reports
+    # under this label and record the real run id in them, which is what the report names.
+    label = f"mlp_demo__{time.strftime('%Y%m%dT%H%M%S')}"
+    steps = [
+        _DagStep(QUICKSTART_DAG_ID, {"table": SAMPLE_TABLE, "report_name": label}, "quickstart", _print_quickstart),
+        _DagStep(
+            ENTITY_RESOLUTION_DAG_ID,
+            {"pairs_table": PAIRS_TABLE, "shard_bytes": PAIRS_SHARD_BYTES, "report_name": label},
+            "entity_resolution",
+            _print_entity_resolution,
+        ),
+        _DagStep(
+            CONTENT_PERFORMANCE_DAG_ID,
+            {"report_name": label},
+            "content_performance",
+            _print_content_performance,
+        ),
+    ]
+    for step in steps:
+        if not (folder / f"{step.dag_id}.py").exists():
+            print(f"mlp demo: {folder} has no {step.dag_id}.py (pass --dags-folder)", file=sys.stderr)
             return 2
+    total_steps = 3 + len(steps)
 
-    _step(f"[1/4] generating data (scale {scale:g}): {events:,} events, {pairs:,} candidate title pairs")
+    _step(f"[1/{total_steps}] generating data (scale {scale:g})")
     table = create_sample_table(SAMPLE_TABLE, rows=events)
-    _step(f"  {SAMPLE_TABLE}: snapshot {table.current_snapshot_id}")
+    _step(f"  {SAMPLE_TABLE}: {events:,} events, snapshot {table.current_snapshot_id}")
     pair_table, truth = create_title_pairs(PAIRS_TABLE, pairs)
-    _step(f"  {PAIRS_TABLE}: snapshot {pair_table.current_snapshot_id}; ground truth in {truth.identifier}")
+    _step(
+        f"  {PAIRS_TABLE}: {pairs:,} candidate title pairs, snapshot {pair_table.current_snapshot_id}; "
+        f"ground truth in {truth.identifier}"
+    )
+    viewing = content_performance.prepare(scale=scale)
+    _step(
+        f"  {viewing['events_table']}: {viewing['events']:,} plays of {viewing['titles']} titles over "
+        f"{viewing['days']} days, snapshot {viewing['snapshot_id']}"
+    )
 
     env = dict(os.environ)
     env.setdefault("AIRFLOW_HOME", str(s.home / "airflow"))
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env["MLP_HOME"] = str(s.home)
-    _step(f"[2/4] airflow metadata database (SQLite) in AIRFLOW_HOME={env['AIRFLOW_HOME']}")
+    _step(f"[2/{total_steps}] airflow metadata database (SQLite) in AIRFLOW_HOME={env['AIRFLOW_HOME']}")
     migrated = _airflow(["db", "migrate"], env)
     if migrated.returncode != 0:
         print(migrated.stdout[-4000:], migrated.stderr[-4000:], sep="\n", file=sys.stderr)
         print("mlp demo: `airflow db migrate` failed", file=sys.stderr)
         return migrated.returncode
 
-    # `airflow dags test` picks the run id itself (manual__<time>); the DAGs store their reports
-    # under this label and record the real run id in them, which is what the report names.
-    label = f"mlp_demo__{time.strftime('%Y%m%dT%H%M%S')}"
     local_store = Path(urlparse(s.artifact_store).path) if s.artifact_store.startswith("file://") else None
-    runs: list[tuple[str, str, dict[str, object] | None, float]] = []
-    dag_runs: tuple[tuple[int, str, dict[str, object], str], ...] = (
-        (3, QUICKSTART_DAG_ID, {"table": SAMPLE_TABLE, "report_name": label}, "quickstart"),
-        (
-            4,
-            ENTITY_RESOLUTION_DAG_ID,
-            {"pairs_table": PAIRS_TABLE, "shard_bytes": PAIRS_SHARD_BYTES, "report_name": label},
-            "entity_resolution",
-        ),
-    )
-    for number, dag_id, conf, folder_name in dag_runs:
-        _step(f"[{number}/4] airflow dags test {dag_id}")
+    runs: list[tuple[_DagStep, dict[str, Any] | None, float]] = []
+    for number, step in enumerate(steps, start=3):
+        _step(f"[{number}/{total_steps}] airflow dags test {step.dag_id}")
         dag_started = time.monotonic()
-        ok, output = _dags_test(dag_id, conf, env)
+        ok, output = _dags_test(step.dag_id, step.conf, env)
         if not ok:
             print(output[-8000:], file=sys.stderr)
-            print(f"mlp demo: the {dag_id} run failed", file=sys.stderr)
+            print(f"mlp demo: the {step.dag_id} run failed", file=sys.stderr)
             return 1
-        runs.append((dag_id, folder_name, _report(local_store, folder_name, label), time.monotonic() - dag_started))
+        runs.append((step, _report(local_store, step.folder, label), time.monotonic() - dag_started))
 
-    print()
-    print("mlp demo report")
-    for dag_id, folder_name, report, seconds in runs:
-        if report is None:
-            print(f"  {dag_id}: report stored under {s.artifact_store}/{folder_name}/{label}.json ({seconds:.0f}s)")
-            continue
-        print(f"  {dag_id}  run {report.get('run_id')}  ({seconds:.0f}s)")
-        if dag_id == QUICKSTART_DAG_ID:
-            print(f"    {report.get('rows'):,} events of {report.get('table')} read in {report.get('shards')} shards")
-        else:
-            print(
-                f"    {report.get('scored'):,} pairs scored in {report.get('shards')} shards, "
-                f"{report.get('matched'):,} matched: precision {report.get('precision')}, recall "
-                f"{report.get('recall')} (F1 {report.get('f1')})"
-            )
-            print(
-                f"    matches committed to {report.get('matches_table')} as snapshot {report.get('snapshot_id')} "
-                "(precision and recall are in its summary)"
-            )
-        if local_store is not None:
-            print(f"    report: {local_store / folder_name / f'{label}.json'}")
-    print(
-        f"  Airflow UI: `mlp airflow up` (AIRFLOW_HOME={env['AIRFLOW_HOME']}), then DAGs -> "
-        f"{ENTITY_RESOLUTION_DAG_ID} -> the run above"
+    _step(f"[{total_steps}/{total_steps}] the content-performance lookup service (bentoml serve)")
+    logs = s.home / "logs"
+    service = services.lookup_service(
+        {**content_performance.service_env(",".join(s.memcached_servers)), "MLP_HOME": str(s.home)},
+        logs / "lookup-service.log",
     )
-    _step(f"done in {time.monotonic() - started:.1f}s")
-    return 0
+    app: services.BackgroundService | None = None
+    try:
+        service.start()
+        service_url = service.health_url.removesuffix("/readyz")
+        sample = content_performance.sample_params(days=int(viewing["days"]))
+        answer = _query_lookup(service_url, sample)
+        _step(f"  {service_url} ready; sample answer: {_sample_answer_line(answer, sample)}")
+        if serve:
+            app = services.streamlit_app(
+                content_performance.app_path(), logs / "streamlit.log", args=["--url", service_url]
+            )
+            app.start()
+
+        print()
+        print("mlp demo report")
+        for step, report, seconds in runs:
+            if report is None:
+                print(
+                    f"  {step.dag_id}: report stored under {s.artifact_store}/{step.folder}/{label}.json "
+                    f"({seconds:.0f}s)"
+                )
+                continue
+            print(f"  {step.dag_id}  run {report.get('run_id')}  ({seconds:.0f}s)")
+            step.show(report)
+            if local_store is not None:
+                print(f"    report: {local_store / step.folder / f'{label}.json'}")
+        print(f"  lookup service: POST {service_url}/v1/lookup {json.dumps({'params': sample})}")
+        print(f"    -> {_sample_answer_line(answer, sample)}")
+        print(
+            f"  Airflow UI: `mlp airflow up` (AIRFLOW_HOME={env['AIRFLOW_HOME']}), then DAGs -> "
+            f"{ENTITY_RESOLUTION_DAG_ID} or {CONTENT_PERFORMANCE_DAG_ID} -> the runs above"
+        )
+        if app is not None:
+            app_url = app.health_url.removesuffix("/_stcore/health")
+            print(f"  Streamlit app: {app_url} (content performance; the lookup service at {service_url})")
+        else:
+            print("  Streamlit app: `mlp demo --serve` keeps the lookup service and the app running at the end")
+        _step(f"done in {time.monotonic() - started:.1f}s")
+        if app is not None:
+            print("serving until Ctrl-C", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0
+    except services.ServiceStartError as exc:
+        print(f"mlp demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if app is not None:
+            app.stop()
+        service.stop()

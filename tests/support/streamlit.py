@@ -1,18 +1,11 @@
-"""A real ``streamlit run`` of an app on 127.0.0.1 (free port), in its own process group, always stopped."""
+"""A real ``streamlit run`` of an app on 127.0.0.1 (free port), in its own process group, always stopped
+(the main job's own launcher, airflow_provider_mlp.demo.services)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.support.memcached import free_port
-
-STREAMLIT = str(Path(sys.executable).with_name("streamlit"))
+from airflow_provider_mlp.demo.services import BackgroundService, free_port, streamlit_app
 
 
 class StreamlitProcess:
@@ -22,61 +15,23 @@ class StreamlitProcess:
         self.args = list(args or [])
         self.env = dict(env or {})
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.service: BackgroundService | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> StreamlitProcess:
-        command = [
-            STREAMLIT,
-            "run",
-            str(self.app),
-            "--server.headless=true",
-            "--server.address=127.0.0.1",
-            f"--server.port={self.port}",
-            "--server.fileWatcherType=none",
-            "--browser.gatherUsageStats=false",
-            "--global.developmentMode=false",
-        ]
-        if self.args:
-            command += ["--", *self.args]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited ({self.process.returncode}):\n{self.log()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"streamlit not healthy after {timeout}s:\n{self.log()[-4000:]}")
+        self.service = streamlit_app(str(self.app), self.log_path, args=self.args, env=self.env, port=self.port)
+        self.service.start(timeout)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=timeout)
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
 
     def __enter__(self) -> StreamlitProcess:
         return self.start()

@@ -12,14 +12,15 @@ Three teams, three steps, each a DAG of ``airflow_provider_mlp.example_dags.mlp_
   of licence cost, at most ``max_per_genre`` of a genre, written to ``content.home_slates``.
 
 Everything is deterministic in ``(day, titles, seed)``. The forecast's payload is the event schema
-``DEMAND_FORECAST``; the tables' own snapshots travel as ``iceberg.snapshot`` events. Runtime side: no Airflow.
+``DEMAND_FORECAST``, the editors' ``EDITORIAL_PICKS``; the tables' snapshots travel as ``iceberg.snapshot``
+events. Runtime side: no Airflow.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.events.schema import EventField, EventSchema
@@ -34,7 +35,6 @@ ENGAGEMENT_TABLE = "content.title_engagement"
 CATALOG_TABLE = "content.title_catalog"
 DEMAND_TABLE = "content.title_demand"
 SLATES_TABLE = "content.home_slates"
-EDITORIAL_TABLE = "content.editorial_picks"
 # The snapshot property the daily ETL commit carries; the demand model's watcher only announces those.
 DAY_PROPERTY = "engagement-day"
 BACKFILL_PREFIX = "content-history/"
@@ -63,6 +63,14 @@ DEMAND_FORECAST = EventSchema(
         "table": EventField("string", description="the forecast table"),
         "snapshot_id": EventField("integer", description="the forecast table's snapshot holding this forecast"),
         "source_snapshot_id": EventField("integer", description="the engagement snapshot the model was fitted on"),
+    },
+)
+EDITORIAL_PICKS = EventSchema(
+    "content.editorial-picks",
+    1,
+    {
+        "title_ids": EventField("array", description="titles the editors pin to the top of the day's slate"),
+        "editor": EventField("string", required=False, description="who picked them"),
     },
 )
 
@@ -287,8 +295,19 @@ def slate_schema() -> pa.Schema:
             pa.field("licence_cost", pa.float64()),
             pa.field("value", pa.float64()),
             pa.field("demand_version", pa.string()),
+            pa.field("pinned", pa.bool_()),
         ]
     )
+
+
+def latest_day(catalogue: pa.Table, day: str) -> pa.Table:
+    """The catalogue's rows of ``day``, or of its newest day before ``day`` when that day has none yet."""
+    import pyarrow.compute as pc
+
+    days = sorted(d for d in set(catalogue["day"].to_pylist()) if d <= day)
+    if not days:
+        raise ValueError(f"{CATALOG_TABLE} has no catalogue for {day} or any day before it")
+    return catalogue.filter(pc.equal(catalogue["day"], days[-1]))
 
 
 def optimise_slate(
@@ -299,10 +318,13 @@ def optimise_slate(
     max_per_genre: int = DEFAULT_MAX_PER_GENRE,
     cost_weight: float = DEFAULT_COST_WEIGHT,
     demand_version: str = "",
+    pinned: Sequence[int] = (),
 ) -> pa.Table:
     """The ``slots`` available titles of best value (expected hours - cost_weight x licence cost), genre-capped.
 
-    Greedy in value order (ties by title id), which is optimal for a sum of values under per-genre caps.
+    ``pinned`` titles (the editors' picks) come first, in their order, when available; they count
+    towards their genre's cap. The rest is greedy in value order (ties by title id), which is optimal
+    for a sum of values under per-genre caps.
     """
     import pyarrow as pa
 
@@ -318,6 +340,9 @@ def optimise_slate(
             value = expected[row["title_id"]] - cost_weight * row["licence_cost"]
             candidates.append((-value, row["title_id"], row, value))
     candidates.sort(key=lambda c: (c[0], c[1]))
+    order = {int(title_id): position for position, title_id in enumerate(pinned)}
+    picked = sorted((c for c in candidates if c[1] in order), key=lambda c: order[c[1]])
+    candidates = picked + [c for c in candidates if c[1] not in order]
     chosen: list[dict[str, Any]] = []
     per_genre: dict[str, int] = {}
     for _, title_id, row, value in candidates:
@@ -335,6 +360,7 @@ def optimise_slate(
                 "licence_cost": row["licence_cost"],
                 "value": round(value, 3),
                 "demand_version": demand_version,
+                "pinned": title_id in order,
             }
         )
         if len(chosen) == slots:

@@ -15,8 +15,11 @@
   catalogue (availability, licence cost) to ``content.title_catalog``.
 - ``mlp_content_slate`` (merchandising team) runs per day once the condition
   ``demand & (catalog | editorial)`` holds for that day's key: the day's forecast AND either the day's
-  catalogue or the editorial team's commit to ``content.editorial_picks`` (with that day's key). The forecast's and the
-  catalogue's payloads fill its Params; it writes the day's home-page slate to ``content.home_slates``
+  catalogue or the editors' picks for that day (a ``content.editorial-picks`` event on
+  ``content://editorial/picks`` with the day as partition key, e.g. posted to the REST API's
+  ``/api/v2/assets/events``). The payloads fill its Params (forecast version and snapshot, catalogue
+  snapshot, pinned titles); without the day's catalogue it uses the newest earlier one. It writes the
+  day's home-page slate to ``content.home_slates``
   and announces that table's new snapshot (an ``iceberg.snapshot`` event naming the slate's titles).
 
 ``MLP_CONTENT_WATCH_POLL_SECONDS`` (read when the DAGs are parsed; default 10) sets how often the
@@ -42,7 +45,7 @@ from airflow_provider_mlp.demo.content_decisions import (
     DEFAULT_TITLES,
     DEMAND_FORECAST,
     DEMAND_TABLE,
-    EDITORIAL_TABLE,
+    EDITORIAL_PICKS,
     ENGAGEMENT_TABLE,
     SLATES_TABLE,
 )
@@ -64,7 +67,7 @@ engagement = watched_table_asset(
 )
 catalog = iceberg_table_asset(CATALOG_TABLE)
 demand = Asset("mlp://model/content-demand")
-editorial = iceberg_table_asset(EDITORIAL_TABLE)
+editorial = Asset(name="content_editorial_picks", uri="content://editorial/picks")
 home_slate = iceberg_table_asset(SLATES_TABLE)
 
 on_snapshot = EventTrigger(
@@ -78,6 +81,7 @@ on_forecast = EventTrigger(
     parameters={"demand_version": "version", "demand_snapshot_id": "snapshot_id", "day": "day"},
 )
 on_catalog = EventTrigger(catalog, ICEBERG_SNAPSHOT, parameters={"catalog_snapshot_id": "snapshot_id"})
+on_picks = EventTrigger(editorial, EDITORIAL_PICKS, parameters={"pinned": "title_ids"})
 
 
 def _partition_day(dag_run: Any, dag_id: str) -> str:
@@ -205,6 +209,7 @@ def mlp_content_catalog() -> None:
     )
 
 
+@on_picks
 @on_catalog
 @on_forecast
 @dag(
@@ -219,6 +224,7 @@ def mlp_content_catalog() -> None:
         "demand_version": Param(None, type=["null", "string"], description="demand model version (from the event)"),
         "demand_snapshot_id": Param(None, type=["null", "integer"], description="forecast snapshot (from the event)"),
         "catalog_snapshot_id": Param(None, type=["null", "integer"], description="catalogue snapshot (from the event)"),
+        "pinned": Param([], type="array", items={"type": "integer"}, description="editors' picks (from the event)"),
         "slots": Param(DEFAULT_SLOTS, type="integer", minimum=1, description="titles on the home-page row"),
         "max_per_genre": Param(DEFAULT_MAX_PER_GENRE, type="integer", minimum=1, description="cap per genre"),
         "cost_weight": Param(DEFAULT_COST_WEIGHT, type="number", minimum=0, description="hours per unit of cost"),
@@ -229,7 +235,7 @@ def mlp_content_slate() -> None:
     def optimise(params: dict | None = None, dag_run: Any = None) -> dict:
         import pyarrow.compute as pc
 
-        from airflow_provider_mlp.demo.content_decisions import optimise_slate
+        from airflow_provider_mlp.demo.content_decisions import latest_day, optimise_slate
         from airflow_provider_mlp.events import emit
         from airflow_provider_mlp.fastdata import Table
 
@@ -243,8 +249,7 @@ def mlp_content_slate() -> None:
         forecast = forecast.filter(pc.equal(forecast["day"], day))
         catalogue_table = Table(CATALOG_TABLE)
         catalog_snapshot = params.get("catalog_snapshot_id") or catalogue_table.current_snapshot_id
-        catalogue = catalogue_table.read(snapshot_id=int(catalog_snapshot)).to_arrow()
-        catalogue = catalogue.filter(pc.equal(catalogue["day"], day))
+        catalogue = latest_day(catalogue_table.read(snapshot_id=int(catalog_snapshot)).to_arrow(), day)
         slate = optimise_slate(
             forecast,
             catalogue,
@@ -252,6 +257,7 @@ def mlp_content_slate() -> None:
             max_per_genre=int(params["max_per_genre"]),
             cost_weight=float(params["cost_weight"]),
             demand_version=str(params.get("demand_version") or ""),
+            pinned=[int(t) for t in params.get("pinned") or []],
         )
         staged = stage_to_table(SLATES_TABLE, slate, shard=0, create_if_missing=True, partition_by=["day"])
         snapshot = Table(SLATES_TABLE).commit(staged, idempotency_key=f"slate/{day}/{params.get('demand_version')}")
@@ -270,6 +276,7 @@ def mlp_content_slate() -> None:
             "params": dict(params),
             "partition_key": day,
             "catalog_snapshot_id": int(catalog_snapshot),
+            "catalog_day": catalogue["day"][0].as_py() if catalogue.num_rows else None,
             "title_ids": title_ids,
             "snapshot_id": snapshot,
         }

@@ -1,12 +1,14 @@
 """Use case 3 through a real Airflow 3 (scheduler, triggerer, dag-processor, API server; one for the chain).
 
-The test triggers only the two producers (the ETL and the catalogue, each with the day as partition key);
-Airflow itself starts the demand model (from the engagement table's watcher) and then the slate (from
-its condition ``demand & (catalog | editorial)`` on that day's key).
+The test triggers only the producers (the ETL and the catalogue with the day as partition key; the next
+day, the ETL and an editors' picks event); Airflow itself starts the demand model (from the engagement
+table's watcher) and then the slate (from its condition ``demand & (catalog | editorial)`` on that day's
+key), once per day.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import time
@@ -25,6 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG_FILE = Path(content.__file__).resolve().parents[1] / "example_dags" / "mlp_content_decisions.py"
 DAG_IDS = ["mlp_content_engagement_etl", "mlp_content_demand_model", "mlp_content_catalog", "mlp_content_slate"]
 DAY = "2026-06-14"
+NEXT_DAY = "2026-06-15"
 TITLES = 120
 
 
@@ -97,14 +100,16 @@ def test_etl_then_watcher_then_condition_schedule_the_chain_with_payloads_as_par
     expected = content.fit_demand(engagement.read(snapshot_id=head).to_arrow(), DAY)
     assert forecast.sort_by("title_id").to_pylist() == expected.sort_by("title_id").to_pylist()
 
-    # The forecast alone does not satisfy demand & (catalog | editorial).
-    time.sleep(3)
+    # The forecast alone does not satisfy demand & (catalog | editorial): no slate before the catalogue run.
     assert airflow.runs("mlp_content_slate") == []
-
     _trigger(airflow, "mlp_content_catalog", DAY)
-    _succeeded(airflow.wait_for_runs("mlp_content_catalog", 1))
+    catalog_run = _succeeded(airflow.wait_for_runs("mlp_content_catalog", 1))
     slate_run = _succeeded(airflow.wait_for_runs("mlp_content_slate", 1, timeout=120))
     assert slate_run["run_type"] == "asset_triggered", slate_run
+    queued, catalogued = (
+        dt.datetime.fromisoformat(r[k]) for r, k in ((slate_run, "queued_at"), (catalog_run, "start_date"))
+    )
+    assert queued >= catalogued, (catalog_run, slate_run)
     # The day travelled as the partition key: ETL run -> (watcher payload) -> forecast event -> slate run.
     assert slate_run.get("partition_key") == DAY, slate_run
     slate_out = airflow.xcom("mlp_content_slate", slate_run["dag_run_id"], "optimise")
@@ -116,6 +121,7 @@ def test_etl_then_watcher_then_condition_schedule_the_chain_with_payloads_as_par
     assert slate_out["params"]["catalog_snapshot_id"] == catalog_head
 
     slates = Table(content.SLATES_TABLE).read().to_arrow().sort_by("rank")
+    assert not any(slates["pinned"].to_pylist())
     assert slates["rank"].to_pylist() == list(range(1, content.DEFAULT_SLOTS + 1))
     assert slates["title_id"].to_pylist() == slate_out["title_ids"]
     assert set(slates["day"].to_pylist()) == {"2026-06-15"}
@@ -128,8 +134,43 @@ def test_etl_then_watcher_then_condition_schedule_the_chain_with_payloads_as_par
     direct = content.optimise_slate(forecast, catalogue, demand_version=event["version"])
     assert slates["title_id"].to_pylist() == direct["title_id"].to_pylist()
 
-    # Each producer announced once, so each consumer ran once.
+    # The next day: the ETL again, then the editors' picks instead of a catalogue (the condition's other
+    # branch), posted to the REST API with the day as partition key as another team's tool would.
+    _trigger(airflow, "mlp_content_engagement_etl", NEXT_DAY)
+    demand_runs = airflow.wait_for_runs("mlp_content_demand_model", 2, timeout=120)
+    assert [r["state"] for r in demand_runs] == ["success", "success"], demand_runs
+    next_event = airflow.xcom("mlp_content_demand_model", demand_runs[-1]["dag_run_id"], "fit_forecast")["event"]
+    assert (
+        next_event["day"] == NEXT_DAY and next_event["source_snapshot_id"] == engagement.refresh().current_snapshot_id
+    )
+    forecast = Table(content.DEMAND_TABLE).read(snapshot_id=next_event["snapshot_id"]).to_arrow()
+    forecast = forecast.filter(pc.equal(forecast["day"], NEXT_DAY))
+    # Two titles no optimiser would pick: the lowest-value available ones.
+    unpinned = content.optimise_slate(forecast, catalogue, slots=TITLES, max_per_genre=TITLES)
+    picks = unpinned["title_id"].to_pylist()[-2:]
+    picks_id = airflow.wait_for_asset("content://editorial/picks")
+    extra = {"mlp.event": "content.editorial-picks", "mlp.schema": 1, "title_ids": picks, "editor": "ana"}
+    status, body = airflow.api(
+        "POST", "/api/v2/assets/events", {"asset_id": picks_id, "partition_key": NEXT_DAY, "extra": extra}
+    )
+    assert status == 200, body
+    slate_runs = airflow.wait_for_runs("mlp_content_slate", 2, timeout=120)
+    assert slate_runs[-1]["state"] == "success" and slate_runs[-1].get("partition_key") == NEXT_DAY, slate_runs
+    second = airflow.xcom("mlp_content_slate", slate_runs[-1]["dag_run_id"], "optimise")
+    assert second["params"]["pinned"] == picks and second["params"]["demand_version"] == next_event["version"]
+    assert second["catalog_day"] == DAY  # no catalogue for the next day yet: the newest earlier one
+    slates = Table(content.SLATES_TABLE).read().to_arrow()
+    slates = slates.filter(pc.equal(slates["day"], "2026-06-16")).sort_by("rank")
+    assert slates["title_id"].to_pylist()[:2] == picks and slates["pinned"].to_pylist()[:3] == [True, True, False]
+    direct = content.optimise_slate(forecast, catalogue, demand_version=next_event["version"], pinned=picks)
+    assert slates["title_id"].to_pylist() == direct["title_id"].to_pylist() == second["title_ids"]
+
+    # Each producer announced once per day, so each consumer ran once per day.
     time.sleep(2)
-    assert len(airflow.runs("mlp_content_demand_model")) == 1
-    assert len(airflow.runs("mlp_content_slate")) == 1
+    assert len(airflow.runs("mlp_content_demand_model")) == 2
+    assert len(airflow.runs("mlp_content_slate")) == 2
+    for dag_id in DAG_IDS:
+        for run in airflow.runs(dag_id):
+            took = dt.datetime.fromisoformat(run["end_date"]) - dt.datetime.fromisoformat(run["start_date"])
+            print(f"{dag_id} {run['dag_run_id']} key={run.get('partition_key')}: {took.total_seconds():.1f}s")
     print(f"use case 3 chain (ETL -> watcher -> demand -> catalogue -> slate): {time.monotonic() - started:.1f}s")

@@ -85,3 +85,24 @@ def test_backfill_is_idempotent_and_carries_no_day_property(mlp_home: Path) -> N
     (snapshot,) = table.snapshots()
     assert content.DAY_PROPERTY not in snapshot["summary"]
     assert content.prepare(scale=0.05, day="2026-06-14")["titles"] == 10
+
+
+def test_editors_picks_come_first_and_count_towards_the_genre_cap() -> None:
+    forecast = content.fit_demand(_history("2026-06-14"), "2026-06-14")
+    catalogue = content.catalog_rows("2026-06-14", 40)
+    ranked = content.optimise_slate(forecast, catalogue, slots=40, max_per_genre=40)["title_id"].to_pylist()
+    unavailable = next(r["title_id"] for r in catalogue.to_pylist() if not r["available"])
+    picks = [ranked[-1], unavailable, ranked[-2]]
+    slate = content.optimise_slate(forecast, catalogue, slots=6, max_per_genre=2, pinned=picks).to_pylist()
+    assert [r["title_id"] for r in slate[:2]] == [ranked[-1], ranked[-2]]  # the unavailable pick is skipped
+    assert [r["pinned"] for r in slate] == [True, True, False, False, False, False]
+    genres = [r["genre"] for r in slate]
+    assert max(genres.count(g) for g in genres) <= 2
+
+
+def test_catalogue_of_the_day_or_the_newest_before_it() -> None:
+    catalogue = pa.concat_tables([content.catalog_rows("2026-06-13", 5), content.catalog_rows("2026-06-14", 5)])
+    assert set(content.latest_day(catalogue, "2026-06-14")["day"].to_pylist()) == {"2026-06-14"}
+    assert set(content.latest_day(catalogue, "2026-06-20")["day"].to_pylist()) == {"2026-06-14"}
+    with pytest.raises(ValueError, match="no catalogue for 2026-06-01 or any day before it"):
+        content.latest_day(catalogue, "2026-06-01")

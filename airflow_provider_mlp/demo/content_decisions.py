@@ -331,9 +331,10 @@ def optimise_slate(
     if slots < 1 or max_per_genre < 1:
         raise ValueError(f"slots ({slots}) and max_per_genre ({max_per_genre}) must be at least 1")
     expected = dict(zip(demand["title_id"].to_pylist(), demand["expected_hours"].to_pylist(), strict=True))
-    days = set(demand["for_day"].to_pylist())
+    days = sorted(set(demand["for_day"].to_pylist()))
     if len(days) != 1:
-        raise ValueError(f"{DEMAND_TABLE}: the slate needs one forecast day, the demand rows have {sorted(days)}")
+        raise ValueError(f"{DEMAND_TABLE}: the slate needs one forecast day, the demand rows have {days}")
+    (for_day,) = days
     candidates = []
     for row in catalog.to_pylist():
         if row["available"] and row["title_id"] in expected:
@@ -351,7 +352,7 @@ def optimise_slate(
         per_genre[row["genre"]] = per_genre.get(row["genre"], 0) + 1
         chosen.append(
             {
-                "day": days.copy().pop(),
+                "day": for_day,
                 "rank": len(chosen) + 1,
                 "title_id": title_id,
                 "title": row["title"],

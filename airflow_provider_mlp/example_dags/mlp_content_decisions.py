@@ -160,6 +160,8 @@ def mlp_content_demand_model() -> None:
         snapshot = Table(DEMAND_TABLE).commit(
             staged, idempotency_key=f"demand/{day}/{source}", snapshot_properties={"demand.source-snapshot": source}
         )
+        if snapshot is None:
+            raise ValueError(f"{DEMAND_TABLE}: the forecast of {day} committed no snapshot")
         version = f"{day}-{source}"
         payload = emit(
             demand,
@@ -170,7 +172,7 @@ def mlp_content_demand_model() -> None:
             day=day,
             for_day=forecast["for_day"][0].as_py(),
             table=DEMAND_TABLE,
-            snapshot_id=int(snapshot) if snapshot is not None else -1,
+            snapshot_id=int(snapshot),
             source_snapshot_id=source,
         )
         return {"params": dict(params), "event": payload, "titles": forecast.num_rows}

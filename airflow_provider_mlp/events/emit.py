@@ -46,6 +46,7 @@ def emit(
     *,
     producer: str | None = None,
     context: Mapping[str, Any] | None = None,
+    partition_key: str | None = None,
     **payload: Any,
 ) -> dict[str, Any]:
     """Check ``payload`` against ``schema`` and attach it to this task's outlet event for ``asset``.
@@ -53,6 +54,10 @@ def emit(
     ``asset`` is an Asset or its URI; ``producer`` defaults to ``<dag_id>/<task_id>``. Returns the
     event's extra. A missing or mistyped field raises EventPayloadError naming it, failing the task
     before anything is announced.
+
+    ``partition_key`` gives the event a partition key (for ``PartitionedAssetTimetable`` consumers)
+    when the run has none of its own, e.g. a run an ``AssetWatcher`` started: Airflow copies a
+    partitioned run's key onto its events by itself.
     """
     context = context if context is not None else _current_context()
     if producer is None:
@@ -60,5 +65,14 @@ def emit(
         producer = f"{getattr(task, 'dag_id', '?')}/{getattr(task, 'task_id', '?')}"
     extra = schema.envelope(producer, **payload)
     outlet = _outlet_for(asset, context)
-    context["outlet_events"][outlet].extra.update(extra)
+    event = context["outlet_events"][outlet]
+    if partition_key:
+        add_partitions = getattr(event, "add_partitions", None)
+        if add_partitions is None:
+            raise EventPayloadError(
+                f"partition_key={partition_key!r}: this Airflow's outlet events take no partition keys "
+                "(Airflow 3.3 or later needed)"
+            )
+        add_partitions(str(partition_key))
+    event.extra.update(extra)
     return extra

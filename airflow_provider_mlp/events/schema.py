@@ -149,6 +149,7 @@ ICEBERG_SNAPSHOT = EventSchema(
         "snapshot_id": EventField("integer", description="the new snapshot"),
         "run_id": EventField("string", required=False, description="the mlp.run-id of a commit through mlp"),
         "operation": EventField("string", required=False, description="append, overwrite, replace or delete"),
+        "summary": EventField("object", required=False, description="the snapshot summary's properties"),
     },
 )
 MODEL_PUBLISHED = EventSchema(

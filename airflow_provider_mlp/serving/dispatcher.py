@@ -382,6 +382,14 @@ class Dispatcher:
         model = self._model(rt)
         req = await self._parse(scope, receive, JobRequest)
         cached = rt.cached_result(answer_key(model.tag, req.features))
+        if cached is None:
+            await self._validate(rt, req.features)
+        elif req.request_id is None:
+            # A hit is answered at once and leaves no job behind; with a request id the client may
+            # poll that id later, so the id gets its (done) job.
+            rt.metrics.jobs.labels("cached").inc()
+            body = {"status": "done", "result": cached, "source": "cache"}
+            return 200, _dumps(body), [*_JSON, (b"x-mlp-source", b"cache")]
         try:
             job, created = await asyncio.to_thread(
                 rt.queue.submit, {"features": req.features}, model=model.tag, job_id=req.request_id, result=cached
@@ -395,6 +403,14 @@ class Dispatcher:
             return 200, _dumps(body), None
         location = f"/v1/jobs/{job.id}".encode()
         return 202, _dumps(body), [*_JSON, (b"location", location)]
+
+    async def _validate(self, rt: Runtime, features: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self._model(rt).validate, features)
+        except LookupError as exc:  # e.g. an id the model has no data for
+            raise HttpError(404, f"field 'features': {exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise HttpError(422, f"field 'features': the model rejected them: {exc}") from None
 
     def _job_id(self, scope: dict[str, Any]) -> str:
         import re

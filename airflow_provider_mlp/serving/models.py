@@ -4,7 +4,8 @@ A model is saved as ``model.pkl`` (cloudpickle) inside a BentoML model directory
 (strings: ``dag_id``, ``run_id``, ``env_id``) and metadata (``metrics``, ``inputs``: the Iceberg
 snapshot id of each training input table) so that every answer can be traced back to the run,
 the environment and the data. The loaded object answers ``predict(features) -> value`` (or is
-itself callable); it may define ``finalize(aggregates, params)`` for the lookup endpoint.
+itself callable); it may define ``finalize(aggregates, params)`` for the lookup endpoint and
+``validate(features)`` to refuse an async request before it is queued.
 Runtime side: no Airflow.
 """
 
@@ -110,6 +111,12 @@ class LoadedModel:
     def predict(self, features: Any) -> Any:
         method = getattr(self.obj, "predict", None)
         return method(features) if callable(method) else self.obj(features)
+
+    def validate(self, features: Any) -> None:
+        """The model's own check of a request's features (``validate(features)``, optional), before it is queued."""
+        method = getattr(self.obj, "validate", None)
+        if callable(method):
+            method(features)
 
     def finalize(self) -> Any:
         method = getattr(self.obj, "finalize", None)

@@ -109,7 +109,7 @@ def openapi(title: str, version: str) -> dict[str, Any]:
                 "post": {
                     "operationId": "submit_job",
                     "requestBody": _body(JobRequest),
-                    "responses": _answers(200, 202, *common),
+                    "responses": _answers(200, 202, *common, 404),
                 }
             },
             "/v1/jobs/{job_id}": {

@@ -564,7 +564,9 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -
 
     tasks = [task for task, _ in parts]
     check_file_formats(plan.table_name, tasks)
-    pool = io_pool(plan.io_concurrency)
+    local = all("://" not in t.file.file_path or t.file.file_path.startswith("file:") for t in tasks)
+    # Local footers are parsed, not waited for: more threads than cores only cost their start-up.
+    pool = io_pool(min(plan.io_concurrency, os.cpu_count() or 2) if local else plan.io_concurrency)
     deletes = read_positional_deletes(plan, tasks, pool)  # type: ignore[arg-type]
     # A read of every column of every row group, without a filter, needs each file whole.
     reads_all_columns = plan.projected_field_ids >= set(plan.metadata.schema().field_ids)
@@ -604,8 +606,11 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
     import pyarrow as pa
 
     jobs = [(o, run) for o, rgs in open_parts(plan, parts) for run in _runs(o, rgs)]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), plan.decode_workers))) as pool:
-        results = list(pool.map(lambda job: read_row_groups(*job), jobs))
+    if len(jobs) == 1:
+        results = [read_row_groups(*jobs[0])]  # one file's run: polars or Arrow spread it over the cores
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), plan.decode_workers))) as pool:
+            results = list(pool.map(lambda job: read_row_groups(*job), jobs))
     # Every batch already has the plan's schema, whatever file it came from.
     return pa.Table.from_batches([batch for result in results for batch in result], schema=plan.arrow_schema())
 

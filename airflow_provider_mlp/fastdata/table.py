@@ -429,9 +429,11 @@ class Table:
                 schema_id = descriptor.get("schema_id")
         else:
             descriptor = None
+            # Snapshot first: it refreshes a table loaded earlier, and the schema is then the refreshed
+            # one (a fresh Table loads its metadata once, not twice).
+            resolved = self._resolve_snapshot(snapshot_id, as_of)
             if schema_id is None:
                 schema_id = self._schema_id(snapshot_id, as_of)
-            resolved = self._resolve_snapshot(snapshot_id, as_of)
         projected = self._projection(resolved, columns, schema_id)
         for name in dictionary_columns:
             if name not in projected.column_names:

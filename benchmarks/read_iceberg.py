@@ -120,10 +120,10 @@ def _load(props: dict[str, str]) -> Any:
 
 def _run_case(contender: str, case: str, props: dict[str, str], table: Any) -> int:
     rows = 0
-    if contender == "ours":
+    if contender in ("ours", "ours_pyarrow"):
         from airflow_provider_mlp.fastdata import Table
 
-        ours = Table(IDENTIFIER, catalog=props)
+        ours = Table(IDENTIFIER, catalog=props, decoder="pyarrow" if contender == "ours_pyarrow" else "auto")
         if case == "stream":
             for batch in ours.read_batches(batch_rows=65_536):
                 rows += batch.num_rows
@@ -163,11 +163,15 @@ def worker(contender: str, cases: list[str], props: dict[str, str], inner: int =
     # One-time module imports are not part of a read: pay them for every contender before timing.
     import pyiceberg.io.pyarrow  # noqa: F401
 
-    if contender == "ours":
+    if contender in ("ours", "ours_pyarrow"):
         import fsspec.implementations.local  # noqa: F401
 
         import airflow_provider_mlp.fastdata.reader
         import airflow_provider_mlp.fastdata.table  # noqa: F401
+        from airflow_provider_mlp.fastdata.polars_decode import polars_installed
+
+        if contender == "ours" and polars_installed():
+            import polars  # the decoder ours uses when it is installed
     elif contender == "polars":
         import polars  # noqa: F401
     results = []
@@ -224,10 +228,12 @@ def best(
 CONTENDERS = ("ours", "pyiceberg", "polars")
 
 
-def compare(case: str, props: dict[str, str], rounds: int, inner: int) -> dict[str, dict[str, Samples]]:
+def compare(
+    case: str, props: dict[str, str], rounds: int, inner: int, contenders: tuple[str, ...] = CONTENDERS
+) -> dict[str, dict[str, Samples]]:
     """``rounds`` rounds, the contenders interleaved in a rotating order, each in a fresh process that
     reads ``inner`` times: per contender the samples of its first read and of its best."""
-    collected: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+    collected: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
 
     def sampler(name: str) -> Any:
         def sample() -> float:
@@ -237,7 +243,7 @@ def compare(case: str, props: dict[str, str], rounds: int, inner: int) -> dict[s
 
         return sample
 
-    interleaved({name: sampler(name) for name in CONTENDERS}, rounds)
+    interleaved({name: sampler(name) for name in contenders}, rounds)
     out: dict[str, dict[str, Samples]] = {}
     for name, results in collected.items():
         out[name] = {
@@ -338,6 +344,14 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=3, help="reads per process (first and best are reported)")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3-protocol case")
     parser.add_argument("--profile", action="store_true", help="also show where the decode time goes")
+    parser.add_argument(
+        "--cases", default="full,projection,filter", help="comma-separated subset of full,projection,filter"
+    )
+    parser.add_argument(
+        "--pyarrow-decoder",
+        action="store_true",
+        help="also run ours with Arrow's Parquet decoder (ours_pyarrow) when polars' is the default",
+    )
     parser.add_argument("--worker", nargs=4, metavar=("CONTENDER", "CASE", "PROPS", "INNER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -353,10 +367,13 @@ def main() -> None:
     rounds = max(1, args.repeat)
     print(header(rounds) + f"; each sample a fresh process reading {args.inner} times", flush=True)
     timed: dict[str, dict[str, dict[str, Samples]]] = {}
-    for case in ("full", "projection", "filter"):
-        timed[case] = compare(case, props, rounds, args.inner)
-    for contender in ("ours", "pyiceberg"):
-        results[("stream", contender)] = best(contender, ["stream"], props, args.repeat)["stream"]
+    cases = [case for case in ("full", "projection", "filter") if case in args.cases.split(",")]
+    contenders = CONTENDERS + (("ours_pyarrow",) if args.pyarrow_decoder else ())
+    for case in cases:
+        timed[case] = compare(case, props, rounds, args.inner, contenders)
+    if "full" in timed:
+        for contender in ("ours", "pyiceberg"):
+            results[("stream", contender)] = best(contender, ["stream"], props, args.repeat)["stream"]
     s3_ratio = float("nan")
     if not args.no_s3:
         sys.path.insert(0, str(ROOT.parent))
@@ -381,19 +398,24 @@ def main() -> None:
     if args.profile:
         profile(props)
     print("ratios (ours / theirs within each round, median (min-max); lower is better):")
-    for case in ("full", "projection", "filter"):
+    for case in timed:
         for which in ("first", "best"):
+            decoders = ""
+            if args.pyarrow_decoder:
+                decoders = f"  vs ours_pyarrow {ratio(case, 'ours_pyarrow', which).format(2)}"
             print(
                 f"  {case:10s} {which:5s} vs pyiceberg {ratio(case, 'pyiceberg', which).format(2)}"
-                f"  vs polars {ratio(case, 'polars', which).format(2)}"
+                f"  vs polars {ratio(case, 'polars', which).format(2)}{decoders}"
             )
-    # The streaming read's peak against the smallest peak of pyiceberg's in-memory full scan.
-    rss = results[("stream", "ours")]["peak_rss_mib"] / timed["full"]["pyiceberg"]["rss"].low
+    rss = float("nan")
+    if "full" in timed:
+        # The streaming read's peak against the smallest peak of pyiceberg's in-memory full scan.
+        rss = results[("stream", "ours")]["peak_rss_mib"] / timed["full"]["pyiceberg"]["rss"].low
     print(f"  streaming peak RSS vs pyiceberg to_arrow {rss:.2f}")
     print(f"  s3 full scan vs pyiceberg {s3_ratio:.2f}")
 
     def key(case: str, other: str, which: str = "best") -> str:
-        return f"{ratio(case, other, which).median:.2f}"
+        return f"{ratio(case, other, which).median:.2f}" if case in timed else "nan"
 
     print(
         f"bench: full_vs_pyiceberg={key('full', 'pyiceberg')} full_vs_polars={key('full', 'polars')} "

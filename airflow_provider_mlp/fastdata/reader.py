@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlp.fastdata.defaults import DEFAULT_IO_CONCURRENCY
+from airflow_provider_mlp.fastdata.defaults import DEFAULT_DECODER, DEFAULT_IO_CONCURRENCY
 from airflow_provider_mlp.fastdata.errors import DataFileError
 from airflow_provider_mlp.fastdata.fetch import (
     WHOLE_FILE_MAX,
@@ -22,9 +22,11 @@ from airflow_provider_mlp.fastdata.fetch import (
     chunk_span,
     data_memory_pool,
 )
+from airflow_provider_mlp.fastdata.polars_decode import POLARS, resolve_decoder
 
 if TYPE_CHECKING:
     import numpy as np
+    import polars as pl
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -53,6 +55,8 @@ class ReadPlan:
     # Threads decoding row groups, each also column-parallel inside Arrow: two per core keeps cores
     # busy while another thread waits on I/O or the GIL.
     decode_workers: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 2)))
+    # Who decodes Parquet: "polars" (when installed) or "pyarrow"; see polars_decode.
+    decoder: str = DEFAULT_DECODER
     _arrow_schema: pa.Schema | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -65,6 +69,7 @@ class ReadPlan:
         row_filter: BooleanExpression,
         dictionary_columns: Sequence[str] = (),
         io_concurrency: int = DEFAULT_IO_CONCURRENCY,
+        decoder: str = DEFAULT_DECODER,
     ) -> ReadPlan:
         from pyiceberg.io.pyarrow import ArrowScan
 
@@ -84,6 +89,7 @@ class ReadPlan:
             downcast_ns_timestamp_to_us=arrow_scan._downcast_ns_timestamp_to_us,
             dictionary_columns=tuple(dictionary_columns),
             io_concurrency=io_concurrency,
+            decoder=resolve_decoder(decoder),
         )
 
     def arrow_schema(self) -> pa.Schema:
@@ -149,6 +155,10 @@ class OpenFile:
     projected_schema: Schema
     output_schema: pa.Schema
     deletes: np.ndarray | None = None
+    # The local path polars decodes this file from (see polars_decode), or None for Arrow's decode;
+    # the filter as polars evaluates it, or None when Arrow's ``pyarrow_filter`` is applied instead.
+    polars_source: str | None = None
+    polars_filter: pl.Expr | None = None
     # Row groups still to be decoded: the file's bytes fetched whole are dropped after the last.
     pending_row_groups: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -249,6 +259,7 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         file_schema.field_ids,
     )
     pyarrow_filter = None
+    bound_file_filter = None
     filter_columns: list[str] = []
     file_project_schema = prune_columns(file_schema, plan.projected_field_ids, select_full_types=False)
     columns = [col.name for col in file_project_schema.columns]
@@ -281,6 +292,15 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         file_name = file_schema.find_column_name(field_id)
         if file_name is not None and "." not in file_name:
             dictionary_columns.append(file_name)
+    polars_source = None
+    polars_filter = None
+    if resolve_decoder(plan.decoder) == POLARS and remote.local_path is not None and not dictionary_columns and columns:
+        from airflow_provider_mlp.fastdata.polars_decode import filter_to_polars, polars_can_decode
+
+        if polars_can_decode(parquet, physical_schema, columns, leaves):
+            polars_source = remote.local_path
+            if bound_file_filter is not None:
+                polars_filter = filter_to_polars(bound_file_filter, file_schema)
     return OpenFile(
         task=task,
         remote=remote,
@@ -297,6 +317,8 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         projected_schema=plan.projected_schema,
         output_schema=plan.arrow_schema(),
         deletes=deletes,
+        polars_source=polars_source,
+        polars_filter=polars_filter,
     )
 
 
@@ -474,18 +496,43 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
     return _plain(opened, rg, table)
 
 
+def _decoded(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.Table]:
+    """The surviving rows of consecutive ``row_groups``: by polars in one go where it can, else by Arrow."""
+    if opened.polars_source is not None:
+        from airflow_provider_mlp.fastdata.polars_decode import PolarsDecodeError, read_rows
+
+        try:
+            return [read_rows(opened, row_groups[0], row_groups[-1])]
+        except PolarsDecodeError:
+            pass  # Arrow decodes it instead, and names the file and row group if it is corrupt
+    tables = []
+    for rg in row_groups:
+        source = opened.remote.row_group_source()
+        try:
+            tables.append(_read_rows(opened, source, rg))
+        finally:
+            source.close()
+    return tables
+
+
 def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
     """Decode one row group: filter columns first, the rest only if some row survives."""
+    return read_row_groups(opened, [rg])
+
+
+def read_row_groups(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.RecordBatch]:
+    """Decode consecutive row groups of one file into batches of the plan's schema."""
+    try:
+        tables = _decoded(opened, row_groups)
+    finally:
+        for _ in row_groups:
+            opened.row_group_done()
+    return [batch for table in tables if table.num_rows for batch in _projected(opened, table)]
+
+
+def _projected(opened: OpenFile, table: pa.Table) -> list[pa.RecordBatch]:
     from pyiceberg.io.pyarrow import _to_requested_schema
 
-    source = opened.remote.row_group_source()
-    try:
-        table = _read_rows(opened, source, rg)
-    finally:
-        source.close()
-        opened.row_group_done()
-    if table.num_rows == 0:
-        return []
     return [
         conform(
             _to_requested_schema(
@@ -517,7 +564,9 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -
 
     tasks = [task for task, _ in parts]
     check_file_formats(plan.table_name, tasks)
-    pool = io_pool(plan.io_concurrency)
+    local = all("://" not in t.file.file_path or t.file.file_path.startswith("file:") for t in tasks)
+    # Local footers are parsed, not waited for: more threads than cores only cost their start-up.
+    pool = io_pool(min(plan.io_concurrency, os.cpu_count() or 2) if local else plan.io_concurrency)
     deletes = read_positional_deletes(plan, tasks, pool)  # type: ignore[arg-type]
     # A read of every column of every row group, without a filter, needs each file whole.
     reads_all_columns = plan.projected_field_ids >= set(plan.metadata.schema().field_ids)
@@ -538,13 +587,30 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -
     return pruned
 
 
+def _runs(opened: OpenFile, row_groups: Sequence[int]) -> list[list[int]]:
+    """The row groups one decode job takes: runs of consecutive ones for polars, which decodes a run
+    in one call (its own threads spread the work), else one each."""
+    if opened.polars_source is None:
+        return [[rg] for rg in row_groups]
+    runs: list[list[int]] = []
+    for rg in row_groups:
+        if runs and runs[-1][-1] + 1 == rg:
+            runs[-1].append(rg)
+        else:
+            runs.append([rg])
+    return runs
+
+
 def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
     """Everything the parts hold, as one Arrow table (row groups decoded in parallel)."""
     import pyarrow as pa
 
-    jobs = [(o, rg) for o, rgs in open_parts(plan, parts) for rg in rgs]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), plan.decode_workers))) as pool:
-        results = list(pool.map(lambda job: read_row_group(*job), jobs))
+    jobs = [(o, run) for o, rgs in open_parts(plan, parts) for run in _runs(o, rgs)]
+    if len(jobs) == 1:
+        results = [read_row_groups(*jobs[0])]  # one file's run: polars or Arrow spread it over the cores
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), plan.decode_workers))) as pool:
+            results = list(pool.map(lambda job: read_row_groups(*job), jobs))
     # Every batch already has the plan's schema, whatever file it came from.
     return pa.Table.from_batches([batch for result in results for batch in result], schema=plan.arrow_schema())
 

@@ -8,7 +8,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.catalog import resolve_catalog
-from airflow_provider_mlp.fastdata.defaults import DEFAULT_BATCH_ROWS, DEFAULT_IO_CONCURRENCY, DEFAULT_TARGET_BYTES
+from airflow_provider_mlp.fastdata.defaults import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_DECODER,
+    DEFAULT_IO_CONCURRENCY,
+    DEFAULT_TARGET_BYTES,
+)
 from airflow_provider_mlp.fastdata.errors import (
     ColumnNotFoundError,
     SchemaMismatchError,
@@ -63,7 +68,9 @@ class Table:
     """An Iceberg table: ``Table("ns.name")`` uses the embedded catalog; ``catalog=`` or ``conn_id=`` pick another.
 
     Reads are planned by pyiceberg (partition and statistics pruning, time travel) and executed by
-    this package's reader; writes go through ``stage`` + ``commit`` (or ``overwrite``).
+    this package's reader; writes go through ``stage`` + ``commit`` (or ``overwrite``). ``decoder`` picks who
+    decodes local Parquet files: ``"polars"`` (its native reader, when the ``polars`` extra is installed),
+    ``"pyarrow"``, or ``"auto"`` (polars if installed); results and schemas are the same either way.
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class Table:
         conn_id: str | None = None,
         *,
         io_concurrency: int = DEFAULT_IO_CONCURRENCY,
+        decoder: str = DEFAULT_DECODER,
     ) -> None:
         self.identifier = table_identifier(identifier)
         self._catalog_arg = catalog
@@ -80,6 +88,8 @@ class Table:
         self._catalog: Catalog | None = None
         self._table: IcebergTable | None = None
         self.io_concurrency = io_concurrency
+        # Checked when a read is planned: "auto", "polars" or "pyarrow" (see fastdata.polars_decode).
+        self.decoder = decoder
         self._plans: dict[tuple[int, str], list[FileScanTask]] = {}
         self._lock = threading.Lock()
 
@@ -419,9 +429,11 @@ class Table:
                 schema_id = descriptor.get("schema_id")
         else:
             descriptor = None
+            # Snapshot first: it refreshes a table loaded earlier, and the schema is then the refreshed
+            # one (a fresh Table loads its metadata once, not twice).
+            resolved = self._resolve_snapshot(snapshot_id, as_of)
             if schema_id is None:
                 schema_id = self._schema_id(snapshot_id, as_of)
-            resolved = self._resolve_snapshot(snapshot_id, as_of)
         projected = self._projection(resolved, columns, schema_id)
         for name in dictionary_columns:
             if name not in projected.column_names:
@@ -455,6 +467,7 @@ class Table:
             expr,
             dictionary_columns=dictionary_columns,
             io_concurrency=self.io_concurrency,
+            decoder=self.decoder,
         )
         return plan, parts
 

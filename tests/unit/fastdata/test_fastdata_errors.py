@@ -19,6 +19,9 @@ from airflow_provider_mlp.fastdata import (
 from airflow_provider_mlp.fastdata.filters import filter_text, parse_filter
 from tests.unit.fastdata.helpers import add_equality_deletes
 
+# Both Parquet decoders (polars' and Arrow's) must give the same rows and schemas.
+pytestmark = pytest.mark.usefixtures("each_decoder")
+
 
 def test_unknown_table_and_namespace(events: Table, catalog: Catalog) -> None:
     with pytest.raises(TableNotFoundError, match=r"'demo\.missing'.*tables in namespace 'demo': demo\.events"):

@@ -8,6 +8,7 @@ import itertools
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyiceberg.catalog import Catalog
@@ -18,6 +19,9 @@ from pyiceberg.types import BooleanType, DateType, DoubleType, IntegerType, Long
 
 from airflow_provider_mlp.fastdata import Table
 from tests.unit.fastdata.helpers import add_position_deletes, assert_same
+
+# Both Parquet decoders (polars' and Arrow's) must give the same rows and schemas.
+pytestmark = pytest.mark.usefixtures("each_decoder")
 
 # (iceberg type, arrow type, value strategy, literal writer)
 KINDS: dict[str, tuple[Any, pa.DataType, st.SearchStrategy[Any], Any]] = {

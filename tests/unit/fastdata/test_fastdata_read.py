@@ -16,6 +16,9 @@ from pyiceberg.types import DoubleType, FloatType, IntegerType, LongType, Nested
 from airflow_provider_mlp.fastdata import Table
 from tests.unit.fastdata.helpers import add_file_without_partition_column, add_position_deletes, assert_same
 
+# Both Parquet decoders (polars' and Arrow's) must give the same rows and schemas.
+pytestmark = pytest.mark.usefixtures("each_decoder")
+
 
 def test_read_equals_pyiceberg(events: Table) -> None:
     ours = events.read().to_arrow()

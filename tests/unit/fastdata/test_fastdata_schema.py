@@ -32,6 +32,9 @@ from airflow_provider_mlp.fastdata import Table
 from airflow_provider_mlp.fastdata.reader import output_schema
 from tests.unit.fastdata.helpers import add_file_without_partition_column, assert_same, sort_all
 
+# Both Parquet decoders (polars' and Arrow's) must give the same rows and schemas.
+pytestmark = pytest.mark.usefixtures("each_decoder")
+
 _names = itertools.count()
 _field_ids = itertools.count(1000)
 

@@ -47,7 +47,8 @@ def test_pickled_bytes_are_stored_as_they_are_and_found_with_their_labels(bentom
     tag = save_model(PickledModel(data), record)
     stored = find_model("env-only-model")
     assert stored.tag == tag and stored.name == "env-only-model"
-    assert stored.labels == {"model_type": "gradient_boosting", "dag_id": "train", "run_id": "manual__1", "env_id": "abc123"}
+    lineage = {"dag_id": "train", "run_id": "manual__1", "env_id": "abc123"}
+    assert stored.labels == {"model_type": "gradient_boosting", **lineage}
     assert stored.metadata["metrics"] == {"auc": 0.9} and stored.metadata["inputs"] == {"content.features": 7}
     assert Path(stored.path).read_bytes() == data
     # Only where the model's packages are can it be loaded: not here.

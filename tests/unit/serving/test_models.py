@@ -12,7 +12,8 @@ def test_extra_labels_join_the_lineage_labels_and_the_event_extra() -> None:
     record = ModelRecord(
         name="ranker", dag_id="train", run_id="manual__1", env_id="abc", extra_labels={"model_type": "ridge", "k": 3}
     )
-    assert record.labels() == {"model_type": "ridge", "k": "3", "dag_id": "train", "run_id": "manual__1", "env_id": "abc"}
+    lineage = {"dag_id": "train", "run_id": "manual__1", "env_id": "abc"}
+    assert record.labels() == {"model_type": "ridge", "k": "3", **lineage}
     extra = record.extra("ranker:v1")
     assert extra["labels"] == {"model_type": "ridge", "k": "3"} and extra["env_id"] == "abc"
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, AssetAny, Param, dag, task
+from airflow.sdk import Asset, AssetAlias, AssetAny, Param, dag, task
 
 from airflow_provider_mlp.assets import model_asset_uri
 from airflow_provider_mlp.demo.explainers import (
@@ -337,6 +337,8 @@ def mlp_model_explainer() -> None:
         model_name="{{ ti.xcom_pull(task_ids='upstream_models')[ti.map_index]['explainer_name'] }}",
         env_id=this_environment,
         asset_alias=EXPLAINER_ALIAS,
+        # A mapped task's outlets are what partial() is given: the operator's own default comes too late.
+        outlets=[AssetAlias(name=EXPLAINER_ALIAS)],
     ).expand(model=explained)
     environments >> explained >> publish
 

@@ -193,12 +193,22 @@ def summary(model_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
 
 def format_summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One line per model for a report: tag, env id (16 digits) and size, the main metrics."""
+    """One line per model for a report: tag, env id (16 digits) and packed size, then the model's scores or,
+    for an explainer, the model it explains, its three most important features and the surrogate's fidelity."""
     lines = []
     for row in rows:
         size = row.get("env_bytes")
         env = f"env {str(row['env_id'])[:16]} ({size / 1e6:.0f} MB packed)" if size else "env -"
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(dict(row["metrics"]).items())[:4])
-        explains = f" explains {row['explains']}" if row.get("explains") else ""
-        lines.append(f"{row['tag']}: {env}{explains}; {metrics}")
+        metrics = dict(row["metrics"])
+        importances = {k.removeprefix("importance."): v for k, v in metrics.items() if k.startswith("importance.")}
+        if row.get("explains"):
+            top = sorted(importances.items(), key=lambda item: -item[1])[:3]
+            shown = ", ".join(f"{name} {value:.3f}" for name, value in top)
+            fidelity = metrics.get("surrogate_fidelity")
+            tail = f"explains {row['explains']}; importances {shown}" + (
+                f"; surrogate fidelity {fidelity:.3f}" if fidelity is not None else ""
+            )
+        else:
+            tail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()) if not k.endswith("rows"))
+        lines.append(f"{row['tag']}: {env}; {tail}")
     return lines

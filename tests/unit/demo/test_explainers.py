@@ -68,12 +68,13 @@ def test_summary_lines() -> None:
             "tag": "m-explainer:v1",
             "env_id": "ab" * 32,
             "env_bytes": 110_000_000,
-            "metrics": {"surrogate_fidelity": 0.91},
+            "metrics": {"surrogate_fidelity": 0.91, "rows": 10, "importance.a": 0.1, "importance.b": 0.3},
             "explains": "m:v0",
         },
-        {"tag": "m:v0", "env_id": "", "env_bytes": None, "metrics": {"roc_auc": 0.97}, "explains": ""},
+        {"tag": "m:v0", "env_id": "", "env_bytes": None, "metrics": {"roc_auc": 0.97, "train_rows": 8}, "explains": ""},
     ]
     assert format_summary(rows) == [
-        "m-explainer:v1: env abababababababab (110 MB packed) explains m:v0; surrogate_fidelity 0.910",
+        "m-explainer:v1: env abababababababab (110 MB packed); explains m:v0; importances b 0.300, a 0.100; "
+        "surrogate fidelity 0.910",
         "m:v0: env -; roc_auc 0.970",
     ]

@@ -104,16 +104,18 @@ class ModelRecord:
         }
 
     def extra(self, tag: str) -> dict[str, Any]:
-        """The Asset event's extra: the same fields, plus the saved tag."""
-        return {
+        """The Asset event's extra: the same fields, plus the saved tag (and the extra labels, when any)."""
+        extra = {
             "tag": tag,
             "dag_id": self.dag_id,
             "run_id": self.run_id,
             "env_id": self.env_id,
             "metrics": self.metadata()["metrics"],
             "inputs": self.metadata()["inputs"],
-            "labels": dict(self.extra_labels),
         }
+        if self.extra_labels:
+            extra["labels"] = dict(self.extra_labels)
+        return extra
 
 
 def save_model(model: Any, record: ModelRecord) -> str:

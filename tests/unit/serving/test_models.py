@@ -16,6 +16,7 @@ def test_extra_labels_join_the_lineage_labels_and_the_event_extra() -> None:
     assert record.labels() == {"model_type": "ridge", "k": "3", **lineage}
     extra = record.extra("ranker:v1")
     assert extra["labels"] == {"model_type": "ridge", "k": "3"} and extra["env_id"] == "abc"
+    assert "labels" not in ModelRecord(name="ranker").extra("ranker:v1")  # the event of a model without any
 
 
 @pytest.mark.parametrize(

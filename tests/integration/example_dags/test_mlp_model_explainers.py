@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -108,6 +109,13 @@ def _trigger_and_wait(airflow: AirflowCluster, dag_id: str, timeout: float) -> d
     return run
 
 
+def _events(airflow: AirflowCluster, dag_id: str, run_id: str, uri: str) -> list[dict[str, Any]]:
+    """The asset events run ``run_id`` of ``dag_id`` emitted onto ``uri``."""
+    query = urllib.parse.urlencode({"source_dag_id": dag_id, "source_run_id": run_id, "limit": 100})
+    events: list[dict[str, Any]] = airflow.get(f"/api/v2/assets/events?{query}")["asset_events"]
+    return [event for event in events if event["uri"] == uri]
+
+
 def _stored_models(env: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     done = subprocess.run(
         [sys.executable, "-c", INSPECT], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
@@ -195,6 +203,14 @@ def test_model_events_schedule_explainers_in_the_models_environments(
         assert all(abs(importances[name]) < 0.02 for name in NOISE_FEATURES), importances
         assert metrics["surrogate_fidelity"] > 0.8, metrics
 
-    # The explainers' events went out through the alias, onto each explainer's own model asset.
-    for spec in MODEL_TYPES.values():
-        airflow.wait_for_asset(f"mlp://model/{explainer_model_name(spec['model_name'])}", timeout=30)
+        # Airflow's records: the model's event created the explainer's run, and the explainer's event went
+        # out through the alias onto the explainer's own model asset, with the lineage in its extra.
+        [trained_event] = _events(airflow, spec["dag_id"], run_id, f"mlp://model/{spec['model_name']}")
+        assert trained_event["extra"]["tag"] == model["tag"]
+        assert trained_event["extra"]["labels"]["model_type"] == model_type
+        created = {(r["dag_id"], r["run_id"]) for r in trained_event["created_dagruns"]}
+        assert created == {(EXPLAINER_DAG_ID, explainer_run["dag_run_id"])}
+        explainer_uri = f"mlp://model/{explainer_model_name(spec['model_name'])}"
+        [explained_event] = _events(airflow, EXPLAINER_DAG_ID, explainer_run["dag_run_id"], explainer_uri)
+        assert explained_event["extra"]["tag"] == explainer["tag"]
+        assert explained_event["extra"]["labels"]["upstream_model"] == model["tag"]

@@ -5,8 +5,9 @@ punctuation, translated-style variants, years off by one, overlapping casts, har
 an Iceberg table of the embedded catalog, with its ground-truth table (3M pairs; --quick: 200k).
 Both contenders compute the same scores: token-sorted Jaro-Winkler on lower-cased titles (weight
 0.6), token-sorted Levenshtein on the joined cast lists (0.4), threshold 0.72, years at most one
-apart (checked first: the string metrics score only the pairs it leaves); both read the pair table and the truth, measure precision/recall, and commit the matches
-to an Iceberg table with the numbers in the snapshot summary.
+apart (checked first: the string metrics score only the pairs it leaves); both read the pair
+table and the truth, measure precision/recall, and commit the matches to an Iceberg table with the
+numbers in the snapshot summary.
 
 - ``mlp``: what the DAG does -- plan shards, one local-backend process per shard (the
   ``@task.mlp`` bootstrap, one shard per core of this 2-core machine) reading its shard with the fast

@@ -35,7 +35,8 @@ def count_with_toolz(table: str) -> dict[str, Any]:
     from airflow_provider_mlp.fastdata import Table
 
     arrow = Table(table).read(columns=["user_id"]).to_arrow()
-    return {"rows": arrow.num_rows, "users": len(list(toolz.unique(arrow["user_id"].to_pylist()))), "prefix": sys.prefix}
+    users = list(toolz.unique(arrow["user_id"].to_pylist()))
+    return {"rows": arrow.num_rows, "users": len(users), "prefix": sys.prefix}
 
 
 @pytest.fixture

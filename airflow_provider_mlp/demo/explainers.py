@@ -55,6 +55,8 @@ MODEL_TYPES: dict[str, dict[str, Any]] = {
     },
 }
 EXPLAINER_DAG_ID = "mlp_model_explainer"
+# The example DAG file holding the training DAGs and the explainer.
+DAGS_FILE = "mlp_model_explainers"
 # What the explainer adds to the model's environment: eli5's permutation importances (its
 # dependencies are small and pure Python); the surrogate tree is scikit-learn's own.
 EXPLAINER_PIP = ("eli5==0.16.0",)
@@ -134,16 +136,21 @@ def prepare(scale: float = 1.0, identifier: str = FEATURES_TABLE) -> dict[str, A
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     rows = max(1_000, int(DEFAULT_ROWS * scale))
     table = create_content_features(identifier, rows)
-    models = [spec["model_name"] for spec in MODEL_TYPES.values()]
     return {
         "table": table.identifier,
         "rows": rows,
         "snapshot_id": table.current_snapshot_id,
-        "runs": [
-            *({"dag_id": spec["dag_id"], "conf": {"table": table.identifier}} for spec in MODEL_TYPES.values()),
-            {"dag_id": EXPLAINER_DAG_ID, "conf": {"models": models}},
-        ],
+        "runs": demo_runs(table.identifier),
     }
+
+
+def demo_runs(identifier: str = FEATURES_TABLE) -> list[dict[str, Any]]:
+    """The DAG runs ``mlp demo`` makes, in order: the two training DAGs, then the explainer of both models."""
+    models = [spec["model_name"] for spec in MODEL_TYPES.values()]
+    return [
+        *({"dag_id": spec["dag_id"], "conf": {"table": identifier}} for spec in MODEL_TYPES.values()),
+        {"dag_id": EXPLAINER_DAG_ID, "conf": {"models": models}},
+    ]
 
 
 def _env_size(env_id: str, sizes: dict[str, int | None]) -> int | None:

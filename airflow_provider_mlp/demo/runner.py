@@ -119,8 +119,13 @@ def _print_content_performance(report: dict[str, Any]) -> None:
 class _DagStep:
     dag_id: str
     conf: dict[str, Any]
-    folder: str  # where the DAG's report task stores its JSON in the artifact store
-    show: Callable[[dict[str, Any]], None]
+    # Where the DAG's report task stores its JSON in the artifact store, and how the report shows it;
+    # None: the DAG writes no report (the model explainers are reported from the model store).
+    folder: str | None = None
+    show: Callable[[dict[str, Any]], None] | None = None
+
+
+_RUN_ID = re.compile(r"\b(manual__\d{4}-\d{2}-\d{2}T[0-9:.+-]+)")
 
 
 def _query_lookup(url: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +160,7 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
     pairs for entity resolution and 400,000 plays for content performance at 1. ``serve`` keeps
     the lookup service and the Streamlit app running at the end, until Ctrl-C.
     """
-    from airflow_provider_mlp.demo import content_performance, services
+    from airflow_provider_mlp.demo import content_performance, explainers, services
     from airflow_provider_mlp.demo.data import create_sample_table
     from airflow_provider_mlp.demo.entity_resolution import create_title_pairs
 
@@ -187,10 +192,13 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
             _print_content_performance,
         ),
     ]
-    for step in steps:
-        if not (folder / f"{step.dag_id}.py").exists():
-            print(f"mlp demo: {folder} has no {step.dag_id}.py (pass --dags-folder)", file=sys.stderr)
+    explainer_runs = [_DagStep(run["dag_id"], run["conf"]) for run in explainers.demo_runs()]
+    # The explainer DAGs live in one file; the others in a file named after the DAG.
+    for dag_file in [*(step.dag_id for step in steps), explainers.DAGS_FILE]:
+        if not (folder / f"{dag_file}.py").exists():
+            print(f"mlp demo: {folder} has no {dag_file}.py (pass --dags-folder)", file=sys.stderr)
             return 2
+    steps[2:2] = explainer_runs
     total_steps = 3 + len(steps)
 
     _step(f"[1/{total_steps}] generating data (scale {scale:g})")
@@ -201,6 +209,8 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
         f"  {PAIRS_TABLE}: {pairs:,} candidate title pairs, snapshot {pair_table.current_snapshot_id}; "
         f"ground truth in {truth.identifier}"
     )
+    features = explainers.prepare(scale=scale)
+    _step(f"  {features['table']}: {features['rows']:,} titles' features, snapshot {features['snapshot_id']}")
     viewing = content_performance.prepare(scale=scale)
     _step(
         f"  {viewing['events_table']}: {viewing['events']:,} plays of {viewing['titles']} titles over "
@@ -212,6 +222,9 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env["MLP_HOME"] = str(s.home)
+    # The model store the explainer DAGs publish to, and this process reads the report from.
+    bentoml_home = os.environ.setdefault("BENTOML_HOME", str(s.home / "bentoml"))
+    env["BENTOML_HOME"] = bentoml_home
     _step(f"[2/{total_steps}] airflow metadata database (SQLite) in AIRFLOW_HOME={env['AIRFLOW_HOME']}")
     migrated = _airflow(["db", "migrate"], env)
     if migrated.returncode != 0:
@@ -220,7 +233,7 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
         return migrated.returncode
 
     local_store = Path(urlparse(s.artifact_store).path) if s.artifact_store.startswith("file://") else None
-    runs: list[tuple[_DagStep, dict[str, Any] | None, float]] = []
+    runs: list[tuple[_DagStep, dict[str, Any] | None, str | None, float]] = []
     for number, step in enumerate(steps, start=3):
         _step(f"[{number}/{total_steps}] airflow dags test {step.dag_id}")
         dag_started = time.monotonic()
@@ -229,7 +242,9 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
             print(output[-8000:], file=sys.stderr)
             print(f"mlp demo: the {step.dag_id} run failed", file=sys.stderr)
             return 1
-        runs.append((step, _report(local_store, step.folder, label), time.monotonic() - dag_started))
+        report = _report(local_store, step.folder, label) if step.folder else None
+        found = _RUN_ID.search(output)
+        runs.append((step, report, found.group(1) if found else None, time.monotonic() - dag_started))
 
     _step(f"[{total_steps}/{total_steps}] the content-performance lookup service (bentoml serve)")
     logs = s.home / "logs"
@@ -252,12 +267,13 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
 
         print()
         print("mlp demo report")
-        for step, report, seconds in runs:
-            if report is None:
-                print(
-                    f"  {step.dag_id}: report stored under {s.artifact_store}/{step.folder}/{label}.json "
-                    f"({seconds:.0f}s)"
-                )
+        for step, report, run_id, seconds in runs:
+            if report is None or step.show is None or step.folder is None:
+                print(f"  {step.dag_id}  run {run_id or '(see the Airflow UI)'}  ({seconds:.0f}s)")
+                if step.dag_id == explainers.EXPLAINER_DAG_ID:
+                    print(f"    models in the BentoML store (BENTOML_HOME={bentoml_home}), with their environments:")
+                    for line in explainers.format_summary(explainers.summary()):
+                        print(f"      {line}")
                 continue
             print(f"  {step.dag_id}  run {report.get('run_id')}  ({seconds:.0f}s)")
             step.show(report)

@@ -1,5 +1,6 @@
-"""The main job end to end: generated tables -> `airflow dags test` of the quickstart and entity-resolution
-DAGs -> a report naming the real run ids."""
+"""The main job end to end: generated tables -> `airflow dags test` of the quickstart, entity-resolution,
+model-explainer and content-performance DAGs -> the lookup service queried -> a report naming the real
+run ids, the models with their environments, the cache version and a served answer."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_mlp_demo_runs_the_quickstart_and_entity_resolution_dags_through_real_airflow(tmp_path: Path) -> None:
+def test_mlp_demo_runs_the_use_cases_through_real_airflow_and_queries_the_service(tmp_path: Path) -> None:
     home = tmp_path / "mlp-home"
     env = {
         **os.environ,
         "MLP_HOME": str(home),
         "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
     }
     for var in ("MLP_CATALOG_URI", "MLP_WAREHOUSE", "MLP_ARTIFACT_STORE"):
         env.pop(var, None)
@@ -44,4 +46,15 @@ def test_mlp_demo_runs_the_quickstart_and_entity_resolution_dags_through_real_ai
     assert er["precision"] >= 0.95 and er["recall"] >= 0.9, er
     assert f"run {er['run_id']}" in proc.stdout
     assert f"{er['matched']:,} matched: precision {er['precision']}" in proc.stdout
-    assert "[4/4] airflow dags test mlp_entity_resolution" in proc.stdout  # progress as it goes
+    assert "[4/9] airflow dags test mlp_entity_resolution" in proc.stdout  # progress as it goes
+
+    # Use case 2: both models and both explainers, each with its environment's id and packed size.
+    for model in ("content-gradient-boosting", "content-logistic-regression"):
+        assert f"      {model}:" in proc.stdout and f"      {model}-explainer:" in proc.stdout
+        assert f"explains {model}:" in proc.stdout
+    assert proc.stdout.count("MB packed)") == 4
+
+    # Use case 4: the version the DAG published is the one the service answered from.
+    performance = json.loads(next((home / "artifacts" / "content_performance").glob("*.json")).read_text())
+    assert f"as version {performance['version']}" in proc.stdout
+    assert f"views (cache version {performance['version']})" in proc.stdout

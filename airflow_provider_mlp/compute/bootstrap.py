@@ -104,11 +104,13 @@ def _env_python_version(env_dir: Path, python: str) -> str | None:
 
 
 def _child_environment(base: Mapping[str, str], extra_paths: Sequence[str]) -> dict[str, str]:
+    from airflow_provider_mlp.compute.executor import APPEND_PATHS_ENV
+
     env = dict(base)
     if extra_paths:
-        # Last on the path: the environment's own packages (its cloudpickle too) always win.
-        existing = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = os.pathsep.join([*([existing] if existing else []), *extra_paths])
+        # Appended by the executor itself, after the environment's site-packages: on PYTHONPATH they
+        # would come first and the runtime's numpy or cloudpickle would shadow the environment's.
+        env[APPEND_PATHS_ENV] = os.pathsep.join(extra_paths)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

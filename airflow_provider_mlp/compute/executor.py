@@ -2,8 +2,11 @@
 
 Started as a script (``<env python> executor.py PAYLOAD RESULT``), not as a module of the package:
 the environment has the user's packages, not this provider's. It needs the standard library and
-cloudpickle only (the bootstrap puts cloudpickle, and nothing else of its own, at the end of
-``sys.path``). pyarrow, pandas and polars are imported only when the function returned one of their
+cloudpickle only: the bootstrap names a folder holding cloudpickle (and, with ``runtime_packages``,
+the runtime's package folders) in ``MLP_EXECUTOR_APPEND_PATHS``, which this script appends to
+``sys.path`` before anything is imported, so the environment's own packages always come first
+(``PYTHONPATH`` would put them before the environment's site-packages). pyarrow, pandas and
+polars are imported only when the function returned one of their
 objects, which means the environment has them.
 
 The result file starts with one JSON header line (``kind``, ``format``, ...) followed by the body:
@@ -26,6 +29,15 @@ from typing import Any
 
 PAYLOAD_VERSION = 1
 START_MARK = "[mlp] user function starting"
+APPEND_PATHS_ENV = "MLP_EXECUTOR_APPEND_PATHS"
+
+
+def append_paths() -> None:
+    """Put the folders the bootstrap named after everything of the environment's own."""
+    extra = os.environ.pop(APPEND_PATHS_ENV, "")
+    for entry in extra.split(os.pathsep):
+        if entry and entry not in sys.path:
+            sys.path.append(entry)
 
 
 def _is_arrow_table(value: Any) -> bool:
@@ -150,4 +162,5 @@ def _exit_now(code: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         raise SystemExit("usage: executor.py PAYLOAD RESULT")
+    append_paths()
     _exit_now(run(sys.argv[1], sys.argv[2]))

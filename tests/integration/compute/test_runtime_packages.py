@@ -1,6 +1,7 @@
 """``runtime_packages=True``: a task in a packed environment of its own (toolz, which the runtime
-lacks) reads a real Iceberg table with the provider's Fast Data reader from the runtime's packages;
-without the flag the environment sees none of them."""
+lacks, and packaging at another version than the runtime's) reads a real Iceberg table with the
+provider's Fast Data reader from the runtime's packages, while its own packages win; without the
+flag the environment sees none of them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.support.airflow_runs import TaskInstanceStub
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TABLE = "demo.runtime_packages"
+ENV_PACKAGING = "24.1"
 
 
 def _run(op: MlpPodOperator) -> Any:
@@ -30,19 +32,24 @@ def _run(op: MlpPodOperator) -> Any:
 def count_with_toolz(table: str) -> dict[str, Any]:
     import sys
 
+    import packaging
     import toolz
 
     from airflow_provider_mlp.fastdata import Table
 
     arrow = Table(table).read(columns=["user_id"]).to_arrow()
     users = list(toolz.unique(arrow["user_id"].to_pylist()))
-    return {"rows": arrow.num_rows, "users": len(users), "prefix": sys.prefix}
+    return {"rows": arrow.num_rows, "users": len(users), "prefix": sys.prefix, "packaging": packaging.__version__}
 
 
 @pytest.fixture
 def toolz_env(mlp_home: Path) -> str:
     assert importlib.util.find_spec("toolz") is None, "the test needs a package the runtime lacks"
-    return build(EnvSpec(python=running_python(), pip=["toolz==1.0.0"])).id
+    import packaging
+
+    # packaging at another version than the runtime's: the environment's own must win.
+    assert packaging.__version__ != ENV_PACKAGING
+    return build(EnvSpec(python=running_python(), pip=["toolz==1.0.0", f"packaging=={ENV_PACKAGING}"])).id
 
 
 def test_a_packed_environment_reads_fast_data_through_the_runtimes_packages(mlp_home: Path, toolz_env: str) -> None:
@@ -60,6 +67,7 @@ def test_a_packed_environment_reads_fast_data_through_the_runtimes_packages(mlp_
     assert result["rows"] == 500
     assert result["users"] == len(set(expected["user_id"].to_pylist()))
     assert toolz_env in result["prefix"]  # the environment's interpreter, not the runtime's
+    assert result["packaging"] == ENV_PACKAGING  # its own packages come before the runtime's
 
     # Without the flag the environment sees none of the runtime's packages.
     op = MlpPodOperator(

@@ -174,8 +174,11 @@ def create_viewing_events(
 ) -> tuple[Table, Table]:
     """Create the events table (partitioned by day) and the titles table at ``scale``; idempotent.
 
-    A second call with the same arguments finds both loads committed and changes nothing.
+    A second call with the same arguments finds both loads committed and changes nothing; other
+    arguments (another scale) replace what the tables held.
     """
+    from pyiceberg.expressions import AlwaysTrue
+
     from airflow_provider_mlp.fastdata import Table
 
     events, title_count = sizes(scale)
@@ -192,7 +195,7 @@ def create_viewing_events(
             table.stage(rows.slice(start, 500_000), shard_id=index, run_id=load_id, row_group_rows=row_group_rows)
             for index, start in enumerate(range(0, max(1, rows.num_rows), 500_000))
         ]
-        table.commit(staged, run_id=load_id)
+        table.overwrite(staged, AlwaysTrue(), run_id=load_id, idempotency_key=load_id)
         created.append(table.refresh())
     return created[0], created[1]
 

@@ -41,7 +41,7 @@ def create_sample_table(
     """Create namespace and table partitioned by ``event_type`` and filled with ``rows`` events; idempotent.
 
     A second call finds the table and its data committed (the load is one exactly-once run) and
-    returns it unchanged.
+    returns it unchanged; another ``rows`` replaces what it held.
     """
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.transforms import IdentityTransform
@@ -75,5 +75,7 @@ def create_sample_table(
     table = Table(identifier, catalog=resolved)
     run_id = f"sample-{rows}"
     staged = table.stage(data, shard_id=0, run_id=run_id)
-    table.commit([staged], run_id=run_id)
+    from pyiceberg.expressions import AlwaysTrue
+
+    table.overwrite([staged], AlwaysTrue(), run_id=run_id, idempotency_key=run_id)
     return table.refresh()

@@ -114,14 +114,17 @@ def create_content_features(
     row_group_rows: int | None = None,
     catalog: Any = None,
 ) -> Table:
-    """Create ``identifier`` filled with ``content_features(rows, seed)``; a second call adds nothing."""
+    """Fill ``identifier`` with ``content_features(rows, seed)``; a second call adds nothing, other
+    ``rows`` or ``seed`` replace what it held."""
+    from pyiceberg.expressions import AlwaysTrue
+
     from airflow_provider_mlp.fastdata.table import Table
 
     data = content_features(rows, seed)
     table = Table.create(identifier, data.schema, catalog=catalog, exist_ok=True)
     run_id = f"content-features-{rows}-{seed}"
     staged = table.stage(data, shard_id=0, run_id=run_id, row_group_rows=row_group_rows)
-    table.commit([staged], run_id=run_id)
+    table.overwrite([staged], AlwaysTrue(), run_id=run_id, idempotency_key=run_id)
     return table.refresh()
 
 

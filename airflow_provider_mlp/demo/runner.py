@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from airflow_provider_mlp.config import settings
+from airflow_provider_mlp.demo import services
 
 QUICKSTART_DAG_ID = "mlp_quickstart"
 ENTITY_RESOLUTION_DAG_ID = "mlp_entity_resolution"
@@ -129,16 +130,25 @@ _RUN_ID = re.compile(r"\b(manual__\d{4}-\d{2}-\d{2}T[0-9:.+-]+)")
 
 
 def _query_lookup(url: str, params: dict[str, Any]) -> dict[str, Any]:
+    import urllib.error
     import urllib.request
 
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get("MLP_SERVING_TOKEN", "")
+    if token:  # the service inherits this environment, so it asks for the same token
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        f"{url}/v1/lookup",
-        data=json.dumps({"params": params}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        f"{url}/v1/lookup", data=json.dumps({"params": params}).encode(), headers=headers, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer: dict[str, Any] = json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise services.ServiceStartError(
+            f"POST {url}/v1/lookup answered {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise services.ServiceStartError(f"POST {url}/v1/lookup failed: {exc}") from None
     return answer
 
 
@@ -160,7 +170,7 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
     pairs for entity resolution and 400,000 plays for content performance at 1. ``serve`` keeps
     the lookup service and the Streamlit app running at the end, until Ctrl-C.
     """
-    from airflow_provider_mlp.demo import content_performance, explainers, services
+    from airflow_provider_mlp.demo import content_performance, explainers
     from airflow_provider_mlp.demo.data import create_sample_table
     from airflow_provider_mlp.demo.entity_resolution import create_title_pairs
 
@@ -300,7 +310,7 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
                 pass
         return 0
     except services.ServiceStartError as exc:
-        print(f"mlp demo: {exc}", file=sys.stderr)
+        print(f"mlp demo: {exc}\nservice log: {service.log_path}", file=sys.stderr)
         return 1
     finally:
         if app is not None:

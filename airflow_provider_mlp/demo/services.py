@@ -64,7 +64,9 @@ class BackgroundService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServiceStartError(f"{self.name} exited ({self.process.returncode}):\n{self.log()[-4000:]}")
+                code = self.process.returncode
+                self.stop()  # whatever it started may still run
+                raise ServiceStartError(f"{self.name} exited ({code}):\n{self.log()[-4000:]}")
             try:
                 with urllib.request.urlopen(self.health_url, timeout=2) as response:
                     if response.status == 200:
@@ -82,21 +84,41 @@ class BackgroundService:
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        # The whole group: bentoml serve and streamlit start workers of their own.
-        os.killpg(process.pid, signal.SIGTERM)
+        # The whole group, even when its leader is gone: bentoml serve and streamlit start workers
+        # of their own, which can outlive it.
+        _signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=timeout)
+            pass
+        deadline = time.monotonic() + timeout
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
 
     def __enter__(self) -> BackgroundService:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass  # nothing of the group is left
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def lookup_service(env: Mapping[str, str], log_path: Path, port: int | None = None) -> BackgroundService:

@@ -294,8 +294,8 @@ def read_rows(opened: OpenFile, first: int, last: int) -> pa.Table:
         if deleted is not None:
             frame = frame.drop(ROW_POSITION)
         table = frame.collect().to_arrow(compat_level=pl.CompatLevel.oldest())
-    except Exception as exc:  # anything polars refuses is decoded by Arrow instead
+        if opened.pyarrow_filter is not None and opened.polars_filter is None and table.num_rows:
+            table = table.filter(opened.pyarrow_filter)
+    except Exception as exc:  # anything polars refuses (or Arrow refuses of its output) is decoded by Arrow instead
         raise PolarsDecodeError(str(exc)) from exc
-    if opened.pyarrow_filter is not None and opened.polars_filter is None and table.num_rows:
-        table = table.filter(opened.pyarrow_filter)
     return table

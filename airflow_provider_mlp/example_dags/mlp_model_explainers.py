@@ -222,10 +222,14 @@ def mlp_model_explainer() -> None:
     def upstream_models(
         params: dict[str, Any] | None = None, run_id: str | None = None, triggering_asset_events: Any = None
     ) -> list[dict[str, Any]]:
+        from pathlib import Path
+
         from airflow_provider_mlp.fastdata import Table
+        from airflow_provider_mlp.hooks.object_store import ObjectStoreHook
         from airflow_provider_mlp.serving.models import find_model
 
         params = params or {}
+        store = ObjectStoreHook()
         # The latest event per model: a run the scheduler made for several events explains each model once.
         events: dict[str, dict[str, Any]] = {}
         for asset_events in dict(triggering_asset_events or {}).values():
@@ -253,12 +257,16 @@ def mlp_model_explainer() -> None:
             table = labels["table"]
             snapshot_id = dict(stored.metadata.get("inputs") or {}).get(table)
             features = labels["features"].split(",")
+            # The model store is this worker's disk: a pod reaches the pickle through the artifact store.
+            model_uri = f"{store.url}/explainers/{run_id}/{stored.tag.replace(':', '-')}.pkl"
+            store.fs.makedirs(model_uri.rsplit("/", 1)[0], exist_ok=True)
+            store.fs.pipe(model_uri, Path(stored.path).read_bytes())
             upstream.append(
                 {
                     "tag": stored.tag,
                     "model_type": model_type,
                     "env_id": env_id,
-                    "path": stored.path,
+                    "model_uri": model_uri,
                     "features": features,
                     "label": labels["label"],
                     # The very rows the model was trained on: its input snapshot, not the table's latest.
@@ -291,12 +299,15 @@ def mlp_model_explainer() -> None:
         import cloudpickle
         import eli5
         import numpy as np
+        import pyarrow.fs as pafs
         from eli5.sklearn import PermutationImportance
         from sklearn.tree import DecisionTreeClassifier, export_text
 
         started = time.perf_counter()
-        with open(model["path"], "rb") as handle:
-            fitted = cloudpickle.load(handle)
+        uri = str(model["model_uri"])
+        filesystem, inner = pafs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(inner) as handle:
+            fitted = cloudpickle.loads(handle.read())
         features, label = list(model["features"]), str(model["label"])
         data = read_columns(model["shards"], [*features, label])
         x = np.column_stack([data[name].to_numpy().astype(np.float64) for name in features])

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlp.errors import MlpError
+from airflow_provider_mlp.serving.models import UnknownFeaturesError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -51,11 +51,8 @@ FEATURE_NAMES = (
 )
 
 
-class UnknownMediaError(MlpError, KeyError):
-    """No metadata for the media id; the message names it and the table."""
-
-    def __str__(self) -> str:  # KeyError's str() would quote the message
-        return str(self.args[0]) if self.args else "unknown media id"
+class UnknownMediaError(UnknownFeaturesError):
+    """No metadata for the media id; the message names it and the table (the service answers 404)."""
 
 
 def media_id(index: int) -> str:

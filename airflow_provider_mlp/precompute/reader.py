@@ -191,13 +191,19 @@ class CacheReader:
     async def aget_many(self, keys: Iterable[Any]) -> dict[Any, dict[str, Any]]:
         """:meth:`get_many` without blocking the event loop: the same reads, versions and errors, sent
         through pipelined asyncio connections; the pointer is resolved off the loop when its TTL runs out."""
+        rows, _ = await self.aget_many_with_version(keys)
+        return rows
+
+    async def aget_many_with_version(self, keys: Iterable[Any]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
+        """:meth:`aget_many` and the metadata of the version the rows were read from (a second lookup of
+        the version could name a newer one, switched to in between)."""
         wanted = [_hashable(k) for k in keys]
-        if not wanted:
-            return {}
         for attempt in range(2):
             version = await self._acurrent()
+            if not wanted:
+                return {}, version.meta
             try:
-                return await self._arun(self._read(version, wanted))
+                return await self._arun(self._read(version, wanted)), version.meta
             except MissingVersionError:
                 if attempt:
                     raise

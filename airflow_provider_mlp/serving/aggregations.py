@@ -26,7 +26,13 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from airflow_provider_mlp.errors import ConfigurationError
+from airflow_provider_mlp.errors import ConfigurationError, MlpError
+
+
+class CachedDataError(MlpError, RuntimeError):
+    """The cached rows are not what the aggregation reads (a torn or foreign cube): the service's
+    failure, answered 503, never the request's."""
+
 
 ALL = "*"
 MEMBERS_QUERY = "members"
@@ -132,20 +138,23 @@ class SeriesCube:
             raise ValueError(f"params.end ({end}) is before params.start ({start})")
         totals: dict[str, list[float]] = {}
         first: dt.date | None = None
-        for row in rows.values():
-            row_first = dt.date.fromisoformat(str(row["first_day"]))
+        for key, row in rows.items():
+            try:
+                row_first = dt.date.fromisoformat(str(row["first_day"]))
+                series_of = {measure: list(row[measure]) for measure in self.measures}
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CachedDataError(f"cached row {key!r} is not a cube row ({type(exc).__name__}: {exc})") from None
             if first is None:
                 first = row_first
             elif row_first != first:
-                raise ValueError(f"cached rows start on different days ({first} and {row_first}): a torn cube")
-            for measure in self.measures:
-                series = row[measure]
+                raise CachedDataError(f"cached rows start on different days ({first} and {row_first}): a torn cube")
+            for measure, series in series_of.items():
                 total = totals.get(measure)
                 if total is None:
-                    totals[measure] = list(series)
+                    totals[measure] = series
                     continue
                 if len(total) != len(series):
-                    raise ValueError(f"cached series of {measure!r} differ in length: a torn cube")
+                    raise CachedDataError(f"cached series of {measure!r} differ in length at key {key!r}: a torn cube")
                 totals[measure] = list(map(operator.add, total, series))
         if first is None:
             return {"dates": [], **{m: [] for m in self.measures}, "slices": 0}

@@ -16,6 +16,7 @@ Endpoints: ``POST /v1/predict``, ``POST /v1/lookup``, ``POST /v1/jobs``, ``GET /
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -78,6 +79,15 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+@functools.cache
+def _lookup_keys() -> Any:
+    from pydantic import TypeAdapter
+
+    from airflow_provider_mlp.serving.schemas import Key
+
+    return TypeAdapter(list[Key])
 
 
 def _key_of(key: Any) -> Any:
@@ -312,7 +322,9 @@ class Dispatcher:
         return 200, _dumps(body), [*_JSON, (b"x-mlp-source", source.encode())]
 
     async def lookup(self, scope: dict[str, Any], receive: Receive) -> tuple[int, bytes, Any]:
-        from airflow_provider_mlp.serving.schemas import LookupRequest
+        from pydantic import ValidationError
+
+        from airflow_provider_mlp.serving.schemas import MAX_LOOKUP_KEYS, LookupRequest
 
         rt = self._rt()
         req = await self._parse(scope, receive, LookupRequest)
@@ -324,6 +336,14 @@ class Dispatcher:
                 req.keys = list(aggregation.keys(req.params or {}))
             except (ValueError, TypeError, KeyError) as exc:
                 raise HttpError(422, f"field 'params': {exc}") from None
+            if len(req.keys) > MAX_LOOKUP_KEYS:
+                raise HttpError(
+                    422, f"field 'params': they select {len(req.keys)} cache keys; at most {MAX_LOOKUP_KEYS} are read"
+                )
+            try:  # what an aggregation derives must be keys a client could have sent
+                req.keys = _lookup_keys().validate_python(req.keys)
+            except ValidationError as exc:
+                raise HttpError(422, f"field 'params': they give keys that are not cache keys: {exc}") from None
         if not rt.cache_usable():
             rt.metrics.cache_lookup("lookup", "error")
             raise HttpError(
@@ -332,8 +352,12 @@ class Dispatcher:
                 "lookups need it, retry shortly",
             )
         keys = [_key_of(k) for k in req.keys]
+        version: dict[str, Any] = {}
         try:
-            rows = await rt.lookup_reader.aget_many(keys)
+            if aggregation is not None:
+                rows, version = await rt.lookup_reader.aget_many_with_version(keys)
+            else:
+                rows = await rt.lookup_reader.aget_many(keys)
         except CacheInputError as exc:
             raise HttpError(422, f"field 'keys': {exc}") from None
         except CacheError as exc:
@@ -343,11 +367,14 @@ class Dispatcher:
         rt.metrics.cache_lookup("lookup", "hit" if rows else "miss")
         missing = [k for k in req.keys if _key_of(k) not in rows]
         if aggregation is not None:
+            from airflow_provider_mlp.serving.aggregations import CachedDataError
+
             try:
                 result = to_jsonable(aggregation.aggregate(rows, req.params or {}))
+            except CachedDataError as exc:
+                raise HttpError(503, f"precompute cache holds rows the lookup cannot read: {exc}") from None
             except (ValueError, TypeError, KeyError) as exc:
                 raise HttpError(422, f"field 'params': the lookup aggregation rejected them: {exc}") from None
-            version = await rt.lookup_reader.aversion()
             body = {"result": result, "missing": missing, "model": rt.tag, "version": _version_of(version)}
             return 200, _dumps(body), None
         finalize = rt.model.finalize() if rt.model is not None else None
@@ -405,10 +432,15 @@ class Dispatcher:
         return 202, _dumps(body), [*_JSON, (b"location", location)]
 
     async def _validate(self, rt: Runtime, features: dict[str, Any]) -> None:
+        from airflow_provider_mlp.errors import MlpError
+        from airflow_provider_mlp.serving.models import UnknownFeaturesError
+
         try:
             await asyncio.to_thread(self._model(rt).validate, features)
-        except LookupError as exc:  # e.g. an id the model has no data for
+        except UnknownFeaturesError as exc:  # e.g. an id the model has no data for
             raise HttpError(404, f"field 'features': {exc}") from None
+        except MlpError as exc:  # the model's own data failed it (a dropped table, an expired snapshot)
+            raise HttpError(503, f"the model could not check the features: {exc}") from None
         except (ValueError, TypeError) as exc:
             raise HttpError(422, f"field 'features': the model rejected them: {exc}") from None
 

@@ -35,6 +35,14 @@ class ModelLoadError(MlpError, LookupError):
     """The model tag is not in the store, or its directory is not a model this package saved."""
 
 
+class UnknownFeaturesError(MlpError, KeyError):
+    """What a model's ``validate(features)`` raises for features it has no data for (e.g. an unknown id):
+    the service answers 404. Any other error of the model's is its own failure, not the request's."""
+
+    def __str__(self) -> str:  # KeyError's str() would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def check_model_name(name: str) -> str:
     """A BentoML model name (lowercase letters, digits, ``.``, ``_``, ``-``), or a ConfigurationError."""
     if not isinstance(name, str) or not _NAME.match(name):

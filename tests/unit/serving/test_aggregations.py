@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_mlp.errors import ConfigurationError
-from airflow_provider_mlp.serving.aggregations import ALL, SeriesCube, load_lookup_aggregation
+from airflow_provider_mlp.serving.aggregations import ALL, CachedDataError, SeriesCube, load_lookup_aggregation
 
 CUBE = SeriesCube(("title", "country"), ("views", "seconds"), max_slices=6)
 
@@ -74,10 +74,13 @@ def test_bad_dates_are_value_errors(params: dict[str, object], message: str) -> 
 
 def test_rows_of_different_versions_are_refused_not_summed() -> None:
     torn = {("a", "US"): _row([1, 2], [1, 2]), ("b", "US"): _row([1, 2], [1, 2], first_day="2026-01-02")}
-    with pytest.raises(ValueError, match="torn cube"):
+    with pytest.raises(CachedDataError, match="torn cube"):
         CUBE.aggregate(torn, {})
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(CachedDataError, match="differ in length at key"):
         CUBE.aggregate({("a", "US"): _row([1, 2], [1, 2]), ("b", "US"): _row([1], [1])}, {})
+    # Rows that are no cube rows at all are the cache's fault too, named by their key.
+    with pytest.raises(CachedDataError, match=r"cached row \('a', 'US'\) is not a cube row"):
+        CUBE.aggregate({("a", "US"): {"views": [1]}}, {})
 
 
 class CountingAggregation:

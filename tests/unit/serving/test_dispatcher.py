@@ -65,6 +65,9 @@ class FakeReader:
         self.asked.append(list(keys))
         return {k: self.rows[k] for k in keys if k in self.rows}
 
+    async def aget_many_with_version(self, keys: list[Any]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
+        return await self.aget_many(keys), await self.aversion()
+
     async def aversion(self) -> dict[str, Any]:
         return {
             "tag": "3.ab12",
@@ -147,6 +150,29 @@ def test_lookup_params_the_aggregation_rejects_are_a_422_naming_params() -> None
     assert status == 422 and body["error"].startswith("field 'params': ") and "'genre'" in body["error"], body
     status, body = _post(_lookup_only(FakeReader({})), "/v1/lookup", {"params": {"start": "soon"}})
     assert status == 422 and "the lookup aggregation rejected them" in body["error"], body
+
+
+class _KeysOf:
+    """An aggregation whose keys are whatever it was given."""
+
+    def __init__(self, keys: list[Any]) -> None:
+        self.given = keys
+
+    def keys(self, params: dict[str, Any]) -> list[Any]:
+        return self.given
+
+    def aggregate(self, rows: dict[Any, Any], params: dict[str, Any]) -> Any:
+        return len(rows)
+
+
+def test_keys_an_aggregation_derives_are_checked_like_a_clients() -> None:
+    dispatcher = _lookup_only(FakeReader({}))
+    dispatcher.runtime.lookup_aggregation = _KeysOf(list(range(1001)))  # type: ignore[union-attr]
+    status, body = _post(dispatcher, "/v1/lookup", {"params": {}})
+    assert status == 422 and "they select 1001 cache keys; at most 1000" in body["error"], body
+    dispatcher.runtime.lookup_aggregation = _KeysOf([{"not": "a key"}])  # type: ignore[union-attr]
+    status, body = _post(dispatcher, "/v1/lookup", {"params": {}})
+    assert status == 422 and body["error"].startswith("field 'params': they give keys that are not cache keys"), body
 
 
 def test_lookup_without_keys_needs_an_aggregation() -> None:
@@ -260,3 +286,17 @@ def test_a_miss_is_checked_by_the_model_before_it_is_queued() -> None:
     status, _, body = _post_job(dispatcher, {"features": {"title": "x"}})
     assert status == 422 and "the model rejected them: features must be" in body["error"]
     assert len(queue.submitted) == 1 and jobs.counts == {"accepted": 1}
+
+
+def test_a_model_whose_own_data_fails_its_check_answers_503_not_a_client_error() -> None:
+    from airflow_provider_mlp.fastdata.errors import FastDataError
+
+    dispatcher, queue, _ = _jobs_dispatcher({})
+
+    def broken(features: dict[str, Any]) -> None:
+        raise FastDataError("table media.metadata: snapshot 7 has expired")
+
+    dispatcher.runtime.model.validate = broken  # type: ignore[union-attr]
+    status, _, body = _post_job(dispatcher, {"features": {"media_id": "m000001"}})
+    assert status == 503 and "snapshot 7 has expired" in body["error"], body
+    assert queue.submitted == []

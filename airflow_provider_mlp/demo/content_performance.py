@@ -177,27 +177,16 @@ def create_viewing_events(
     A second call with the same arguments finds both loads committed and changes nothing; other
     arguments (another scale) replace what the tables held.
     """
-    from pyiceberg.expressions import AlwaysTrue
-
-    from airflow_provider_mlp.fastdata import Table
+    from airflow_provider_mlp.demo.data import load_generated
 
     events, title_count = sizes(scale)
     titles = titles_table(title_count, seed, first_day, days)
     data = viewing_events(events, titles, seed=seed, first_day=first_day, days=days)
     load_id = f"viewing-events-{events}-{title_count}-{seed}-{first_day.isoformat()}-{days}"
-    created = []
-    for name, rows, partition_by in (
-        (identifier, data, ["day(event_date)"]),
-        (titles_identifier, titles, None),
-    ):
-        table = Table.create(name, rows.schema, catalog=catalog, partition_by=partition_by, exist_ok=True)
-        staged = [
-            table.stage(rows.slice(start, 500_000), shard_id=index, run_id=load_id, row_group_rows=row_group_rows)
-            for index, start in enumerate(range(0, max(1, rows.num_rows), 500_000))
-        ]
-        table.overwrite(staged, AlwaysTrue(), run_id=load_id, idempotency_key=load_id)
-        created.append(table.refresh())
-    return created[0], created[1]
+    events_table = load_generated(
+        identifier, data, load_id, catalog=catalog, partition_by=["day(event_date)"], row_group_rows=row_group_rows
+    )
+    return events_table, load_generated(titles_identifier, titles, load_id, catalog=catalog)
 
 
 def prepare(scale: float = 1.0, **kwargs: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlp.fastdata.table import Table
@@ -78,4 +78,28 @@ def create_sample_table(
     from pyiceberg.expressions import AlwaysTrue
 
     table.overwrite([staged], AlwaysTrue(), run_id=run_id, idempotency_key=run_id)
+    return table.refresh()
+
+
+def load_generated(
+    identifier: str,
+    rows: pa.Table,
+    load_id: str,
+    *,
+    catalog: Catalog | Mapping[str, Any] | None = None,
+    partition_by: Sequence[str] | None = None,
+    row_group_rows: int | None = None,
+    file_rows: int = 500_000,
+) -> Table:
+    """Fill ``identifier`` (created if missing) with generated ``rows``, replacing what it held, in one
+    snapshot committed once per ``load_id``: a repeated load commits nothing, another one replaces it.
+    Files of at most ``file_rows`` rows keep the writes bounded."""
+    from pyiceberg.expressions import AlwaysTrue
+
+    table = Table.create(identifier, rows.schema, catalog=catalog, partition_by=partition_by, exist_ok=True)
+    staged = [
+        table.stage(rows.slice(start, file_rows), shard_id=index, run_id=load_id, row_group_rows=row_group_rows)
+        for index, start in enumerate(range(0, max(1, rows.num_rows), file_rows))
+    ]
+    table.overwrite(staged, AlwaysTrue(), run_id=load_id, idempotency_key=load_id)
     return table.refresh()

@@ -379,22 +379,15 @@ def create_title_pairs(
     A second call with the same arguments finds both loads committed and changes nothing; other
     arguments (another scale) replace what the tables held.
     """
-    from pyiceberg.expressions import AlwaysTrue
-
-    from airflow_provider_mlp.fastdata import Table
+    from airflow_provider_mlp.demo.data import load_generated
 
     data, truth = title_pairs(pairs, seed)
     load_id = f"title-pairs-{pairs}-{seed}"
-    created = []
-    for name, rows in ((identifier, data), (truth_identifier(identifier), truth)):
-        table = Table.create(name, rows.schema, catalog=catalog, exist_ok=True)
-        staged = [
-            table.stage(rows.slice(start, 500_000), shard_id=index, run_id=load_id, row_group_rows=row_group_rows)
-            for index, start in enumerate(range(0, max(1, rows.num_rows), 500_000))
-        ]
-        table.overwrite(staged, AlwaysTrue(), run_id=load_id, idempotency_key=load_id)
-        created.append(table.refresh())
-    return created[0], created[1]
+    pairs_table = load_generated(identifier, data, load_id, catalog=catalog, row_group_rows=row_group_rows)
+    truth_table = load_generated(
+        truth_identifier(identifier), truth, load_id, catalog=catalog, row_group_rows=row_group_rows
+    )
+    return pairs_table, truth_table
 
 
 # -- the matcher -------------------------------------------------------------------------------

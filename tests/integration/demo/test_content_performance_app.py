@@ -9,7 +9,6 @@ Needs Debian's ``chromium``; Playwright drives it through ``executable_path`` an
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,41 +29,22 @@ from airflow_provider_mlp.demo.content_performance import (
 )
 from airflow_provider_mlp.fastdata import Table
 from airflow_provider_mlp.precompute import publish
-from tests.integration.example_dags.test_example_dags_airflow import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import artifact_dir, chromium_page
 from tests.support.memcached import running_memcached
 from tests.support.serving import ServingProcess
 from tests.support.streamlit import StreamlitProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-UI_TIMEOUT_MS = 60_000
-
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: this test drives Debian's Chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            user_data_dir=str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            context.set_default_timeout(UI_TIMEOUT_MS)
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
+    with chromium_page(tmp_path / "chromium-profile") as browser_page:
+        yield browser_page
 
 
 def _artifact_dir(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("MLP_TEST_ARTIFACTS") or tmp_path) / "content-performance"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_dir(tmp_path, "content-performance")
 
 
 def test_changing_the_slices_changes_the_chart_and_numbers(

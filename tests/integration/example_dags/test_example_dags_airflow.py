@@ -13,7 +13,6 @@ through ``executable_path`` and never downloads a browser.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,10 @@ import pytest
 
 from airflow_provider_mlp.demo.runner import example_dags_folder
 from tests.support.airflow_cluster import AirflowCluster
+from tests.support.browser import artifact_dir, chromium_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-# Headless and quiet: no GPU, no QUIC, no first-run pages, no calls home (the test reaches only 127.0.0.1).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-UI_TIMEOUT_MS = 60_000
 PARTITION_DAGS = ["mlp_etl_daily_orders", "mlp_train_demand", "mlp_precompute_demand"]
 
 
@@ -51,34 +38,12 @@ def airflow(start_airflow: Any, tmp_path_factory: pytest.TempPathFactory) -> Air
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Any]:
-    """A page of a headless Chromium with a fresh profile (``--user-data-dir``), closed after the test."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} not found: this test drives Debian's Chromium "
-            "(apt-get install -y --no-install-recommends chromium)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            user_data_dir=str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            context.set_default_timeout(UI_TIMEOUT_MS)
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
+    with chromium_page(tmp_path / "chromium-profile") as browser_page:
+        yield browser_page
 
 
 def _artifact_dir(tmp_path: Path) -> Path:
-    """Where screenshots go: ``$MLP_TEST_ARTIFACTS`` (CI collects it) or the test's tmp dir."""
-    folder = Path(os.environ.get("MLP_TEST_ARTIFACTS") or tmp_path) / "trigger-form"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_dir(tmp_path, "trigger-form")
 
 
 def test_trigger_form_runs_the_dag_with_typed_conf(

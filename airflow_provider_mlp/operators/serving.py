@@ -57,6 +57,8 @@ class PublishModelOperator(BaseOperator):
     :param asset_alias: name of an ``AssetAlias`` the ``mlp://model/<name>`` event is emitted through (for a
         templated ``model_name``).
     :param iceberg_conn_id: ``iceberg`` connection used to resolve snapshot ids; ``None``: the embedded catalog.
+    :param mlp_object_store_conn_id: ``mlp_object_store`` connection whose credentials read a training
+        result kept in the artifact store (``None``: the default connection, or the environment's).
     """
 
     template_fields: Sequence[str] = ("model_name", "model", "model_path", "env_id", "metrics", "inputs", "labels")
@@ -74,6 +76,7 @@ class PublishModelOperator(BaseOperator):
         labels: Mapping[str, Any] | None = None,
         asset_alias: str | None = None,
         iceberg_conn_id: str | None = None,
+        mlp_object_store_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs:
@@ -92,6 +95,7 @@ class PublishModelOperator(BaseOperator):
         self.labels = labels
         self.asset_alias = asset_alias
         self.iceberg_conn_id = iceberg_conn_id
+        self.mlp_object_store_conn_id = mlp_object_store_conn_id
 
     def _model(self) -> tuple[Any, Mapping[str, Any]]:
         """The model to save and, for a training result, the result's other fields."""
@@ -113,7 +117,11 @@ class PublishModelOperator(BaseOperator):
         from airflow_provider_mlp.serving.models import PickledModel
 
         if isinstance(value, Mapping) and value.get("kind") == RESULT_KIND:
-            value = load_result(value)
+            from airflow_provider_mlp.hooks.object_store import ObjectStoreHook
+
+            # The store's credentials, as @task.mlp used them to write the result.
+            hook = ObjectStoreHook(mlp_object_store_conn_id=self.mlp_object_store_conn_id)
+            value = load_result(value, hook.storage_options_for(str(value.get("uri", ""))))
         if isinstance(value, bytes | bytearray):
             return PickledModel(bytes(value)), {}
         if isinstance(value, Mapping) and not callable(getattr(value, "predict", None)):

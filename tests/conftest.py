@@ -34,17 +34,11 @@ def mlp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """A real S3-protocol server (moto, server mode) on 127.0.0.1, one per test session."""
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # session-scoped: the function-scoped monkeypatch cannot
+        for key, value in CREDENTIALS.items():
+            patch.setenv(key, value)
         with running_s3_server() as server:
             yield server
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -34,9 +34,8 @@ def _orders_schema() -> Any:
 @pytest.fixture(scope="module")
 def events_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("events-mlp-home")
-    saved = os.environ.get("MLP_HOME")
-    os.environ["MLP_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: the function-scoped monkeypatch cannot
+        patch.setenv("MLP_HOME", str(home))
         from airflow_provider_mlp.fastdata.catalog import default_catalog
 
         catalog = default_catalog()
@@ -44,11 +43,6 @@ def events_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # No snapshot yet: the watcher's first event is the first commit, not a table that already existed.
         catalog.create_table("events.orders", schema=_orders_schema())
         yield home
-    finally:
-        if saved is None:
-            os.environ.pop("MLP_HOME", None)
-        else:
-            os.environ["MLP_HOME"] = saved
 
 
 @pytest.fixture(scope="module")

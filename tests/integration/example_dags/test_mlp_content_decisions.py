@@ -9,7 +9,6 @@ key), once per day.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -34,16 +33,10 @@ TITLES = 120
 @pytest.fixture(scope="module")
 def content_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("content-mlp-home")
-    saved = os.environ.get("MLP_HOME")
-    os.environ["MLP_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: the function-scoped monkeypatch cannot
+        patch.setenv("MLP_HOME", str(home))
         content.backfill_history(DAY, titles=TITLES)
         yield home
-    finally:
-        if saved is None:
-            os.environ.pop("MLP_HOME", None)
-        else:
-            os.environ["MLP_HOME"] = saved
 
 
 @pytest.fixture(scope="module")

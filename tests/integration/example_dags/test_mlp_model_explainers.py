@@ -64,19 +64,13 @@ def explainer_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "BENTOML_HOME": str(home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
     }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: the function-scoped monkeypatch cannot
+        for key, value in env.items():
+            patch.setenv(key, value)
         from airflow_provider_mlp.demo.explainers import create_content_features
 
         create_content_features(rows=ROWS)
         yield env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

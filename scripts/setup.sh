@@ -52,8 +52,11 @@ stamp="$VENV/.mlp-install-stamp"
 want=$(cat pyproject.toml constraints.txt setup.py native/* 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing airflow-provider-mlp[dev] (editable) with pinned dependencies"
+  # --compile-bytecode, as pip does by default: uv leaves it out, and then a process that may not
+  # write bytecode (PYTHONDONTWRITEBYTECODE, a read-only site-packages) compiles every module it
+  # imports, each time it starts (194 modules for polars alone, in each mapped task's process).
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$VENV/bin/uv" pip install --python "$VENV/bin/python" --quiet \
-    -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
+    --compile-bytecode -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
   # The editable install builds the C extension once; rebuild it in place so that native/
   # edits are picked up by the same command.
   "$VENV/bin/python" setup.py --quiet build_ext --inplace

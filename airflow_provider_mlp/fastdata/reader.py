@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -558,6 +558,14 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -
 
     With ``whole_file``, a read of everything fetches each remote file whole with its footer; a
     streaming read passes False, since that would hold every file in memory before the first batch."""
+    pool, open_part = _part_opener(plan, parts, whole_file)
+    return list(pool.map(open_part, parts))
+
+
+def _part_opener(
+    plan: ReadPlan, parts: Sequence[Part], whole_file: bool
+) -> tuple[Executor, Callable[[Part], tuple[OpenFile, list[int]]]]:
+    """The pool to open ``parts`` in, and the function opening one (footer, deletes, pruned row groups)."""
     from pyiceberg.expressions import AlwaysTrue
 
     from airflow_provider_mlp.fastdata.fetch import io_pool
@@ -571,20 +579,17 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -
     # A read of every column of every row group, without a filter, needs each file whole.
     reads_all_columns = plan.projected_field_ids >= set(plan.metadata.schema().field_ids)
     everything = whole_file and plan.bound_row_filter == AlwaysTrue() and reads_all_columns
-    opened = list(
-        pool.map(
-            lambda part: open_file(
-                plan, part[0], deletes.get(part[0].file.file_path), whole_file=everything and part[1] is None
-            ),
-            parts,
-        )
-    )
-    pruned = [(o, prune_row_groups(o, rgs)) for o, (_, rgs) in zip(opened, parts, strict=True)]
-    for o, rgs in pruned:
-        o.pending_row_groups = len(rgs)
-        if not rgs:
-            o.remote.release_whole()
-    return pruned
+
+    def open_part(part: Part) -> tuple[OpenFile, list[int]]:
+        task, row_groups = part
+        opened = open_file(plan, task, deletes.get(task.file.file_path), whole_file=everything and row_groups is None)
+        kept = prune_row_groups(opened, row_groups)
+        opened.pending_row_groups = len(kept)
+        if not kept:
+            opened.remote.release_whole()
+        return opened, kept
+
+    return pool, open_part
 
 
 def _runs(opened: OpenFile, row_groups: Sequence[int]) -> list[list[int]]:
@@ -602,17 +607,44 @@ def _runs(opened: OpenFile, row_groups: Sequence[int]) -> list[list[int]]:
 
 
 def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
-    """Everything the parts hold, as one Arrow table (row groups decoded in parallel)."""
+    """Everything the parts hold, as one Arrow table (row groups decoded in parallel).
+
+    A file's row groups are decoded as soon as that file is open, while later files are still being
+    fetched: a remote scan's downloads and decodes overlap instead of following one another.
+    """
     import pyarrow as pa
 
-    jobs = [(o, run) for o, rgs in open_parts(plan, parts) for run in _runs(o, rgs)]
-    if len(jobs) == 1:
-        results = [read_row_groups(*jobs[0])]  # one file's run: polars or Arrow spread it over the cores
+    io, open_part = _part_opener(plan, parts, whole_file=True)
+    if len(parts) == 1:
+        opened, row_groups = open_part(parts[0])
+        runs = _runs(opened, row_groups)
+        if len(runs) == 1:
+            # One file's run: polars or Arrow spreads it over the cores.
+            return pa.Table.from_batches(read_row_groups(opened, runs[0]), schema=plan.arrow_schema())
+        opening = [_done((opened, row_groups))]
     else:
-        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), plan.decode_workers))) as pool:
-            results = list(pool.map(lambda job: read_row_groups(*job), jobs))
+        opening = [io.submit(open_part, part) for part in parts]
+    decoding: list[Future[list[pa.RecordBatch]]] = []
+    with ThreadPoolExecutor(max_workers=max(1, plan.decode_workers)) as pool:
+        try:
+            for future in opening:  # in the parts' order, so that the batches are too
+                opened, row_groups = future.result()
+                decoding.extend(pool.submit(read_row_groups, opened, run) for run in _runs(opened, row_groups))
+            results = [future.result() for future in decoding]
+        except BaseException:
+            for each in opening:
+                each.cancel()
+            for job in decoding:
+                job.cancel()
+            raise
     # Every batch already has the plan's schema, whatever file it came from.
     return pa.Table.from_batches([batch for result in results for batch in result], schema=plan.arrow_schema())
+
+
+def _done(value: tuple[OpenFile, list[int]]) -> Future[tuple[OpenFile, list[int]]]:
+    future: Future[tuple[OpenFile, list[int]]] = Future()
+    future.set_result(value)
+    return future
 
 
 def iter_batches(plan: ReadPlan, parts: Sequence[Part], batch_rows: int, prefetch: int = 2) -> Iterator[pa.RecordBatch]:

@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,21 @@ def _sample_answer_line(answer: dict[str, Any], params: dict[str, Any]) -> str:
     return f"{slices}, {params.get('start')}..{params.get('end')}: {shown} (cache version {version})"
 
 
+def _unreachable_memcached(servers: Sequence[str]) -> list[str]:
+    """``host:port (reason)`` of each configured memcached server a TCP connection cannot reach."""
+    import socket
+
+    from airflow_provider_mlp.config import parse_servers
+
+    unreachable = []
+    for host, port in parse_servers(servers, source="MLP_MEMCACHED_SERVERS"):
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError as exc:
+            unreachable.append(f"{host}:{port} ({exc.strerror or exc})")
+    return unreachable
+
+
 def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = False) -> int:
     """Generate the data, run the quickstart and use-case DAGs with `airflow dags test`, query the
     content-performance lookup service, report.
@@ -183,6 +198,15 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
     pairs = max(1_000, int(DEFAULT_PAIRS * scale))
     _step(f"MLP_HOME={s.home}")
     _step(f"catalog: {s.catalog_uri}  warehouse: {s.warehouse}  memcached: {','.join(s.memcached_servers)}")
+    unreachable = _unreachable_memcached(s.memcached_servers)
+    if unreachable:
+        # Before minutes of work, not at the publish step that needs it.
+        print(
+            f"mlp demo: memcached is not reachable at {'; '.join(unreachable)}. Start it (bash scripts/setup.sh "
+            "starts one on 127.0.0.1:11211) or point MLP_MEMCACHED_SERVERS at a running one.",
+            file=sys.stderr,
+        )
+        return 2
     folder = dags_folder or example_dags_folder()
     # `airflow dags test` picks the run id itself (manual__<time>); the DAGs store their reports
     # under this label and record the real run id in them, which is what the report names.

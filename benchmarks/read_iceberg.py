@@ -420,7 +420,7 @@ def main() -> None:
         # The streaming read's peak against the smallest peak of pyiceberg's in-memory full scan.
         rss = results[("stream", "ours")]["peak_rss_mib"] / timed["full"]["pyiceberg"]["rss"].low
     print(f"  streaming peak RSS vs pyiceberg to_arrow {rss:.2f}")
-    print(f"  s3 full scan vs pyiceberg {s3_samples.format(2) if s3_samples else 'nan'}")
+    print(f"  s3 full scan vs pyiceberg {s3_samples.format(2) if s3_samples is not None else 'nan'}")
 
     def key(case: str, other: str, which: str = "best") -> str:
         return f"{ratio(case, other, which).median:.2f}" if case in timed else "nan"

@@ -47,9 +47,9 @@ if [ ! -x "$VENV/bin/uv" ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv
 fi
 
-# Reinstall only when the declared dependencies, the pins or the C sources changed.
+# Reinstall only when the declared dependencies, the pins, the C sources or this script changed.
 stamp="$VENV/.mlp-install-stamp"
-want=$(cat pyproject.toml constraints.txt setup.py native/* 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt setup.py native/* scripts/setup.sh 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing airflow-provider-mlp[dev] (editable) with pinned dependencies"
   # --compile-bytecode, as pip does by default: uv leaves it out, and then a process that may not

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from airflow_provider_mlp.config import settings
+from airflow_provider_mlp.config import parse_servers, settings
 from airflow_provider_mlp.demo import services
 
 QUICKSTART_DAG_ID = "mlp_quickstart"
@@ -166,10 +166,9 @@ def _unreachable_memcached(servers: Sequence[str]) -> list[str]:
     """``host:port (reason)`` of each configured memcached server a TCP connection cannot reach."""
     import socket
 
-    from airflow_provider_mlp.config import parse_servers
-
     unreachable = []
-    for host, port in parse_servers(servers, source="MLP_MEMCACHED_SERVERS"):
+    # Already checked by settings(): parsed again only to split hosts from ports.
+    for host, port in parse_servers(servers, source="memcached_servers"):
         try:
             socket.create_connection((host, port), timeout=2).close()
         except OSError as exc:
@@ -203,7 +202,7 @@ def demo(dags_folder: Path | None, rows: int, scale: float = 1.0, serve: bool = 
         # Before minutes of work, not at the publish step that needs it.
         print(
             f"mlp demo: memcached is not reachable at {'; '.join(unreachable)}. Start it (bash scripts/setup.sh "
-            "starts one on 127.0.0.1:11211) or point MLP_MEMCACHED_SERVERS at a running one.",
+            "starts one on 127.0.0.1:11211) or point MLP_MEMCACHED_SERVERS ([mlp] memcached_servers) at a running one.",
             file=sys.stderr,
         )
         return 2

@@ -610,11 +610,13 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
     """Everything the parts hold, as one Arrow table (row groups decoded in parallel).
 
     A file's row groups are decoded as soon as that file is open, while later files are still being
-    fetched: a remote scan's downloads and decodes overlap instead of following one another.
+    fetched: a remote scan's downloads and decodes overlap instead of following one another. Opening
+    runs in the shared I/O pool and never waits on that pool itself (a whole file is one request,
+    fetched inline), so a full pool of opens cannot wait on work queued behind it.
     """
     import pyarrow as pa
 
-    io, open_part = _part_opener(plan, parts, whole_file=True)
+    open_pool, open_part = _part_opener(plan, parts, whole_file=True)
     if len(parts) == 1:
         opened, row_groups = open_part(parts[0])
         runs = _runs(opened, row_groups)
@@ -623,7 +625,7 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
             return pa.Table.from_batches(read_row_groups(opened, runs[0]), schema=plan.arrow_schema())
         opening = [_done((opened, row_groups))]
     else:
-        opening = [io.submit(open_part, part) for part in parts]
+        opening = [open_pool.submit(open_part, part) for part in parts]
     decoding: list[Future[list[pa.RecordBatch]]] = []
     with ThreadPoolExecutor(max_workers=max(1, plan.decode_workers)) as pool:
         try:
@@ -632,10 +634,12 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
                 decoding.extend(pool.submit(read_row_groups, opened, run) for run in _runs(opened, row_groups))
             results = [future.result() for future in decoding]
         except BaseException:
-            for each in opening:
-                each.cancel()
             for job in decoding:
                 job.cancel()
+            # Files fetched whole are let go of now (or when their fetch ends), not with the traceback.
+            for each in opening:
+                if not each.cancel():
+                    each.add_done_callback(_release_opened)
             raise
     # Every batch already has the plan's schema, whatever file it came from.
     return pa.Table.from_batches([batch for result in results for batch in result], schema=plan.arrow_schema())
@@ -645,6 +649,11 @@ def _done(value: tuple[OpenFile, list[int]]) -> Future[tuple[OpenFile, list[int]
     future: Future[tuple[OpenFile, list[int]]] = Future()
     future.set_result(value)
     return future
+
+
+def _release_opened(future: Future[tuple[OpenFile, list[int]]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result()[0].remote.release_whole()
 
 
 def iter_batches(plan: ReadPlan, parts: Sequence[Part], batch_rows: int, prefetch: int = 2) -> Iterator[pa.RecordBatch]:

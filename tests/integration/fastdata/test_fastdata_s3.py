@@ -86,6 +86,38 @@ def test_read_batches_does_not_fetch_whole_files_up_front(
     assert first.num_rows + sum(b.num_rows for b in batches) == 20_000
 
 
+def test_a_failed_full_read_lets_go_of_the_files_it_fetched_whole(
+    s3_catalog: dict[str, str], s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import s3fs
+
+    table = create_sample_table("s3demo.failing", rows=20_000, catalog=s3_catalog)
+    fs = s3fs.S3FileSystem(**s3_server.storage_options())
+    files = sorted(t.file.file_path for t in table.iceberg.scan().plan_files())
+    fs.rm(files[1])  # the second file: the first is open (and fetched whole) when the read fails
+    held: set[int] = set()
+    fetch_whole, release_whole = RemoteFile.fetch_whole, RemoteFile.release_whole
+
+    def fetching(self: RemoteFile) -> None:
+        fetch_whole(self)
+        held.add(id(self))
+
+    def releasing(self: RemoteFile) -> None:
+        held.discard(id(self))
+        release_whole(self)
+
+    monkeypatch.setattr(RemoteFile, "fetch_whole", fetching)
+    monkeypatch.setattr(RemoteFile, "release_whole", releasing)
+    with pytest.raises(DataFileError, match=files[1].removeprefix("s3://")):
+        table.read()
+    deadline = time.monotonic() + 10  # opens still running when the error surfaced release when they end
+    while held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not held
+
+
 def test_commit_checks_staged_files_through_the_tables_file_io(
     s3_catalog: dict[str, str], s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,19 +10,15 @@ import pytest
 from airflow_provider_mlp.demo.runner import demo
 
 
-def _closed_port() -> int:
-    # A port that was free a moment ago: nothing listens there.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_demo_names_an_unreachable_memcached_before_doing_any_work(
     mlp_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = _closed_port()
-    monkeypatch.setenv("MLP_MEMCACHED_SERVERS", f"127.0.0.1:{port}")
-    assert demo(None, rows=1_000) == 2
+    # A port bound but not listening: connections are refused, and no other process can take it meanwhile.
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        port = int(bound.getsockname()[1])
+        monkeypatch.setenv("MLP_MEMCACHED_SERVERS", f"127.0.0.1:{port}")
+        assert demo(None, rows=1_000) == 2
     err = capsys.readouterr().err
     assert f"memcached is not reachable at 127.0.0.1:{port}" in err
     assert "MLP_MEMCACHED_SERVERS" in err

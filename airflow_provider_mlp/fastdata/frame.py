@@ -22,12 +22,22 @@ class DataFrame:
         return self._table
 
     def to_pandas(self, *, arrow_dtypes: bool = False, **kwargs: Any) -> pd.DataFrame:
-        """NumPy-backed by default; ``arrow_dtypes=True`` keeps every column in Arrow memory (no copy)."""
+        """NumPy-backed by default; ``arrow_dtypes=True`` keeps every column in Arrow memory (no copy, but
+        for the strings of a ``string_view=True`` read, which become large strings first)."""
         if arrow_dtypes:
             import pandas as pd
 
             kwargs.setdefault("types_mapper", pd.ArrowDtype)
-        return self._table.to_pandas(**kwargs)
+        from airflow_provider_mlp.fastdata.reader import large_type, view_type
+
+        table = self._table
+        if any(large_type(f.type) != f.type and view_type(f.type) == f.type for f in table.schema):
+            # A string_view read: pyarrow converts no list or struct of views to pandas, and copies
+            # strings to Python objects anyway, so the large types cost nothing more here.
+            import pyarrow as pa
+
+            table = table.cast(pa.schema([f.with_type(large_type(f.type)) for f in table.schema]))
+        return table.to_pandas(**kwargs)
 
     def to_polars(self) -> pl.DataFrame:
         from airflow_provider_mlp.extras import require

@@ -293,7 +293,9 @@ def read_rows(opened: OpenFile, first: int, last: int) -> pa.Table:
             frame = frame.filter(predicate)
         if deleted is not None:
             frame = frame.drop(ROW_POSITION)
-        table = frame.collect().to_arrow(compat_level=pl.CompatLevel.oldest())
+        # A read that asks for views gets polars' own string views, uncopied; else the large types.
+        level = pl.CompatLevel.newest() if opened.string_view else pl.CompatLevel.oldest()
+        table = frame.collect().to_arrow(compat_level=level)
         if opened.pyarrow_filter is not None and opened.polars_filter is None and table.num_rows:
             table = table.filter(opened.pyarrow_filter)
     except Exception as exc:  # anything polars refuses (or Arrow refuses of its output) is decoded by Arrow instead

@@ -241,7 +241,10 @@ def scan_polars(
         remaining = n_rows
         if remaining is not None and remaining <= 0:
             return
-        read_plan, parts = table._read_plan(shard, columns, row_filter, snapshot_id, as_of, (), schema_id=schema_id)
+        # Strings as views, which is what polars holds: its decoder's output reaches the frame uncopied.
+        read_plan, parts = table._read_plan(
+            shard, columns, row_filter, snapshot_id, as_of, (), schema_id=schema_id, string_view=True
+        )
         for batch in iter_batches(read_plan, parts, batch_size or batch_rows, prefetch=prefetch):
             frame = polars.from_arrow(batch, rechunk=False)
             if predicate is not None:

@@ -57,6 +57,8 @@ class ReadPlan:
     decode_workers: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 2)))
     # Who decodes Parquet: "polars" (when installed) or "pyarrow"; see polars_decode.
     decoder: str = DEFAULT_DECODER
+    # Strings and binaries as Arrow's view types instead of pyiceberg's large types (see output_schema).
+    string_view: bool = False
     _arrow_schema: pa.Schema | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -70,6 +72,7 @@ class ReadPlan:
         dictionary_columns: Sequence[str] = (),
         io_concurrency: int = DEFAULT_IO_CONCURRENCY,
         decoder: str = DEFAULT_DECODER,
+        string_view: bool = False,
     ) -> ReadPlan:
         from pyiceberg.io.pyarrow import ArrowScan
 
@@ -90,6 +93,7 @@ class ReadPlan:
             dictionary_columns=tuple(dictionary_columns),
             io_concurrency=io_concurrency,
             decoder=resolve_decoder(decoder),
+            string_view=string_view,
         )
 
     def arrow_schema(self) -> pa.Schema:
@@ -97,26 +101,70 @@ class ReadPlan:
 
         pyiceberg's ``schema_to_pyarrow`` of the projection (large string, binary and list types),
         as its scan returns for columns missing from files and for empty results; the
-        ``dictionary_columns`` as dictionaries of those types. The files a shard holds, and the
-        types their Parquet footers record, never change it.
+        ``dictionary_columns`` as dictionaries of those types. With ``string_view``, every string and
+        binary (nested ones too, dictionary columns' values not) is ``string_view`` / ``binary_view``
+        instead. The files a shard holds, and the types their Parquet footers record, never change it.
         """
         if self._arrow_schema is None:
-            self._arrow_schema = output_schema(self.projected_schema, self.dictionary_columns)
+            self._arrow_schema = output_schema(self.projected_schema, self.dictionary_columns, self.string_view)
         return self._arrow_schema
 
 
-def output_schema(projected_schema: Schema, dictionary_columns: Sequence[str] = ()) -> pa.Schema:
+def output_schema(
+    projected_schema: Schema, dictionary_columns: Sequence[str] = (), string_view: bool = False
+) -> pa.Schema:
     """The Arrow schema of a read of ``projected_schema`` (see ``ReadPlan.arrow_schema``)."""
     import pyarrow as pa
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
     schema = schema_to_pyarrow(projected_schema, include_field_ids=False)
+    if string_view:
+        schema = pa.schema(
+            [f if f.name in dictionary_columns else f.with_type(view_type(f.type)) for f in schema],
+            metadata=schema.metadata,
+        )
     for name in dictionary_columns:
         index = schema.get_field_index(name)
         if index >= 0:
             column = schema.field(index)
             schema = schema.set(index, column.with_type(pa.dictionary(pa.int32(), column.type)))
     return schema
+
+
+def view_type(arrow_type: pa.DataType) -> pa.DataType:
+    """``arrow_type`` with every string and binary in it as Arrow's view type (what polars holds)."""
+    import pyarrow as pa
+
+    return _strings_as(arrow_type, pa.string_view(), pa.binary_view())
+
+
+def large_type(arrow_type: pa.DataType) -> pa.DataType:
+    """``arrow_type`` with every string and binary in it as the large type (pyiceberg's)."""
+    import pyarrow as pa
+
+    return _strings_as(arrow_type, pa.large_string(), pa.large_binary())
+
+
+def _strings_as(arrow_type: pa.DataType, string: pa.DataType, binary: pa.DataType) -> pa.DataType:
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_string(arrow_type) or t.is_large_string(arrow_type) or t.is_string_view(arrow_type):
+        return string
+    if t.is_binary(arrow_type) or t.is_large_binary(arrow_type) or t.is_binary_view(arrow_type):
+        return binary
+    if t.is_large_list(arrow_type) or t.is_list(arrow_type):
+        item = arrow_type.value_field
+        make = pa.large_list if t.is_large_list(arrow_type) else pa.list_
+        return make(item.with_type(_strings_as(item.type, string, binary)))
+    if t.is_map(arrow_type):
+        return pa.map_(
+            arrow_type.key_field.with_type(_strings_as(arrow_type.key_type, string, binary)),
+            arrow_type.item_field.with_type(_strings_as(arrow_type.item_type, string, binary)),
+        )
+    if t.is_struct(arrow_type):
+        return pa.struct([f.with_type(_strings_as(f.type, string, binary)) for f in arrow_type])
+    return arrow_type
 
 
 def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -155,6 +203,8 @@ class OpenFile:
     projected_schema: Schema
     output_schema: pa.Schema
     deletes: np.ndarray | None = None
+    # Whether output_schema has view types for strings and binaries (ReadPlan.string_view).
+    string_view: bool = False
     # The local path polars decodes this file from (see polars_decode), or None for Arrow's decode;
     # the filter as polars evaluates it, or None when Arrow's ``pyarrow_filter`` is applied instead.
     polars_source: str | None = None
@@ -317,6 +367,7 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         projected_schema=plan.projected_schema,
         output_schema=plan.arrow_schema(),
         deletes=deletes,
+        string_view=plan.string_view,
         polars_source=polars_source,
         polars_filter=polars_filter,
     )

@@ -406,6 +406,7 @@ class Table:
         as_of: datetime | int | None,
         dictionary_columns: Sequence[str],
         schema_id: int | None = None,
+        string_view: bool = False,
     ) -> tuple[ReadPlan, list[tuple[FileScanTask, list[int] | None]]]:
         from pyiceberg.expressions import And
 
@@ -468,6 +469,7 @@ class Table:
             dictionary_columns=dictionary_columns,
             io_concurrency=self.io_concurrency,
             decoder=self.decoder,
+            string_view=string_view,
         )
         return plan, parts
 
@@ -480,11 +482,20 @@ class Table:
         snapshot_id: int | None = None,
         as_of: datetime | int | None = None,
         dictionary_columns: Sequence[str] = (),
+        string_view: bool = False,
     ) -> DataFrame:
-        """Read a shard (or, with ``shard=None``, the whole table) into memory."""
+        """Read a shard (or, with ``shard=None``, the whole table) into memory.
+
+        The result has pyiceberg's projected schema (``large_string``, ``large_binary``, ``large_list``).
+        ``string_view=True`` gives strings and binaries, nested ones included, as Arrow's
+        ``string_view`` / ``binary_view`` instead: what polars holds, so the polars decoder's output
+        is not copied into large strings and ``to_polars()`` does not copy it back.
+        """
         from airflow_provider_mlp.fastdata.reader import read_table
 
-        plan, parts = self._read_plan(shard, columns, row_filter, snapshot_id, as_of, dictionary_columns)
+        plan, parts = self._read_plan(
+            shard, columns, row_filter, snapshot_id, as_of, dictionary_columns, string_view=string_view
+        )
         return DataFrame(read_table(plan, parts))
 
     def read_batches(
@@ -498,11 +509,17 @@ class Table:
         as_of: datetime | int | None = None,
         dictionary_columns: Sequence[str] = (),
         prefetch: int = 2,
+        string_view: bool = False,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream record batches of at most ``batch_rows`` rows; memory stays bounded by ``prefetch`` row groups."""
+        """Stream record batches of at most ``batch_rows`` rows; memory stays bounded by ``prefetch`` row groups.
+
+        ``string_view`` as for ``read``.
+        """
         from airflow_provider_mlp.fastdata.reader import iter_batches
 
-        plan, parts = self._read_plan(shard, columns, row_filter, snapshot_id, as_of, dictionary_columns)
+        plan, parts = self._read_plan(
+            shard, columns, row_filter, snapshot_id, as_of, dictionary_columns, string_view=string_view
+        )
         return iter_batches(plan, parts, batch_rows, prefetch=prefetch)
 
     def scan_polars(

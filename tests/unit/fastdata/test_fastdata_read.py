@@ -185,3 +185,40 @@ def test_list_of_strings_columns_read_back(catalog: Catalog) -> None:
         # Every read has the projection's Arrow schema (large types), whichever files a shard holds.
         assert table.read(shard).to_arrow().column("cast").type == pa.large_list(pa.large_string())
     assert table.read().to_arrow().sort_by("id").column("cast").to_pylist() == names
+
+
+def test_string_view_reads_give_the_same_values_as_views(catalog: Catalog) -> None:
+    from airflow_provider_mlp.fastdata.reader import view_type
+
+    data = pa.table(
+        {
+            "id": pa.array(range(3_000), pa.int64()),
+            "title": pa.array([f"title {i:05d} of the catalogue" if i % 7 else None for i in range(3_000)]),
+            "short": pa.array([f"s{i % 5}" for i in range(3_000)]),  # inline in a view (<= 12 bytes)
+            "blob": pa.array([bytes([i % 256]) * (i % 20) for i in range(3_000)], pa.binary()),
+            "cast": pa.array([["Ana Ito", "Ben Sato"][: i % 3] for i in range(3_000)], pa.list_(pa.string())),
+            "meta": pa.array([{"lang": "en" if i % 2 else None, "n": i} for i in range(3_000)]),
+        }
+    )
+    table = Table.create("r.views", data.schema, properties={"write.parquet.row-group-limit": 1_000})
+    table.commit([table.stage(data, shard_id=0, run_id="r")], run_id="r")
+    large = table.read().to_arrow()
+    views = table.read(string_view=True).to_arrow()
+    assert views.schema == pa.schema([f.with_type(view_type(f.type)) for f in large.schema])
+    assert views.schema.field("cast").type == pa.large_list(pa.string_view())
+    assert views.schema.field("meta").type.field("lang").type == pa.string_view()
+    assert views.cast(large.schema).sort_by("id").equals(large.sort_by("id"))
+    # A filter, a projection, a dictionary column (its values keep the large type) and streaming.
+    picked = table.read(columns=["id", "title"], row_filter="id >= 2500", string_view=True).to_arrow()
+    assert picked.schema.field("title").type == pa.string_view()
+    assert sorted(picked.column("id").to_pylist()) == list(range(2_500, 3_000))
+    coded = table.read(columns=["short"], dictionary_columns=["short"], string_view=True).to_arrow()
+    assert coded.schema.field("short").type == pa.dictionary(pa.int32(), pa.large_string())
+    batches = list(table.read_batches(batch_rows=700, string_view=True))
+    assert all(batch.schema == views.schema for batch in batches)
+    assert sum(batch.num_rows for batch in batches) == 3_000
+    frame = table.read(string_view=True)
+    assert frame.to_polars().shape == (3_000, 6)
+    titles = frame.to_pandas().sort_values("id")["title"]
+    expected_titles = table.read().to_pandas().sort_values("id")["title"]
+    assert titles.fillna("<null>").tolist() == expected_titles.fillna("<null>").tolist()

@@ -193,8 +193,10 @@ def _projection(table: Table, seed: int) -> list[str] | None:
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(case=evolutions())
-def test_every_shard_and_batch_has_the_projection_schema(catalog: Catalog, case: dict[str, Any]) -> None:
+@given(case=evolutions(), string_view=st.booleans())
+def test_every_shard_and_batch_has_the_projection_schema(
+    catalog: Catalog, case: dict[str, Any], string_view: bool
+) -> None:
     table, _ = _evolve(catalog, case)
     columns = _projection(table, case["projection_seed"])
     row_filter = case["row_filter"]
@@ -204,10 +206,11 @@ def test_every_shard_and_batch_has_the_projection_schema(catalog: Catalog, case:
 
     scan = table.iceberg.scan(row_filter=row_filter or "true", selected_fields=tuple(columns or ("*",)))
     expected = schema_to_pyarrow(scan.projection(), include_field_ids=False)
-    if dictionary:
-        expected = output_schema(scan.projection(), dictionary)
+    if dictionary or string_view:
+        expected = output_schema(scan.projection(), dictionary, string_view)
+    views = {"string_view": string_view}
 
-    whole = table.read(columns=columns, row_filter=row_filter, dictionary_columns=dictionary).to_arrow()
+    whole = table.read(columns=columns, row_filter=row_filter, dictionary_columns=dictionary, **views).to_arrow()
     assert whole.schema == expected
     plain_schema = schema_to_pyarrow(scan.projection(), include_field_ids=False)
     plain = whole.cast(plain_schema)
@@ -216,16 +219,16 @@ def test_every_shard_and_batch_has_the_projection_schema(catalog: Catalog, case:
     shards = table.shards(target_bytes=case["target_bytes"], row_filter=row_filter, columns=columns)
     parts = []
     for shard in shards:
-        part = table.read(shard, row_filter=row_filter, dictionary_columns=dictionary).to_arrow()
+        part = table.read(shard, row_filter=row_filter, dictionary_columns=dictionary, **views).to_arrow()
         assert part.schema == expected, f"shard {shard['shard_id']} ({len(shard['files'])} files)"
         parts.append(part)
         for batch in table.read_batches(
-            shard, batch_rows=case["batch_rows"], row_filter=row_filter, dictionary_columns=dictionary
+            shard, batch_rows=case["batch_rows"], row_filter=row_filter, dictionary_columns=dictionary, **views
         ):
             assert batch.schema == expected
             assert 0 < batch.num_rows <= case["batch_rows"]
     for batch in table.read_batches(
-        batch_rows=case["batch_rows"], columns=columns, row_filter=row_filter, dictionary_columns=dictionary
+        batch_rows=case["batch_rows"], columns=columns, row_filter=row_filter, dictionary_columns=dictionary, **views
     ):
         assert batch.schema == expected
     # Concatenated as they are: no promotion needed.

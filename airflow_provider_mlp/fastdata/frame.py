@@ -32,8 +32,8 @@ class DataFrame:
 
         table = self._table
         if any(large_type(f.type) != f.type and view_type(f.type) == f.type for f in table.schema):
-            # A string_view read: pyarrow converts no list or struct of views to pandas, and copies
-            # strings to Python objects anyway, so the large types cost nothing more here.
+            # A string_view read: pyarrow converts no list of views to NumPy-backed pandas, and Arrow
+            # 26 has no compute kernels (filter, sort, compare) for views, which pandas users call.
             import pyarrow as pa
 
             table = table.cast(pa.schema([f.with_type(large_type(f.type)) for f in table.schema]))

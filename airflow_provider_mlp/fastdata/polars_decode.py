@@ -5,9 +5,10 @@ filter applied while decoding, so that rows it rules out are never materialised)
 installed, the reader asks it for a file's projected columns over a run of row groups, with the
 residual filter and positional deletes as polars predicates; the result comes back as Arrow
 (``to_arrow`` at the oldest compat level: large string, binary and list types, which the projected
-schema asks for anyway) and goes through the same Iceberg projection and schema conformance as
-Arrow's decode. Whatever polars is not trusted with here (dictionary columns, maps, decimals,
-fixed-size binary, INT96, time, remote files) and any error polars raises fall back to Arrow.
+schema asks for; at the newest, polars' own string views, when the read asks for ``string_view``)
+and goes through the same Iceberg projection and schema conformance as Arrow's decode. Whatever
+polars is not trusted with here (dictionary columns, maps, decimals, fixed-size binary, INT96,
+time, remote files) and any error polars raises fall back to Arrow.
 """
 
 from __future__ import annotations
@@ -294,9 +295,11 @@ def read_rows(opened: OpenFile, first: int, last: int) -> pa.Table:
         if deleted is not None:
             frame = frame.drop(ROW_POSITION)
         # A read that asks for views gets polars' own string views, uncopied; else the large types.
-        level = pl.CompatLevel.newest() if opened.string_view else pl.CompatLevel.oldest()
+        # Not when Arrow must still filter the rows: Arrow 26 filters no table with a view column.
+        arrow_filters = opened.pyarrow_filter is not None and opened.polars_filter is None
+        level = pl.CompatLevel.newest() if opened.string_view and not arrow_filters else pl.CompatLevel.oldest()
         table = frame.collect().to_arrow(compat_level=level)
-        if opened.pyarrow_filter is not None and opened.polars_filter is None and table.num_rows:
+        if arrow_filters and table.num_rows:
             table = table.filter(opened.pyarrow_filter)
     except Exception as exc:  # anything polars refuses (or Arrow refuses of its output) is decoded by Arrow instead
         raise PolarsDecodeError(str(exc)) from exc

@@ -146,6 +146,7 @@ def large_type(arrow_type: pa.DataType) -> pa.DataType:
 
 
 def _strings_as(arrow_type: pa.DataType, string: pa.DataType, binary: pa.DataType) -> pa.DataType:
+    # The nested types pyiceberg's schema_to_pyarrow makes (no fixed-size or view lists).
     import pyarrow as pa
 
     t = pa.types
@@ -470,6 +471,7 @@ def _plain(opened: OpenFile, rg: int, table: pa.Table) -> pa.Table:
         ):
             # Straight to the large type every projection of a string/binary column has (see
             # ``output_schema``): one conversion rather than a plain one and then ``conform``'s.
+            # (A string_view read takes one more, large to view: Arrow casts no dictionary to a view.)
             target = _large_type(column.type.value_type)
             table = table.set_column(
                 index,

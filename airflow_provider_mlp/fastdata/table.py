@@ -489,7 +489,9 @@ class Table:
         The result has pyiceberg's projected schema (``large_string``, ``large_binary``, ``large_list``).
         ``string_view=True`` gives strings and binaries, nested ones included, as Arrow's
         ``string_view`` / ``binary_view`` instead: what polars holds, so the polars decoder's output
-        is not copied into large strings and ``to_polars()`` does not copy it back.
+        is not copied into large strings and ``to_polars()`` does not copy it back. pyarrow 26 has
+        no compute kernels for views (``filter``, ``take``, ``sort_by``, comparisons): for those,
+        read with the default or ``cast`` first.
         """
         from airflow_provider_mlp.fastdata.reader import read_table
 

@@ -472,23 +472,13 @@ def _plain(opened: OpenFile, rg: int, table: pa.Table) -> pa.Table:
             # Straight to the large type every projection of a string/binary column has (see
             # ``output_schema``): one conversion rather than a plain one and then ``conform``'s.
             # (A string_view read takes one more, large to view: Arrow casts no dictionary to a view.)
-            target = _large_type(column.type.value_type)
+            target = large_type(column.type.value_type)
             table = table.set_column(
                 index,
                 table.schema.field(index).with_type(target),
                 pc.cast(column, target, memory_pool=data_memory_pool()),
             )
     return table
-
-
-def _large_type(value_type: pa.DataType) -> pa.DataType:
-    import pyarrow as pa
-
-    if pa.types.is_string(value_type):
-        return pa.large_string()
-    if pa.types.is_binary(value_type):
-        return pa.large_binary()
-    return value_type
 
 
 def _take(table: pa.Table, indices: pa.Array | pa.ChunkedArray) -> pa.Table:

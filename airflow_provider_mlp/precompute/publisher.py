@@ -648,8 +648,6 @@ class _Publisher:
 
     def verify(self, encoder: _Encoder) -> None:
         """Every write acknowledged (the writers checked), the row count, and the sample read back."""
-        from airflow_provider_mlp.precompute.wire import request
-
         written = sum(w.commands for w in self.writers)
         if written != encoder.items + len(self.markers):
             raise VerificationError(f"{written} writes acknowledged, expected {encoder.items + len(self.markers)}")
@@ -667,7 +665,7 @@ class _Publisher:
             sock.setblocking(True)
             sock.settimeout(self.options.timeout)
             payload = b"".join(b"mg %s f v\r\n" % k.encode("ascii") for k, _, _ in items) + b"mn\r\n"
-            replies = _parse_meta_gets(request(sock, node, payload, b"MN\r\n"), node)
+            replies = _read_meta_gets(sock, node, payload)
             if len(replies) != len(items):
                 raise VerificationError(f"memcached {node}: {len(replies)} replies to {len(items)} reads", server=node)
             for (key, flags, value), got in zip(items, replies, strict=True):
@@ -693,12 +691,37 @@ def _address_of(node: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _parse_meta_gets(reply: bytes, node: str) -> list[tuple[int, bytes] | None]:
-    """Replies to ``mg <key> f v`` ... ``mn``: ``(flags, value)`` or ``None`` per key."""
+def _read_meta_gets(sock: Any, node: str, payload: bytes) -> list[tuple[int, bytes] | None]:
+    """Send ``mg <key> f v`` ... ``mn`` and read the replies through the ``MN`` line.
+
+    The reply is parsed as it arrives: a value is binary, so the bytes ``MN\r\n`` can end a value
+    (a msgpack integer 0x4D4E did) and are the end of the reply only where a line starts.
+    """
+    try:
+        sock.sendall(payload)
+        reply = bytearray()
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise PublishServerError(f"memcached {node}: connection closed by the server", server=node)
+            reply += chunk
+            if reply.endswith(b"\r\n"):
+                parsed = _parse_meta_gets(bytes(reply), node)
+                if parsed is not None:
+                    return parsed
+    except OSError as exc:
+        raise PublishServerError(f"memcached {node}: {exc}", server=node) from exc
+
+
+def _parse_meta_gets(reply: bytes, node: str) -> list[tuple[int, bytes] | None] | None:
+    """Replies to ``mg <key> f v`` ... ``mn``: ``(flags, value)`` or ``None`` per key; None while
+    ``reply`` does not reach the ``MN`` line yet."""
     out: list[tuple[int, bytes] | None] = []
     pos = 0
     while True:
-        end = reply.index(b"\r\n", pos)
+        end = reply.find(b"\r\n", pos)
+        if end < 0:
+            return None
         line = reply[pos:end].split()
         pos = end + 2
         if not line:
@@ -710,6 +733,8 @@ def _parse_meta_gets(reply: bytes, node: str) -> list[tuple[int, bytes] | None]:
             out.append(None)
         elif code == b"VA":
             size = int(line[1])
+            if pos + size + 2 > len(reply):
+                return None
             flags = next((int(t[1:]) for t in line[2:] if t.startswith(b"f")), 0)
             out.append((flags, reply[pos : pos + size]))
             pos += size + 2

@@ -697,20 +697,9 @@ def _read_meta_gets(sock: Any, node: str, payload: bytes) -> list[tuple[int, byt
     The reply is parsed as it arrives: a value is binary, so the bytes ``MN\r\n`` can end a value
     (a msgpack integer 0x4D4E did) and are the end of the reply only where a line starts.
     """
-    try:
-        sock.sendall(payload)
-        reply = bytearray()
-        while True:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise PublishServerError(f"memcached {node}: connection closed by the server", server=node)
-            reply += chunk
-            if reply.endswith(b"\r\n"):
-                parsed = _parse_meta_gets(bytes(reply), node)
-                if parsed is not None:
-                    return parsed
-    except OSError as exc:
-        raise PublishServerError(f"memcached {node}: {exc}", server=node) from exc
+    from airflow_provider_mlp.precompute.wire import exchange
+
+    return exchange(sock, node, payload, lambda reply: _parse_meta_gets(reply, node))
 
 
 def _parse_meta_gets(reply: bytes, node: str) -> list[tuple[int, bytes] | None] | None:

@@ -19,10 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_mlp.config import format_server
 from airflow_provider_mlp.precompute.errors import PublishServerError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from airflow_provider_mlp.precompute.options import MemcachedOptions
@@ -48,16 +50,25 @@ def open_socket(address: tuple[str, int], options: MemcachedOptions) -> socket.s
 
 
 def request(sock: socket.socket, name: str, payload: bytes, terminator: bytes) -> bytes:
-    """Send ``payload`` and read until the reply ends with ``terminator`` (blocking, for small exchanges)."""
+    """Send ``payload`` and read until the reply ends with ``terminator``: for text replies only (a
+    binary value may end with the terminator's bytes; see ``exchange``)."""
+    return exchange(sock, name, payload, lambda reply: reply if reply.endswith(terminator) else None)
+
+
+def exchange(sock: socket.socket, name: str, payload: bytes, parse: Callable[[bytes], T | None]) -> T:
+    """Send ``payload`` and read until ``parse`` of the reply so far gives a result (None: not complete
+    yet), which is returned (blocking, for small exchanges)."""
     try:
         sock.sendall(payload)
         reply = bytearray()
-        while not reply.endswith(terminator):
+        while True:
             chunk = sock.recv(1 << 16)
             if not chunk:
                 raise PublishServerError(f"memcached {name}: connection closed by the server", server=name)
             reply += chunk
-        return bytes(reply)
+            parsed = parse(bytes(reply))
+            if parsed is not None:
+                return parsed
     except OSError as exc:
         raise PublishServerError(f"memcached {name}: {exc}", server=name) from exc
 

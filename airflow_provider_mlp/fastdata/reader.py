@@ -660,15 +660,13 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
     import pyarrow as pa
 
     open_pool, open_part = _part_opener(plan, parts, whole_file=True)
+    opening = [open_pool.submit(open_part, part) for part in parts]
     if len(parts) == 1:
-        opened, row_groups = open_part(parts[0])
+        opened, row_groups = opening[0].result()
         runs = _runs(opened, row_groups)
         if len(runs) == 1:
             # One file's run: polars or Arrow spreads it over the cores.
             return pa.Table.from_batches(read_row_groups(opened, runs[0]), schema=plan.arrow_schema())
-        opening = [_done((opened, row_groups))]
-    else:
-        opening = [open_pool.submit(open_part, part) for part in parts]
     decoding: list[Future[list[pa.RecordBatch]]] = []
     with ThreadPoolExecutor(max_workers=max(1, plan.decode_workers)) as pool:
         try:
@@ -686,12 +684,6 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
             raise
     # Every batch already has the plan's schema, whatever file it came from.
     return pa.Table.from_batches([batch for result in results for batch in result], schema=plan.arrow_schema())
-
-
-def _done(value: tuple[OpenFile, list[int]]) -> Future[tuple[OpenFile, list[int]]]:
-    future: Future[tuple[OpenFile, list[int]]] = Future()
-    future.set_result(value)
-    return future
 
 
 def _release_opened(future: Future[tuple[OpenFile, list[int]]]) -> None:

@@ -181,10 +181,20 @@ def worker(contender: str, cases: list[str], props: dict[str, str], inner: int =
     results = []
     for case in cases:
         walls = []
-        for _ in range(inner):
+        first_cost: dict[str, float] = {}
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        for index in range(inner):
             started = time.perf_counter()
             rows = _run_case(contender, case, props, table)
             walls.append(time.perf_counter() - started)
+            if index == 0:
+                # The first read's CPU and page faults: where a fresh process's read goes beyond decoding.
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                first_cost = {
+                    "user_s": after.ru_utime - before.ru_utime,
+                    "sys_s": after.ru_stime - before.ru_stime,
+                    "minor_faults": after.ru_minflt - before.ru_minflt,
+                }
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(
             {
@@ -194,6 +204,7 @@ def worker(contender: str, cases: list[str], props: dict[str, str], inner: int =
                 "best_s": min(walls),
                 "rows": rows,
                 "peak_rss_mib": peak_mib,
+                **first_cost,
             }
         )
     return results
@@ -259,9 +270,14 @@ def compare(
             "rss": Samples(tuple(r["peak_rss_mib"] for r in results)),
         }
         rows = {r["rows"] for r in results}
+        user, system, faults = (
+            Samples(tuple(float(r[key]) for r in results)) for key in ("user_s", "sys_s", "minor_faults")
+        )
         print(
             f"{case:10s} {name:9s} first {out[name]['first'].format()} s  best of {inner} "
-            f"{out[name]['best'].format()} s  rows={','.join(map(str, sorted(rows)))}",
+            f"{out[name]['best'].format()} s  rows={','.join(map(str, sorted(rows)))}\n"
+            f"{'':10s} {'':9s} first read's CPU: user {user.format(2)} s, system {system.format(2)} s, "
+            f"{faults.median / 1000:.0f}k minor page faults",
             flush=True,
         )
     return out
@@ -342,6 +358,32 @@ def profile(props: dict[str, str]) -> None:
     for column in table.schema().column_names:
         seconds = best_of(lambda c=column: pq.read_table(local, columns=[c], use_threads=False))
         print(f"profile:   {column:10s} {seconds:.3f}s")
+    _profile_string_representations(local, best_of)
+
+
+def _profile_string_representations(local: str, best_of: Any) -> None:
+    """What pyiceberg's large strings cost over polars' views: each string column of one file decoded
+    by polars into views (its own representation), then converted to large strings (what the default
+    read returns), against Arrow's decode straight into large strings; and the bytes each holds."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    print("profile: string columns of that file, polars views vs large strings (polars' threads):")
+    schema = pq.read_schema(local)
+    for column in [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]:
+        frame = pl.scan_parquet(local).select(column)
+        views = frame.collect().to_arrow(compat_level=pl.CompatLevel.newest())
+        large = frame.collect().to_arrow(compat_level=pl.CompatLevel.oldest())
+        decode = best_of(lambda f=frame: f.collect())
+        to_views = best_of(lambda f=frame: f.collect().to_arrow(compat_level=pl.CompatLevel.newest()))
+        to_large = best_of(lambda f=frame: f.collect().to_arrow(compat_level=pl.CompatLevel.oldest()))
+        arrow = best_of(lambda c=column: pq.read_table(local, columns=[c], use_threads=False))
+        print(
+            f"profile:   {column:10s} polars decode {decode:.3f}s, as views {to_views:.3f}s "
+            f"({views.nbytes / 2**20:.0f} MiB), as large strings {to_large:.3f}s ({large.nbytes / 2**20:.0f} MiB); "
+            f"Arrow to large strings, one thread {arrow:.3f}s"
+        )
 
 
 def main() -> None:

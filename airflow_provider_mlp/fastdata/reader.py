@@ -60,6 +60,11 @@ class ReadPlan:
     # Strings and binaries as Arrow's view types instead of pyiceberg's large types (see output_schema).
     string_view: bool = False
     _arrow_schema: pa.Schema | None = field(default=None, repr=False, compare=False)
+    # What open_file derives from a Parquet schema (and, for the filter, from the partition values a
+    # file lacks), per distinct one: the files of a table are mostly written alike, and deriving it
+    # through pyiceberg's schema visitors costs milliseconds a file, with the GIL held.
+    _layouts: dict[tuple[str, ...], FileLayout] = field(default_factory=dict, repr=False, compare=False)
+    _file_filters: dict[tuple[Any, ...], FileFilter] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -210,6 +215,8 @@ class OpenFile:
     # the filter as polars evaluates it, or None when Arrow's ``pyarrow_filter`` is applied instead.
     polars_source: str | None = None
     polars_filter: pl.Expr | None = None
+    # Whether pyiceberg's projection of this file's batches only renames (FileLayout.renames_only).
+    renames_only: bool = False
     # Row groups still to be decoded: the file's bytes fetched whole are dropped after the last.
     pending_row_groups: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -268,16 +275,137 @@ def read_positional_deletes(plan: ReadPlan, tasks: Sequence[FileScanTask], pool:
     return {path: np.unique(np.concatenate(arrays)) for path, arrays in collected.items()}
 
 
-def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, whole_file: bool = False) -> OpenFile:
-    """Read the file's footer; with ``whole_file``, a remote file's every byte in the same request."""
+@dataclass(frozen=True)
+class FileLayout:
+    """What a file's Parquet schema alone decides about reading it under one plan."""
+
+    key: tuple[str, ...]
+    file_schema: Schema
+    file_project_schema: Schema
+    # The file's names of the projected columns, in file order.
+    columns: list[str]
+    leaves: dict[str, list[int]]
+    # Whether pyiceberg's projection of a batch of these columns (``_to_requested_schema``) only
+    # renames: every projected field is a plain primitive the file holds at the projection's position
+    # with the projection's type. ``conform`` then gives the same batch in fewer steps.
+    renames_only: bool
+    # Whether polars decodes every one of ``columns`` exactly as Arrow would (see polars_can_decode).
+    polars_decodable: bool
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    """The plan's filter translated to one file layout's column names (None when there is no filter)."""
+
+    bound: BooleanExpression | None
+    pyarrow: pc.Expression | None
+    columns: list[str]
+    polars: pl.Expr | None
+
+
+def _layout_key(parquet: pq.FileMetaData, physical_schema: pa.Schema) -> tuple[str, ...]:
+    # The Parquet schema's text names physical and logical types and field ids (its first line is
+    # the object's address); the Arrow schema's adds what a stored ARROW:schema changes.
+    return (
+        str(parquet.schema).split("\n", 1)[-1],
+        physical_schema.to_string(show_field_metadata=True, show_schema_metadata=False, truncate_metadata=False),
+    )
+
+
+# Primitive types whose projection is the file's column itself when file and projection agree on it
+# (timestamps are left to pyiceberg: it also settles their units and zones).
+_PLAIN_PRIMITIVES = ("boolean", "int", "long", "float", "double", "string", "binary", "date")
+
+
+def _renames_only(file_project_schema: Schema, projected_schema: Schema) -> bool:
+    file_fields = file_project_schema.fields
+    projected_fields = projected_schema.fields
+    if len(file_fields) != len(projected_fields):
+        return False
+    for file_field, projected in zip(file_fields, projected_fields, strict=True):
+        if (
+            file_field.field_id != projected.field_id
+            or str(projected.field_type) not in _PLAIN_PRIMITIVES
+            or file_field.field_type != projected.field_type
+        ):
+            return False
+    return True
+
+
+def _file_layout(plan: ReadPlan, parquet: pq.FileMetaData, physical_schema: pa.Schema, downcast: bool) -> FileLayout:
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.schema import prune_columns
+
+    key = _layout_key(parquet, physical_schema)
+    layout = plan._layouts.get(key)
+    if layout is not None:
+        return layout
+    metadata = plan.metadata
+    # The same steps, with the same pyiceberg helpers, as pyiceberg's _task_to_record_batches.
+    file_schema = pyarrow_to_schema(
+        physical_schema,
+        metadata.name_mapping(),
+        downcast_ns_timestamp_to_us=downcast,
+        format_version=metadata.format_version,
+    )
+    file_project_schema = prune_columns(file_schema, plan.projected_field_ids, select_full_types=False)
+    columns = [col.name for col in file_project_schema.columns]
+    leaves: dict[str, list[int]] = {}
+    for index in range(parquet.num_columns):
+        top = parquet.schema.column(index).path.split(".")[0]
+        leaves.setdefault(top, []).append(index)
+    polars_decodable = False
+    if resolve_decoder(plan.decoder) == POLARS and columns:
+        from airflow_provider_mlp.fastdata.polars_decode import polars_can_decode
+
+        polars_decodable = polars_can_decode(parquet, physical_schema, columns, leaves)
+    layout = FileLayout(
+        key=key,
+        file_schema=file_schema,
+        file_project_schema=file_project_schema,
+        columns=columns,
+        leaves=leaves,
+        renames_only=_renames_only(file_project_schema, plan.projected_schema),
+        polars_decodable=polars_decodable,
+    )
+    # Threads opening files alike may each derive it once: the layouts are equal, the first stays.
+    return plan._layouts.setdefault(key, layout)
+
+
+def _file_filter(plan: ReadPlan, layout: FileLayout, projected_missing_fields: dict[int, Any]) -> FileFilter:
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.expressions.visitors import bind, extract_field_ids, translate_column_names
-    from pyiceberg.io.pyarrow import (
-        _get_column_projection_values,
-        expression_to_pyarrow,
-        pyarrow_to_schema,
+    from pyiceberg.io.pyarrow import expression_to_pyarrow
+
+    if plan.bound_row_filter is AlwaysTrue():
+        return FileFilter(bound=None, pyarrow=None, columns=[], polars=None)
+    key = (*layout.key, tuple(sorted((k, repr(v)) for k, v in projected_missing_fields.items())))
+    cached = plan._file_filters.get(key)
+    if cached is not None:
+        return cached
+    file_schema = layout.file_schema
+    translated = translate_column_names(
+        plan.bound_row_filter, file_schema, case_sensitive=True, projected_field_values=projected_missing_fields
     )
-    from pyiceberg.schema import prune_columns
+    bound = bind(file_schema, translated, case_sensitive=True)
+    filter_top = {file_schema.find_column_name(i).split(".")[0] for i in extract_field_ids(bound)}  # type: ignore[union-attr]
+    polars_filter = None
+    if layout.polars_decodable:
+        from airflow_provider_mlp.fastdata.polars_decode import filter_to_polars
+
+        polars_filter = filter_to_polars(bound, file_schema)
+    file_filter = FileFilter(
+        bound=bound,
+        pyarrow=expression_to_pyarrow(bound, file_schema),
+        columns=[c for c in layout.columns if c in filter_top],
+        polars=polars_filter,
+    )
+    return plan._file_filters.setdefault(key, file_filter)
+
+
+def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, whole_file: bool = False) -> OpenFile:
+    """Read the file's footer; with ``whole_file``, a remote file's every byte in the same request."""
+    from pyiceberg.io.pyarrow import _get_column_projection_values
 
     remote = RemoteFile(
         task.file.file_path, task.file.file_size_in_bytes, plan.io_properties, plan.io_concurrency, io=plan.io
@@ -295,39 +423,16 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         if plan.downcast_ns_timestamp_to_us is not None
         else metadata.format_version <= 2
     )
-    # The same steps, with the same pyiceberg helpers, as pyiceberg's _task_to_record_batches.
-    file_schema = pyarrow_to_schema(
-        physical_schema,
-        metadata.name_mapping(),
-        downcast_ns_timestamp_to_us=downcast,
-        format_version=metadata.format_version,
-    )
+    layout = _file_layout(plan, parquet, physical_schema, downcast)
     projected_missing_fields = _get_column_projection_values(
         task.file,
         plan.projected_schema,
         metadata.schema(),
         metadata.specs().get(task.file.spec_id),
-        file_schema.field_ids,
+        layout.file_schema.field_ids,
     )
-    pyarrow_filter = None
-    bound_file_filter = None
-    filter_columns: list[str] = []
-    file_project_schema = prune_columns(file_schema, plan.projected_field_ids, select_full_types=False)
-    columns = [col.name for col in file_project_schema.columns]
-    if plan.bound_row_filter is not AlwaysTrue():
-        translated = translate_column_names(
-            plan.bound_row_filter, file_schema, case_sensitive=True, projected_field_values=projected_missing_fields
-        )
-        bound_file_filter = bind(file_schema, translated, case_sensitive=True)
-        pyarrow_filter = expression_to_pyarrow(bound_file_filter, file_schema)
-        filter_ids = extract_field_ids(bound_file_filter)
-        filter_top = {file_schema.find_column_name(i).split(".")[0] for i in filter_ids}  # type: ignore[union-attr]
-        filter_columns = [c for c in columns if c in filter_top]
+    file_filter = _file_filter(plan, layout, projected_missing_fields)
 
-    leaves: dict[str, list[int]] = {}
-    for index in range(parquet.num_columns):
-        top = parquet.schema.column(index).path.split(".")[0]
-        leaves.setdefault(top, []).append(index)
     offsets = [0]
     for rg in range(parquet.num_row_groups):
         offsets.append(offsets[-1] + parquet.row_group(rg).num_rows)
@@ -340,29 +445,23 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
     for name in plan.dictionary_columns:
         field_id = plan.projected_schema.find_field(name).field_id
         # By field id: a file may hold another column of that name (dropped and re-added since).
-        file_name = file_schema.find_column_name(field_id)
+        file_name = layout.file_schema.find_column_name(field_id)
         if file_name is not None and "." not in file_name:
             dictionary_columns.append(file_name)
     polars_source = None
-    polars_filter = None
-    if resolve_decoder(plan.decoder) == POLARS and remote.local_path is not None and not dictionary_columns and columns:
-        from airflow_provider_mlp.fastdata.polars_decode import filter_to_polars, polars_can_decode
-
-        if polars_can_decode(parquet, physical_schema, columns, leaves):
-            polars_source = remote.local_path
-            if bound_file_filter is not None:
-                polars_filter = filter_to_polars(bound_file_filter, file_schema)
+    if layout.polars_decodable and remote.local_path is not None and not dictionary_columns:
+        polars_source = remote.local_path
     return OpenFile(
         task=task,
         remote=remote,
         parquet=parquet,
-        file_project_schema=file_project_schema,
-        columns=columns,
-        filter_columns=filter_columns,
-        pyarrow_filter=pyarrow_filter,
+        file_project_schema=layout.file_project_schema,
+        columns=layout.columns,
+        filter_columns=file_filter.columns,
+        pyarrow_filter=file_filter.pyarrow,
         projected_missing_fields=projected_missing_fields,
         dictionary_columns=dictionary_columns,
-        leaves=leaves,
+        leaves=layout.leaves,
         row_offsets=offsets,
         downcast_ns_timestamp_to_us=downcast,
         projected_schema=plan.projected_schema,
@@ -370,7 +469,8 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         deletes=deletes,
         string_view=plan.string_view,
         polars_source=polars_source,
-        polars_filter=polars_filter,
+        polars_filter=file_filter.polars if polars_source is not None else None,
+        renames_only=layout.renames_only and not projected_missing_fields,
     )
 
 
@@ -576,6 +676,8 @@ def read_row_groups(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.Reco
 def _projected(opened: OpenFile, table: pa.Table) -> list[pa.RecordBatch]:
     from pyiceberg.io.pyarrow import _to_requested_schema
 
+    if opened.renames_only:
+        return [conform(batch, opened.output_schema) for batch in table.to_batches() if batch.num_rows]
     return [
         conform(
             _to_requested_schema(

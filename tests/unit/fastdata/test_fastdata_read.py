@@ -166,6 +166,53 @@ def test_identity_partition_value_missing_from_file(catalog: Catalog) -> None:
     assert table.read(row_filter="region = 'us'").num_rows == 0
 
 
+def test_files_alike_with_other_partition_values_filter_by_their_own(catalog: Catalog) -> None:
+    # Both files have one Parquet schema, so one layout; the filter on the partition column they
+    # lack must still be translated with each file's own value, not the first file's.
+    catalog.create_namespace_if_not_exists("hive")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False), NestedField(2, "region", StringType(), required=False)
+    )
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
+    iceberg = catalog.create_table("hive.two", schema=schema, partition_spec=spec)
+    add_file_without_partition_column(iceberg, pa.table({"id": pa.array([1, 2, 3], pa.int64())}), "eu")
+    add_file_without_partition_column(iceberg, pa.table({"id": pa.array([4, 5], pa.int64())}), "us")
+    table = Table("hive.two", catalog=catalog)
+    # An ``or`` on a stored column keeps both files in the plan (partition pruning would drop one).
+    for row_filter, ids in (("region = 'eu' or id = 5", [1, 2, 3, 5]), ("region = 'us' or id = 1", [1, 4, 5])):
+        ours = table.read(row_filter=row_filter).to_arrow()
+        assert sorted(ours.column("id").to_pylist()) == ids
+        assert_same(ours, table.iceberg.scan(row_filter=row_filter).to_arrow(), "id")
+
+
+def test_files_written_alike_share_one_layout_and_renames_skip_the_projection_visitor(catalog: Catalog) -> None:
+    from airflow_provider_mlp.fastdata import reader
+
+    data = pa.table({"id": pa.array(range(100), pa.int64()), "title": pa.array([f"t{i}" for i in range(100)])})
+    table = Table.create("r.alike", data.schema)
+    for run in ("a", "b", "c"):
+        table.commit([table.stage(data, shard_id=0, run_id=run)], run_id=run)
+    with table.iceberg.update_schema() as update:
+        update.rename_column("title", "headline")
+        update.add_column("score", DoubleType())
+    table = Table("r.alike", catalog=catalog)
+    newer = pa.table({"id": pa.array([7], pa.int64()), "headline": ["x"], "score": [0.5]})
+    table.commit([table.stage(newer, shard_id=0, run_id="d")], run_id="d")
+    plan, parts = table._read_plan(None, ["id", "headline"], None, None, None, ())
+    opened = [o for o, _ in reader.open_parts(plan, parts)]
+    # Three files written before the rename share one layout; the fourth, with the new column, has its own.
+    assert len(plan._layouts) == 2
+    # Projecting id and headline from either only renames (title to headline in the old files).
+    assert all(o.renames_only for o in opened)
+    ours = table.read(columns=["id", "headline"]).to_arrow()
+    assert ours.schema.names == ["id", "headline"]
+    assert_same(ours, table.iceberg.scan(selected_fields=("id", "headline")).to_arrow(), "id")
+    # With score, the old files lack a projected column: pyiceberg's projection fills it with nulls.
+    plan, parts = table._read_plan(None, None, None, None, None, ())
+    assert [o.renames_only for o, _ in reader.open_parts(plan, parts)].count(False) == 3
+    assert_same(table.read().to_arrow(), table.iceberg.scan().to_arrow(), "id")
+
+
 def test_empty_table_reads_empty(catalog: Catalog) -> None:
     catalog.create_namespace_if_not_exists("e")
     catalog.create_table("e.t", schema=Schema(NestedField(1, "id", LongType(), required=False)))

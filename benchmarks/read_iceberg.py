@@ -380,7 +380,7 @@ def _profile_string_representations(local: str, best_of: Any) -> None:
         to_large = best_of(lambda f=frame: f.collect().to_arrow(compat_level=pl.CompatLevel.oldest()))
         arrow = best_of(lambda c=column: pq.read_table(local, columns=[c], use_threads=False))
         print(
-            f"profile:   {column:10s} polars decode {decode:.3f}s, as views {to_views:.3f}s "
+            f"profile:   {column:10s} polars decode {decode:.3f}s; decode and export as views {to_views:.3f}s "
             f"({views.nbytes / 2**20:.0f} MiB), as large strings {to_large:.3f}s ({large.nbytes / 2**20:.0f} MiB); "
             f"Arrow to large strings, one thread {arrow:.3f}s"
         )

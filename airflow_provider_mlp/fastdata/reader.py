@@ -279,7 +279,7 @@ def read_positional_deletes(plan: ReadPlan, tasks: Sequence[FileScanTask], pool:
 class FileLayout:
     """What a file's Parquet schema alone decides about reading it under one plan."""
 
-    key: tuple[str, ...]
+    key: tuple[Any, ...]
     file_schema: Schema
     file_project_schema: Schema
     # The file's names of the projected columns, in file order.
@@ -297,35 +297,42 @@ class FileLayout:
 class FileFilter:
     """The plan's filter translated to one file layout's column names (None when there is no filter)."""
 
-    bound: BooleanExpression | None
     pyarrow: pc.Expression | None
     columns: list[str]
     polars: pl.Expr | None
 
 
-def _layout_key(parquet: pq.FileMetaData, physical_schema: pa.Schema) -> tuple[str, ...]:
-    # The Parquet schema's text names physical and logical types and field ids (its first line is
-    # the object's address); the Arrow schema's adds what a stored ARROW:schema changes.
-    return (
-        str(parquet.schema).split("\n", 1)[-1],
-        physical_schema.to_string(show_field_metadata=True, show_schema_metadata=False, truncate_metadata=False),
-    )
-
-
-# Primitive types whose projection is the file's column itself when file and projection agree on it
-# (timestamps are left to pyiceberg: it also settles their units and zones).
-_PLAIN_PRIMITIVES = ("boolean", "int", "long", "float", "double", "string", "binary", "date")
+def _layout_key(parquet: pq.FileMetaData, physical_schema: pa.Schema, downcast: bool) -> tuple[Any, ...]:
+    # The Parquet schema's text names physical and logical types and field ids, untruncated (its
+    # first line is the object's address); the serialized Arrow schema adds, exactly, what a stored
+    # ARROW:schema changes.
+    return (str(parquet.schema).split("\n", 1)[-1], physical_schema.serialize().to_pybytes(), downcast)
 
 
 def _renames_only(file_project_schema: Schema, projected_schema: Schema) -> bool:
+    from pyiceberg.types import (
+        BinaryType,
+        BooleanType,
+        DateType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        StringType,
+    )
+
+    # Primitives whose projection is the file's column itself when file and projection agree on it
+    # (timestamps are left to pyiceberg: it also settles their units and zones).
+    plain = (BooleanType, IntegerType, LongType, FloatType, DoubleType, StringType, BinaryType, DateType)
     file_fields = file_project_schema.fields
     projected_fields = projected_schema.fields
-    if len(file_fields) != len(projected_fields):
+    # No columns: pyiceberg's projection has no rows either (an empty struct), conform would keep them.
+    if not projected_fields or len(file_fields) != len(projected_fields):
         return False
     for file_field, projected in zip(file_fields, projected_fields, strict=True):
         if (
             file_field.field_id != projected.field_id
-            or str(projected.field_type) not in _PLAIN_PRIMITIVES
+            or not isinstance(projected.field_type, plain)
             or file_field.field_type != projected.field_type
         ):
             return False
@@ -336,7 +343,7 @@ def _file_layout(plan: ReadPlan, parquet: pq.FileMetaData, physical_schema: pa.S
     from pyiceberg.io.pyarrow import pyarrow_to_schema
     from pyiceberg.schema import prune_columns
 
-    key = _layout_key(parquet, physical_schema)
+    key = _layout_key(parquet, physical_schema, downcast)
     layout = plan._layouts.get(key)
     if layout is not None:
         return layout
@@ -372,14 +379,20 @@ def _file_layout(plan: ReadPlan, parquet: pq.FileMetaData, physical_schema: pa.S
     return plan._layouts.setdefault(key, layout)
 
 
-def _file_filter(plan: ReadPlan, layout: FileLayout, projected_missing_fields: dict[int, Any]) -> FileFilter:
+def _file_filter(
+    plan: ReadPlan, layout: FileLayout, projected_missing_fields: dict[int, Any], with_polars: bool
+) -> FileFilter:
+    """The filter for a file of ``layout`` lacking ``projected_missing_fields``; ``with_polars`` also
+    as a polars expression (only for files polars decodes: translating imports polars)."""
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.expressions.visitors import bind, extract_field_ids, translate_column_names
     from pyiceberg.io.pyarrow import expression_to_pyarrow
 
     if plan.bound_row_filter is AlwaysTrue():
-        return FileFilter(bound=None, pyarrow=None, columns=[], polars=None)
-    key = (*layout.key, tuple(sorted((k, repr(v)) for k, v in projected_missing_fields.items())))
+        return FileFilter(pyarrow=None, columns=[], polars=None)
+    # repr, not the values: 1, 1.0 and True are equal keys, and NaN equals nothing.
+    missing = tuple(sorted((k, repr(v)) for k, v in projected_missing_fields.items()))
+    key = (*layout.key, missing, with_polars)
     cached = plan._file_filters.get(key)
     if cached is not None:
         return cached
@@ -390,12 +403,11 @@ def _file_filter(plan: ReadPlan, layout: FileLayout, projected_missing_fields: d
     bound = bind(file_schema, translated, case_sensitive=True)
     filter_top = {file_schema.find_column_name(i).split(".")[0] for i in extract_field_ids(bound)}  # type: ignore[union-attr]
     polars_filter = None
-    if layout.polars_decodable:
+    if with_polars:
         from airflow_provider_mlp.fastdata.polars_decode import filter_to_polars
 
         polars_filter = filter_to_polars(bound, file_schema)
     file_filter = FileFilter(
-        bound=bound,
         pyarrow=expression_to_pyarrow(bound, file_schema),
         columns=[c for c in layout.columns if c in filter_top],
         polars=polars_filter,
@@ -431,7 +443,6 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         metadata.specs().get(task.file.spec_id),
         layout.file_schema.field_ids,
     )
-    file_filter = _file_filter(plan, layout, projected_missing_fields)
 
     offsets = [0]
     for rg in range(parquet.num_row_groups):
@@ -451,6 +462,7 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
     polars_source = None
     if layout.polars_decodable and remote.local_path is not None and not dictionary_columns:
         polars_source = remote.local_path
+    file_filter = _file_filter(plan, layout, projected_missing_fields, with_polars=polars_source is not None)
     return OpenFile(
         task=task,
         remote=remote,
@@ -469,8 +481,8 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         deletes=deletes,
         string_view=plan.string_view,
         polars_source=polars_source,
-        polars_filter=file_filter.polars if polars_source is not None else None,
-        renames_only=layout.renames_only and not projected_missing_fields,
+        polars_filter=file_filter.polars,
+        renames_only=layout.renames_only,
     )
 
 

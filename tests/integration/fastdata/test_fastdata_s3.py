@@ -47,6 +47,21 @@ def test_read_shards_and_deletes_over_s3(s3_catalog: dict[str, str]) -> None:
     assert sum(b.num_rows for s in shards for b in table.read_batches(s, batch_rows=2048)) == theirs.num_rows
 
 
+def test_filtered_reads_of_remote_files_never_translate_the_filter_for_polars(
+    s3_catalog: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrow decodes remote files: a polars translation would only import polars (seconds in a fresh task).
+    from airflow_provider_mlp.fastdata import polars_decode
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("filter_to_polars called for a remote file")
+
+    monkeypatch.setattr(polars_decode, "filter_to_polars", refuse)
+    table = create_sample_table("s3demo.filtered", rows=2_000, catalog=s3_catalog)
+    f = "amount > 30"
+    assert_same(table.read(row_filter=f).to_arrow(), table.iceberg.scan(row_filter=f).to_arrow(), "event_id")
+
+
 def test_stage_commit_exactly_once_over_s3(s3_catalog: dict[str, str], s3_server: S3Server) -> None:
     import s3fs
 

@@ -178,6 +178,12 @@ def test_files_alike_with_other_partition_values_filter_by_their_own(catalog: Ca
     add_file_without_partition_column(iceberg, pa.table({"id": pa.array([1, 2, 3], pa.int64())}), "eu")
     add_file_without_partition_column(iceberg, pa.table({"id": pa.array([4, 5], pa.int64())}), "us")
     table = Table("hive.two", catalog=catalog)
+    from airflow_provider_mlp.fastdata import reader
+
+    plan, parts = table._read_plan(None, None, "region = 'eu' or id = 5", None, None, ())
+    reader.open_parts(plan, parts)
+    # The case under test: one layout, and one filter translation for each partition value.
+    assert (len(plan._layouts), len(plan._file_filters)) == (1, 2)
     # An ``or`` on a stored column keeps both files in the plan (partition pruning would drop one).
     for row_filter, ids in (("region = 'eu' or id = 5", [1, 2, 3, 5]), ("region = 'us' or id = 1", [1, 4, 5])):
         ours = table.read(row_filter=row_filter).to_arrow()
@@ -185,8 +191,21 @@ def test_files_alike_with_other_partition_values_filter_by_their_own(catalog: Ca
         assert_same(ours, table.iceberg.scan(row_filter=row_filter).to_arrow(), "id")
 
 
-def test_files_written_alike_share_one_layout_and_renames_skip_the_projection_visitor(catalog: Catalog) -> None:
+def test_files_written_alike_share_one_layout_and_renames_skip_the_projection_visitor(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyiceberg.io.pyarrow
+
     from airflow_provider_mlp.fastdata import reader
+
+    projections = []
+    to_requested_schema = pyiceberg.io.pyarrow._to_requested_schema
+
+    def counted(*args: object, **kwargs: object) -> object:
+        projections.append(1)
+        return to_requested_schema(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pyiceberg.io.pyarrow, "_to_requested_schema", counted)
 
     data = pa.table({"id": pa.array(range(100), pa.int64()), "title": pa.array([f"t{i}" for i in range(100)])})
     table = Table.create("r.alike", data.schema)
@@ -204,13 +223,27 @@ def test_files_written_alike_share_one_layout_and_renames_skip_the_projection_vi
     assert len(plan._layouts) == 2
     # Projecting id and headline from either only renames (title to headline in the old files).
     assert all(o.renames_only for o in opened)
+    projections.clear()  # writing the files projected them too
     ours = table.read(columns=["id", "headline"]).to_arrow()
     assert ours.schema.names == ["id", "headline"]
+    assert projections == []
     assert_same(ours, table.iceberg.scan(selected_fields=("id", "headline")).to_arrow(), "id")
     # With score, the old files lack a projected column: pyiceberg's projection fills it with nulls.
     plan, parts = table._read_plan(None, None, None, None, None, ())
     assert [o.renames_only for o, _ in reader.open_parts(plan, parts)].count(False) == 3
+    projections.clear()
     assert_same(table.read().to_arrow(), table.iceberg.scan().to_arrow(), "id")
+    assert projections  # pyiceberg's projection for the files lacking score
+
+
+def test_reading_no_columns_gives_no_rows_as_pyiceberg_does(catalog: Catalog) -> None:
+    data = pa.table({"id": pa.array(range(100), pa.int64())})
+    table = Table.create("r.none", data.schema)
+    table.commit([table.stage(data, shard_id=0, run_id="r")], run_id="r")
+    theirs = table.iceberg.scan(selected_fields=()).to_arrow()
+    ours = table.read(columns=[]).to_arrow()
+    assert (ours.num_rows, ours.num_columns) == (theirs.num_rows, theirs.num_columns) == (0, 0)
+    assert sum(batch.num_rows for batch in table.read_batches(columns=[])) == 0
 
 
 def test_empty_table_reads_empty(catalog: Catalog) -> None:

@@ -13,7 +13,8 @@ Usage: python benchmarks/read_iceberg.py [--quick] [--repeat N] [--inner N] [--n
 The last line is ``bench: full_vs_pyiceberg=R full_vs_polars=R filter_vs_pyiceberg=R rss_vs_pyiceberg=R
 s3_vs_pyiceberg=R projection_vs_polars=R filter_vs_polars=R first_full_vs_polars=R ...`` (ours / theirs,
 best of ``--inner`` unless named ``first_``; lower is better); ``views_...`` are ours read with
-``string_view=True`` (strings as views, as polars holds them, instead of pyiceberg's large strings).
+``string_view=True`` (strings as views, as polars holds them, instead of pyiceberg's large strings);
+``..._vs_polars_large`` compare with polars' scan exported with large strings, the types ours returns.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def _run_case(contender: str, case: str, props: dict[str, str], table: Any) -> i
                 rows += batch.num_rows
             return rows
         return int(table.scan(**scan_args).to_arrow().num_rows)
-    if contender == "polars":
+    if contender in ("polars", "polars_large"):
         import polars as pl
 
         frame = pl.scan_iceberg(table)
@@ -154,6 +155,9 @@ def _run_case(contender: str, case: str, props: dict[str, str], table: Any) -> i
             frame = frame.select(PROJECTION)
         if case == "filter":
             frame = frame.filter(pl.col("value") < 0.1)
+        if contender == "polars_large":
+            # polars giving what pyiceberg's schema (and ours by default) has: large strings.
+            return int(frame.collect().to_arrow(compat_level=pl.CompatLevel.oldest()).num_rows)
         return int(frame.collect().height)
     raise ValueError(contender)
 
@@ -176,7 +180,7 @@ def worker(contender: str, cases: list[str], props: dict[str, str], inner: int =
 
         if contender != "ours_pyarrow" and polars_installed():
             import polars  # the decoder ours uses when it is installed
-    elif contender == "polars":
+    elif contender in ("polars", "polars_large"):
         import polars  # noqa: F401
     results = []
     for case in cases:
@@ -242,7 +246,8 @@ def best(
 
 # ours_views: ours with string_view=True, strings as views as polars holds them (pyiceberg's schema
 # has large strings, which polars never builds: the one thing ours does that polars does not).
-CONTENDERS = ("ours", "ours_views", "pyiceberg", "polars")
+# polars_large: polars' scan exported with large strings, the types ours returns by default.
+CONTENDERS = ("ours", "ours_views", "pyiceberg", "polars", "polars_large")
 OURS = ("ours", "ours_views", "ours_pyarrow")
 
 
@@ -463,7 +468,8 @@ def main() -> None:
             print(
                 f"  {case:10s} {which:5s} vs pyiceberg {ratio(case, 'pyiceberg', which).format(2)}"
                 f"  vs polars {ratio(case, 'polars', which).format(2)}{decoders}"
-                f"  (string_view=True vs polars {ratio(case, 'polars', which, 'ours_views').format(2)})"
+                f"  (string_view=True vs polars {ratio(case, 'polars', which, 'ours_views').format(2)};"
+                f" both with large strings: vs polars_large {ratio(case, 'polars_large', which).format(2)})"
             )
     rss = float("nan")
     if "full" in timed:
@@ -487,7 +493,10 @@ def main() -> None:
         f"views_projection_vs_polars={key('projection', 'polars', mine='ours_views')} "
         f"views_filter_vs_polars={key('filter', 'polars', mine='ours_views')} "
         f"first_views_full_vs_polars={key('full', 'polars', 'first', 'ours_views')} "
-        f"first_views_projection_vs_polars={key('projection', 'polars', 'first', 'ours_views')}"
+        f"first_views_projection_vs_polars={key('projection', 'polars', 'first', 'ours_views')} "
+        f"full_vs_polars_large={key('full', 'polars_large')} "
+        f"projection_vs_polars_large={key('projection', 'polars_large')} "
+        f"filter_vs_polars_large={key('filter', 'polars_large')}"
     )
 
 

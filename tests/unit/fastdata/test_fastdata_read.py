@@ -146,15 +146,21 @@ def test_time_travel(events: Table) -> None:
     )
 
 
-def test_identity_partition_value_missing_from_file(catalog: Catalog) -> None:
-    catalog.create_namespace_if_not_exists("hive")
+def _region_table(catalog: Catalog, identifier: str, files: dict[str, list[int]]) -> Table:
+    """A table partitioned by identity(region) whose files (ids by region) do not store region."""
+    catalog.create_namespace_if_not_exists(identifier.split(".")[0])
     schema = Schema(
         NestedField(1, "id", LongType(), required=False), NestedField(2, "region", StringType(), required=False)
     )
     spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
-    iceberg = catalog.create_table("hive.t", schema=schema, partition_spec=spec)
-    add_file_without_partition_column(iceberg, pa.table({"id": pa.array([1, 2, 3], pa.int64())}), "eu")
-    table = Table("hive.t", catalog=catalog)
+    iceberg = catalog.create_table(identifier, schema=schema, partition_spec=spec)
+    for region, ids in files.items():
+        add_file_without_partition_column(iceberg, pa.table({"id": pa.array(ids, pa.int64())}), region)
+    return Table(identifier, catalog=catalog)
+
+
+def test_identity_partition_value_missing_from_file(catalog: Catalog) -> None:
+    table = _region_table(catalog, "hive.t", {"eu": [1, 2, 3]})
     ours = table.read().to_arrow()
     assert ours.column("region").to_pylist() == ["eu"] * 3
     assert_same(ours, table.iceberg.scan().to_arrow(), "id")
@@ -169,16 +175,9 @@ def test_identity_partition_value_missing_from_file(catalog: Catalog) -> None:
 def test_files_alike_with_other_partition_values_filter_by_their_own(catalog: Catalog) -> None:
     # Both files have one Parquet schema, so one layout; the filter on the partition column they
     # lack must still be translated with each file's own value, not the first file's.
-    catalog.create_namespace_if_not_exists("hive")
-    schema = Schema(
-        NestedField(1, "id", LongType(), required=False), NestedField(2, "region", StringType(), required=False)
-    )
-    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
-    iceberg = catalog.create_table("hive.two", schema=schema, partition_spec=spec)
-    add_file_without_partition_column(iceberg, pa.table({"id": pa.array([1, 2, 3], pa.int64())}), "eu")
-    add_file_without_partition_column(iceberg, pa.table({"id": pa.array([4, 5], pa.int64())}), "us")
-    table = Table("hive.two", catalog=catalog)
     from airflow_provider_mlp.fastdata import reader
+
+    table = _region_table(catalog, "hive.two", {"eu": [1, 2, 3], "us": [4, 5]})
 
     plan, parts = table._read_plan(None, None, "region = 'eu' or id = 5", None, None, ())
     reader.open_parts(plan, parts)

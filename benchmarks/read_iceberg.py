@@ -279,9 +279,9 @@ def compare(
             Samples(tuple(float(r[key]) for r in results)) for key in ("user_s", "sys_s", "minor_faults")
         )
         print(
-            f"{case:10s} {name:9s} first {out[name]['first'].format()} s  best of {inner} "
+            f"{case:10s} {name:12s} first {out[name]['first'].format()} s  best of {inner} "
             f"{out[name]['best'].format()} s  rows={','.join(map(str, sorted(rows)))}\n"
-            f"{'':10s} {'':9s} first read's CPU: user {user.format(2)} s, system {system.format(2)} s, "
+            f"{'':10s} {'':12s} first read's CPU: user {user.format(2)} s, system {system.format(2)} s, "
             f"{faults.median / 1000:.0f}k minor page faults",
             flush=True,
         )
@@ -450,7 +450,7 @@ def main() -> None:
             # of the machine, favours neither contender; the ratio is taken within each round.
             s3 = interleaved({name: s3_sampler(name) for name in ("ours", "pyiceberg")}, max(2, rounds))
             for name, samples in s3.items():
-                print(f"s3 full    {name:9s} {samples.format()} s", flush=True)
+                print(f"s3 full    {name:12s} {samples.format()} s", flush=True)
             s3_samples = s3["ours"] / s3["pyiceberg"]
             s3_ratio = s3_samples.median
 

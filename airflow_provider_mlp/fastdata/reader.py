@@ -63,7 +63,7 @@ class ReadPlan:
     # What open_file derives from a Parquet schema (and, for the filter, from the partition values a
     # file lacks), per distinct one: the files of a table are mostly written alike, and deriving it
     # through pyiceberg's schema visitors costs milliseconds a file, with the GIL held.
-    _layouts: dict[tuple[str, ...], FileLayout] = field(default_factory=dict, repr=False, compare=False)
+    _layouts: dict[tuple[Any, ...], FileLayout] = field(default_factory=dict, repr=False, compare=False)
     _file_filters: dict[tuple[Any, ...], FileFilter] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -295,7 +295,8 @@ class FileLayout:
 
 @dataclass(frozen=True)
 class FileFilter:
-    """The plan's filter translated to one file layout's column names (None when there is no filter)."""
+    """The plan's filter translated to the column names of files of one layout that lack the same
+    partition values (None when there is no filter)."""
 
     pyarrow: pc.Expression | None
     columns: list[str]
@@ -305,8 +306,13 @@ class FileFilter:
 def _layout_key(parquet: pq.FileMetaData, physical_schema: pa.Schema, downcast: bool) -> tuple[Any, ...]:
     # The Parquet schema's text names physical and logical types and field ids, untruncated (its
     # first line is the object's address); the serialized Arrow schema adds, exactly, what a stored
-    # ARROW:schema changes.
-    return (str(parquet.schema).split("\n", 1)[-1], physical_schema.serialize().to_pybytes(), downcast)
+    # ARROW:schema changes. Without the schema-level metadata: writers put per-file values there
+    # (pandas its index's length), which nothing derived from the layout reads.
+    return (
+        str(parquet.schema).split("\n", 1)[-1],
+        physical_schema.remove_metadata().serialize().to_pybytes(),
+        downcast,
+    )
 
 
 def _renames_only(file_project_schema: Schema, projected_schema: Schema) -> bool:

@@ -147,7 +147,7 @@ def _run_case(contender: str, case: str, props: dict[str, str], table: Any) -> i
                 rows += batch.num_rows
             return rows
         return int(table.scan(**scan_args).to_arrow().num_rows)
-    if contender in ("polars", "polars_large"):
+    if contender in POLARS:
         import polars as pl
 
         frame = pl.scan_iceberg(table)
@@ -180,7 +180,7 @@ def worker(contender: str, cases: list[str], props: dict[str, str], inner: int =
 
         if contender != "ours_pyarrow" and polars_installed():
             import polars  # the decoder ours uses when it is installed
-    elif contender in ("polars", "polars_large"):
+    elif contender in POLARS:
         import polars  # noqa: F401
     results = []
     for case in cases:
@@ -249,6 +249,7 @@ def best(
 # polars_large: polars' scan exported with large strings, the types ours returns by default.
 CONTENDERS = ("ours", "ours_views", "pyiceberg", "polars", "polars_large")
 OURS = ("ours", "ours_views", "ours_pyarrow")
+POLARS = ("polars", "polars_large")
 
 
 def compare(

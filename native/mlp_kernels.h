@@ -9,5 +9,6 @@ PyObject* MlpJaroWinklerSimilarity(PyObject* self, PyObject* args, PyObject* kwa
 PyObject* MlpLevenshteinSimilarity(PyObject* self, PyObject* args, PyObject* kwargs);
 PyObject* MlpMatchPairs(PyObject* self, PyObject* args, PyObject* kwargs);
 PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs);
+PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwargs);
 
 #endif

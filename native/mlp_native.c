@@ -20,6 +20,11 @@ static PyMethodDef MlpNativeMethods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "iceberg_bucket(values, num_buckets, *, threads=None) -> int32 ArrowResult of Iceberg's "
      "bucket[num_buckets] transform."},
+    {"decode_parquet_column", (PyCFunction)(void (*)(void))MlpDecodeParquetColumn,
+     METH_VARARGS | METH_KEYWORDS,
+     "decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1, "
+     "decompress=None, allocate=None) -> ArrowResult of one flat Parquet column chunk's values "
+     "(arrow_type: large_string, large_binary, int32, int64, float32, float64 or date32)."},
     {NULL, NULL, 0, NULL},
 };
 

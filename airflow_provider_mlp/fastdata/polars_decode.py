@@ -264,8 +264,9 @@ class PolarsDecodeError(Exception):
     """polars could not decode a run of row groups: the caller decodes it with Arrow instead."""
 
 
-def read_rows(opened: OpenFile, first: int, last: int) -> pa.Table:
-    """Row groups ``first``..``last`` (consecutive) of the file, deletes and filter applied, in file column names."""
+def read_rows(opened: OpenFile, first: int, last: int, columns: Sequence[str] | None = None) -> pa.Table:
+    """Row groups ``first``..``last`` (consecutive) of the file, deletes and filter applied, in file column
+    names: ``columns`` of them (all the file's projected ones by default)."""
     import numpy as np
     import polars as pl
 
@@ -289,7 +290,8 @@ def read_rows(opened: OpenFile, first: int, last: int) -> pa.Table:
         if deleted is not None:
             kept = ~pl.col(ROW_POSITION).is_in(pl.Series(deleted, dtype=pl.get_index_type()).implode())
             predicate = kept if predicate is None else kept & predicate
-        frame = frame.select(opened.columns + ([ROW_POSITION] if deleted is not None else []))
+        selected = list(opened.columns if columns is None else columns)
+        frame = frame.select(selected + ([ROW_POSITION] if deleted is not None else []))
         if predicate is not None:
             frame = frame.filter(predicate)
         if deleted is not None:

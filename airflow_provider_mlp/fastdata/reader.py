@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from pyiceberg.table import FileScanTask
     from pyiceberg.table.metadata import TableMetadata
 
+    from airflow_provider_mlp.fastdata.native_decode import NativeColumn
+
 ROW_INDEX = "__fastdata_row_index__"
 
 
@@ -217,6 +219,9 @@ class OpenFile:
     polars_filter: pl.Expr | None = None
     # Whether pyiceberg's projection of this file's batches only renames (FileLayout.renames_only).
     renames_only: bool = False
+    # The columns the native kernel decodes where a run is read without filter or deletes
+    # (FileLayout.native_columns; empty when polars does not decode the file).
+    native_columns: dict[str, NativeColumn] = field(default_factory=dict)
     # Row groups still to be decoded: the file's bytes fetched whole are dropped after the last.
     pending_row_groups: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -291,6 +296,8 @@ class FileLayout:
     renames_only: bool
     # Whether polars decodes every one of ``columns`` exactly as Arrow would (see polars_can_decode).
     polars_decodable: bool
+    # Those of ``columns`` the native kernel decodes in files polars decodes (see native_decode).
+    native_columns: dict[str, NativeColumn] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -372,6 +379,11 @@ def _file_layout(plan: ReadPlan, parquet: pq.FileMetaData, physical_schema: pa.S
         from airflow_provider_mlp.fastdata.polars_decode import polars_can_decode
 
         polars_decodable = polars_can_decode(parquet, physical_schema, columns, leaves)
+    native: dict[str, NativeColumn] = {}
+    if polars_decodable and not plan.string_view:
+        from airflow_provider_mlp.fastdata.native_decode import native_columns
+
+        native = native_columns(parquet, physical_schema, columns)
     layout = FileLayout(
         key=key,
         file_schema=file_schema,
@@ -380,6 +392,7 @@ def _file_layout(plan: ReadPlan, parquet: pq.FileMetaData, physical_schema: pa.S
         leaves=leaves,
         renames_only=_renames_only(file_project_schema, plan.projected_schema),
         polars_decodable=polars_decodable,
+        native_columns=native,
     )
     # Threads opening files alike may each derive it once: the layouts are equal, the first stays.
     return plan._layouts.setdefault(key, layout)
@@ -489,6 +502,7 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         polars_source=polars_source,
         polars_filter=file_filter.polars,
         renames_only=layout.renames_only,
+        native_columns=layout.native_columns if polars_source is not None else {},
     )
 
 
@@ -658,12 +672,27 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
 
 
 def _decoded(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.Table]:
-    """The surviving rows of consecutive ``row_groups``: by polars in one go where it can, else by Arrow."""
+    """The surviving rows of consecutive ``row_groups``: by polars in one go where it can (its flat
+    strings and binaries by the native kernel when nothing filters the rows), else by Arrow."""
+    import pyarrow as pa
+
     if opened.polars_source is not None:
+        from airflow_provider_mlp.fastdata.native_decode import NativeDecodeError, read_columns, usable
         from airflow_provider_mlp.fastdata.polars_decode import PolarsDecodeError, read_rows
 
         try:
-            return [read_rows(opened, row_groups[0], row_groups[-1])]
+            native: dict[str, pa.ChunkedArray] = {}
+            if usable(opened, row_groups):
+                try:
+                    native = read_columns(opened, row_groups)
+                except NativeDecodeError:
+                    pass  # polars decodes those columns too
+            if not native:
+                return [read_rows(opened, row_groups[0], row_groups[-1])]
+            rest = [name for name in opened.columns if name not in native]
+            others = read_rows(opened, row_groups[0], row_groups[-1], rest) if rest else None
+            arrays = [native[name] if name in native else others.column(name) for name in opened.columns]  # type: ignore[union-attr]
+            return [pa.Table.from_arrays(arrays, names=opened.columns)]
         except PolarsDecodeError:
             pass  # Arrow decodes it instead, and names the file and row group if it is corrupt
     tables = []

@@ -16,7 +16,12 @@ Kernels:
 - ``match_pairs(fields, *, threshold=None, threads=None)``: the weighted mean of several such
   scores (fields with a null drop out of a row's mean; a row with none left is null), and with
   a threshold also the int64 indices of the rows that reach it;
-- ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform.
+- ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform;
+- ``decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1,
+  decompress=None, allocate=None)``: one Parquet column chunk of a flat column (its pages' bytes,
+  from the first) as ``large_string``, ``large_binary``, ``int32``, ``int64``, ``float32``,
+  ``float64`` or ``date32``; ``decompress(data, uncompressed_size)`` returns a page's bytes (None
+  for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output (None: malloc).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from airflow_provider_mlp.kernels import _native as native
 from airflow_provider_mlp.kernels._native import (
     ArrowResult,
     array_stats,
+    decode_parquet_column,
     iceberg_bucket,
     jaro_winkler_similarity,
     levenshtein_similarity,
@@ -36,6 +42,7 @@ __all__ = [
     "ArrowKernelError",
     "ArrowResult",
     "array_stats",
+    "decode_parquet_column",
     "iceberg_bucket",
     "jaro_winkler_similarity",
     "levenshtein_similarity",

@@ -33,3 +33,12 @@ def match_pairs(fields: Any, *, threshold: None = None, threads: int | None = No
 @overload
 def match_pairs(fields: Any, *, threshold: float, threads: int | None = None) -> tuple[ArrowResult, ArrowResult]: ...
 def iceberg_bucket(values: Any, num_buckets: int, *, threads: int | None = None) -> ArrowResult: ...
+def decode_parquet_column(
+    chunk: Any,
+    num_values: int,
+    arrow_type: str,
+    *,
+    max_definition_level: int = 1,
+    decompress: Any | None = None,
+    allocate: Any | None = None,
+) -> ArrowResult: ...

@@ -491,3 +491,351 @@ def iceberg_bucket(values: Any, num_buckets: int, *, threads: int | None = None)
         value = _wrap_long(item * multiply) // divide
         buckets.append((murmur3_32(value.to_bytes(8, "little", signed=True)) & 0x7FFFFFFF) % num_buckets)
     return pa.array(buckets, type=pa.int32())
+
+
+# --------------------------------------------------------------------------------------------
+# decode_parquet_column
+
+_PARQUET_KINDS = {
+    # arrow_type: (struct format of one value, or None for BYTE_ARRAY)
+    "large_string": None,
+    "large_binary": None,
+    "int32": "<i",
+    "int64": "<q",
+    "float32": "<f",
+    "float64": "<d",
+    "date32": "<i",
+}
+_PAGE_DATA, _PAGE_DICTIONARY, _PAGE_DATA_V2 = 0, 2, 3
+_PLAIN, _PLAIN_DICTIONARY, _RLE, _RLE_DICTIONARY = 0, 2, 3, 8
+
+
+class _ParquetError(Exception):
+    """A corrupt or unsupported page: the message, without the page number."""
+
+
+class _Thrift:
+    """The Thrift compact protocol, as far as Parquet's PageHeader needs it."""
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise _ParquetError("unreadable page header")
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def varint(self) -> int:
+        value = shift = 0
+        while shift < 64:
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+        raise _ParquetError("unreadable page header")
+
+    def zigzag(self) -> int:
+        value = self.varint()
+        return (value >> 1) ^ -(value & 1)
+
+    def skip_bytes(self, n: int) -> None:
+        if n > len(self.data) - self.pos:
+            raise _ParquetError("unreadable page header")
+        self.pos += n
+
+    def fields(self) -> Any:
+        """(field id, type) of each field of a struct, up to its stop byte."""
+        field_id = 0
+        while True:
+            header = self.byte()
+            if header == 0:
+                return
+            delta = header >> 4
+            field_id = field_id + delta if delta else self.zigzag()
+            yield field_id, header & 0x0F
+
+    def skip(self, field_type: int, depth: int = 0) -> None:
+        if depth > 32:
+            raise _ParquetError("unreadable page header")
+        if field_type in (1, 2):
+            return
+        if field_type == 3:
+            self.skip_bytes(1)
+        elif field_type in (4, 5, 6):
+            self.varint()
+        elif field_type == 7:
+            self.skip_bytes(8)
+        elif field_type == 8:
+            self.skip_bytes(self.varint())
+        elif field_type in (9, 10):
+            header = self.byte()
+            count, element = header >> 4, header & 0x0F
+            if count == 15:
+                count = self.varint()
+            for _ in range(count):
+                if element in (1, 2):
+                    self.skip_bytes(1)
+                else:
+                    self.skip(element, depth + 1)
+        elif field_type == 11:
+            count = self.varint()
+            if count:
+                types = self.byte()
+                for _ in range(count):
+                    for element in (types >> 4, types & 0x0F):
+                        if element in (1, 2):
+                            self.skip_bytes(1)
+                        else:
+                            self.skip(element, depth + 1)
+        elif field_type == 12:
+            for _, inner in self.fields():
+                self.skip(inner, depth + 1)
+        else:
+            raise _ParquetError("unreadable page header")
+
+
+def _page_header(reader: _Thrift) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "type": -1,
+        "uncompressed": 0,
+        "compressed": 0,
+        "num_values": 0,
+        "encoding": 0,
+        "definition_level_encoding": _RLE,
+        "definition_levels_bytes": 0,
+        "repetition_levels_bytes": 0,
+        "is_compressed": True,
+    }
+    plain = {1: "type", 2: "uncompressed", 3: "compressed"}
+    for field_id, field_type in reader.fields():
+        if field_type == 5 and field_id in plain:
+            header[plain[field_id]] = reader.zigzag()
+        elif field_type == 12 and field_id in (5, 7, 8):
+            names = (
+                {1: "num_values", 4: "encoding", 5: "definition_levels_bytes", 6: "repetition_levels_bytes"}
+                if field_id == 8
+                else {1: "num_values", 2: "encoding", 3: "definition_level_encoding" if field_id == 5 else ""}
+            )
+            for inner_id, inner_type in reader.fields():
+                if inner_type == 5 and names.get(inner_id):
+                    header[names[inner_id]] = reader.zigzag()
+                elif field_id == 8 and inner_id == 7 and inner_type in (1, 2):
+                    header["is_compressed"] = inner_type == 1
+                else:
+                    reader.skip(inner_type, 1)
+        else:
+            reader.skip(field_type)
+    if (
+        min(header["compressed"], header["uncompressed"], header["num_values"]) < 0
+        or min(header["definition_levels_bytes"], header["repetition_levels_bytes"]) < 0
+        or header["compressed"] > len(reader.data) - reader.pos
+    ):
+        raise _ParquetError("unreadable page header")
+    return header
+
+
+def _hybrid(data: bytes, bit_width: int, count: int) -> list[int]:
+    """``count`` values of the RLE / bit-packed hybrid encoding."""
+    reader = _Thrift(data)
+    values: list[int] = []
+    mask = (1 << bit_width) - 1
+    while len(values) < count:
+        try:
+            header = reader.varint()
+        except _ParquetError:
+            raise _ParquetError("levels or indices cut short or corrupt") from None
+        if header & 1:
+            groups = header >> 1
+            run = data[reader.pos : reader.pos + groups * bit_width]
+            reader.pos += len(run)
+            bits = int.from_bytes(run, "little")
+            for index in range(min(groups * 8, count - len(values))):
+                if (index + 1) * bit_width > len(run) * 8:
+                    raise _ParquetError("levels or indices cut short or corrupt")
+                values.append((bits >> (index * bit_width)) & mask)
+        else:
+            width = (bit_width + 7) // 8
+            if width > len(data) - reader.pos:
+                raise _ParquetError("levels or indices cut short or corrupt")
+            value = int.from_bytes(data[reader.pos : reader.pos + width], "little")
+            reader.pos += width
+            if value > mask:
+                raise _ParquetError("levels or indices cut short or corrupt")
+            values.extend([value] * min(header >> 1, count - len(values)))
+    return values
+
+
+def _plain_byte_arrays(data: bytes, count: int) -> tuple[list[bytes], int]:
+    """``count`` length-prefixed values and where they end."""
+    values, pos = [], 0
+    for _ in range(count):
+        if len(data) - pos < 4:
+            raise _ParquetError("value past the page's end")
+        length = int.from_bytes(data[pos : pos + 4], "little")
+        if length > len(data) - pos - 4:
+            raise _ParquetError("value past the page's end")
+        values.append(data[pos + 4 : pos + 4 + length])
+        pos += 4 + length
+    return values, pos
+
+
+def _plain_fixed(data: bytes, value_format: str, count: int) -> list[Any]:
+    import struct
+
+    size = struct.calcsize(value_format)
+    if count * size > len(data):
+        raise _ParquetError("values past the page's end")
+    return [struct.unpack_from(value_format, data, index * size)[0] for index in range(count)]
+
+
+def _check_text(values: list[bytes], what: str) -> None:
+    for value in values:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _ParquetError(f"{what} that is not valid UTF-8") from None
+
+
+def decode_parquet_column(
+    chunk: Any,
+    num_values: int,
+    arrow_type: str,
+    *,
+    max_definition_level: int = 1,
+    decompress: Any = None,
+    allocate: Any = None,
+) -> Any:
+    """One Parquet column chunk of a flat column (its pages' bytes from the first) as the Arrow
+    array ``arrow_type`` names (see the native kernel's documentation)."""
+    import pyarrow as pa
+
+    func = "decode_parquet_column"
+    if arrow_type not in _PARQUET_KINDS:
+        raise ArrowKernelError(
+            f"{func}(): arrow_type must be one of large_string, large_binary, int32, int64, "
+            f"float32, float64, date32; got '{arrow_type}'"
+        )
+    if (
+        num_values < 0
+        or max_definition_level not in (0, 1)
+        or (decompress is not None and not callable(decompress))
+        or (allocate is not None and not callable(allocate))
+    ):
+        raise ArrowKernelError(
+            f"{func}(): num_values must be >= 0, max_definition_level 0 or 1, and decompress and "
+            f"allocate None or callables; got {num_values}, {max_definition_level}, "
+            f"{type(decompress).__name__}, {type(allocate).__name__}"
+        )
+    value_format = _PARQUET_KINDS[arrow_type]
+    data = bytes(memoryview(chunk))
+    reader = _Thrift(data)
+    dictionary: list[Any] | None = None
+    values: list[Any] = []
+    page_index = 0
+    try:
+        while len(values) < num_values:
+            if reader.pos >= len(data):
+                raise ArrowKernelError(f"{func}(): the chunk ends after {len(values)} of its {num_values} values")
+            header = _page_header(reader)
+            payload = data[reader.pos : reader.pos + header["compressed"]]
+            reader.pos += header["compressed"]
+            levels_size = 0
+            if header["type"] == _PAGE_DATA_V2:
+                if header["repetition_levels_bytes"]:
+                    raise _ParquetError("repetition levels (a repeated column)")
+                levels_size = header["definition_levels_bytes"]
+                if levels_size > header["compressed"] or levels_size > header["uncompressed"]:
+                    raise _ParquetError("levels larger than the page")
+            if header["type"] not in (_PAGE_DATA, _PAGE_DICTIONARY, _PAGE_DATA_V2):
+                page_index += 1
+                continue
+            stored = payload[levels_size:]
+            expected = header["uncompressed"] - levels_size
+            compressed = header["is_compressed"] if header["type"] == _PAGE_DATA_V2 else True
+            if decompress is None or not compressed:
+                if len(stored) != expected:
+                    raise ArrowKernelError(
+                        f"{func}(): page {page_index}: {len(stored)} bytes stored but {expected} expected uncompressed"
+                    )
+                body = stored
+            else:
+                body = bytes(memoryview(decompress(memoryview(stored), expected)))
+                if len(body) != expected:
+                    raise ArrowKernelError(
+                        f"{func}(): page {page_index} decompressed to {len(body)} bytes, its header says {expected}"
+                    )
+            if header["type"] == _PAGE_DICTIONARY:
+                if dictionary is not None:
+                    raise _ParquetError("a second dictionary page")
+                if values:
+                    raise _ParquetError("a dictionary page after data pages")
+                if header["encoding"] not in (_PLAIN, _PLAIN_DICTIONARY):
+                    raise _ParquetError("dictionary page not PLAIN-encoded")
+                if value_format is None:
+                    dictionary, _ = _plain_byte_arrays(body, header["num_values"])
+                    if arrow_type == "large_string":
+                        _check_text(dictionary, "dictionary holds a string")
+                else:
+                    dictionary = _plain_fixed(body, value_format, header["num_values"])
+                page_index += 1
+                continue
+            count = header["num_values"]
+            if count > num_values - len(values):
+                raise _ParquetError("more values than the chunk has")
+            rest = body
+            defined = [1] * count
+            if max_definition_level:
+                if header["type"] == _PAGE_DATA:
+                    if header["definition_level_encoding"] != _RLE:
+                        raise _ParquetError("definition levels not RLE-encoded")
+                    if len(body) < 4 or int.from_bytes(body[:4], "little") > len(body) - 4:
+                        raise _ParquetError("definition levels past the page's end")
+                    length = int.from_bytes(body[:4], "little")
+                    levels, rest = body[4 : 4 + length], body[4 + length :]
+                else:
+                    levels = payload[:levels_size]
+                defined = _hybrid(levels, 1, count)
+            present = sum(defined)
+            encoding = header["encoding"]
+            if encoding == _PLAIN:
+                if value_format is None:
+                    decoded, _ = _plain_byte_arrays(rest, present)
+                    if arrow_type == "large_string":
+                        _check_text(decoded, "a string")
+                else:
+                    decoded = _plain_fixed(rest, value_format, present)
+            elif encoding in (_RLE_DICTIONARY, _PLAIN_DICTIONARY):
+                if dictionary is None:
+                    raise _ParquetError("dictionary-coded page without a dictionary")
+                decoded = []
+                if present:
+                    if not rest:
+                        raise _ParquetError("indices past the page's end")
+                    if rest[0] > 32:
+                        raise _ParquetError("index bit width over 32")
+                    for index in _hybrid(rest[1:], rest[0], present):
+                        if index >= len(dictionary):
+                            raise _ParquetError("index past the dictionary's end")
+                        decoded.append(dictionary[index])
+            else:
+                raise _ParquetError(f"unsupported value encoding {encoding}")
+            present_values = iter(decoded)
+            values.extend(next(present_values) if flag else None for flag in defined)
+            page_index += 1
+    except _ParquetError as exc:
+        raise ArrowKernelError(f"{func}(): page {page_index}: {exc}") from None
+    types = {
+        "large_string": pa.large_string(),
+        "large_binary": pa.large_binary(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float32": pa.float32(),
+        "float64": pa.float64(),
+        "date32": pa.date32(),
+    }
+    if arrow_type == "large_string":
+        values = [None if value is None else value.decode("utf-8") for value in values]
+    return pa.array(values, type=types[arrow_type])

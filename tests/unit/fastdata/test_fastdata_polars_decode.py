@@ -26,6 +26,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+import airflow_provider_mlp.fastdata.native_decode as native_decode
 import airflow_provider_mlp.fastdata.polars_decode as polars_decode
 from airflow_provider_mlp.errors import ConfigurationError, MissingExtraError
 from airflow_provider_mlp.fastdata import Table
@@ -145,6 +146,8 @@ def test_row_groups_are_pruned_before_polars_and_streamed_one_at_a_time(catalog:
     ids = pa.array(range(20_000), pa.int64())
     iceberg.append(pa.table({"id": ids, "s": pa.array([f"value-{i:08d}" for i in range(20_000)])}))
     table = Table("pd.rg", catalog=catalog, decoder="polars")
+    # The native kernel would decode these flat columns itself: this test is about polars' runs.
+    monkeypatch.setattr(native_decode, "usable", lambda opened, row_groups: False)
     runs: list[tuple[int, int]] = []
     real = polars_decode.read_rows
 
@@ -197,7 +200,9 @@ def test_types_polars_is_not_given_are_decoded_by_arrow(catalog: Catalog, monkey
     iceberg.append(data)
     used = []
     real = polars_decode.read_rows
-    monkeypatch.setattr(polars_decode, "read_rows", lambda o, f, la: used.append(o.columns) or real(o, f, la))
+    monkeypatch.setattr(
+        polars_decode, "read_rows", lambda o, f, la, columns=None: used.append(o.columns) or real(o, f, la, columns)
+    )
     table = Table("pd.types", catalog=catalog, decoder="polars")
     theirs = iceberg.scan().to_arrow()
     for columns in (None, ["id", "amount"], ["id", "tags"], ["id", "point"]):

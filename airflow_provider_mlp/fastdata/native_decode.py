@@ -1,0 +1,201 @@
+"""Flat string and binary columns decoded by the native kernel straight into Arrow's large types.
+
+The projected schema of a read (pyiceberg's) has ``large_string`` and ``large_binary``. polars, the
+fastest general decoder here, decodes strings into views, and turning those into large strings is a
+second pass over every value into memory allocated a second time: for a string-heavy scan it is
+most of what separates this reader from polars' own scan. ``decode_parquet_byte_array`` (in
+``airflow_provider_mlp.kernels``) decodes each page of such a column into the large layout directly
+while the page is in cache; the other columns of the file are still decoded by polars.
+
+It is used only where it gives the same result with less work: files polars decodes (local ones)
+read without a filter or positional deletes (polars applies those while decoding, so that rows
+they rule out are never materialised), and not for ``string_view`` reads (polars' views are the
+output then). Pages compressed with a codec pyarrow has (all but the Hadoop LZ4 framing) are
+decompressed by pyarrow's ``Codec``. Whatever the kernel refuses (an encoding it does not decode, a
+corrupt page) is decoded by polars, or Arrow, instead; they name the file if it is corrupt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_provider_mlp.fastdata.reader import OpenFile
+
+# Parquet's codec names (as pyarrow's ColumnChunkMetaData.compression gives them) to pyarrow's
+# Codec names; UNCOMPRESSED needs none. pyarrow reports both LZ4 framings (Hadoop's and raw) as
+# "LZ4", so those chunks are left to the other decoders.
+CODECS = {
+    "UNCOMPRESSED": None,
+    "SNAPPY": "snappy",
+    "GZIP": "gzip",
+    "BROTLI": "brotli",
+    "ZSTD": "zstd",
+}
+
+
+@dataclass(frozen=True)
+class NativeColumn:
+    """How one projected column is stored, when the kernel decodes it: its one Parquet leaf and
+    the Arrow type it decodes to (the type Arrow's own decode of the leaf has, strings large)."""
+
+    leaf: int
+    arrow_type: str
+    max_definition_level: int
+
+
+def _kind(physical_type: str, logical_type: str, arrow_type: pa.DataType) -> str | None:
+    import pyarrow as pa
+
+    t = pa.types
+    if physical_type == "BYTE_ARRAY":
+        if logical_type == "STRING" and (t.is_string(arrow_type) or t.is_large_string(arrow_type)):
+            return "large_string"
+        if logical_type == "NONE" and (t.is_binary(arrow_type) or t.is_large_binary(arrow_type)):
+            return "large_binary"
+        return None
+    # By the Arrow type Arrow gives the leaf: an INT32 leaf read as int8, uint32 or time32, say,
+    # is left to the other decoders.
+    kinds = {
+        "INT32": {pa.int32(): "int32", pa.date32(): "date32"},
+        "INT64": {pa.int64(): "int64"},
+        "FLOAT": {pa.float32(): "float32"},
+        "DOUBLE": {pa.float64(): "float64"},
+    }
+    return kinds.get(physical_type, {}).get(arrow_type)
+
+
+def native_columns(parquet: Any, physical_schema: pa.Schema, columns: Sequence[str]) -> dict[str, NativeColumn]:
+    """The ``columns`` the kernel decodes: top-level columns, optional or required, of the types
+    ``decode_parquet_column`` produces (see ``_kind``)."""
+    found: dict[str, NativeColumn] = {}
+    wanted = set(columns)
+    for leaf in range(parquet.num_columns):
+        column = parquet.schema.column(leaf)
+        name = column.path
+        if name not in wanted or column.max_repetition_level != 0 or column.max_definition_level > 1:
+            continue
+        index = physical_schema.get_field_index(name)
+        if index < 0:
+            continue
+        kind = _kind(column.physical_type, column.logical_type.type, physical_schema.field(index).type)
+        if kind is not None:
+            found[name] = NativeColumn(leaf, kind, column.max_definition_level)
+    return found
+
+
+class NativeDecodeError(Exception):
+    """The kernel could not decode a column chunk: the caller decodes the run another way."""
+
+
+@cache
+def _allocator() -> Any:
+    import pyarrow as pa
+
+    from airflow_provider_mlp.fastdata.fetch import data_memory_pool
+
+    pool = data_memory_pool()
+
+    # From the pool the rest of the read allocates from, which reuses freed memory: malloc maps
+    # every large block afresh for each of the reader's threads, and faulting in those pages cost
+    # more than decoding into them (measured: 2x the kernel's CPU time).
+    def allocate(size: int) -> pa.Buffer:
+        return pa.allocate_buffer(size, memory_pool=pool)
+
+    return allocate
+
+
+_THREAD = threading.local()
+
+
+def _zstd_decompress(data: memoryview, size: int) -> bytes:
+    # zstandard's decompressor keeps its context from page to page (pyarrow's Codec makes one per
+    # call); one per thread, as it is not thread-safe. Both release the GIL while they work.
+    import zstandard
+
+    decompressor = getattr(_THREAD, "zstd", None)
+    if decompressor is None:
+        decompressor = _THREAD.zstd = zstandard.ZstdDecompressor()
+    try:
+        return decompressor.decompress(data, max_output_size=size)
+    except zstandard.ZstdError as exc:  # as pyarrow's Codec says it, so that callers catch one type
+        raise OSError(f"zstd: {exc}") from exc
+
+
+@cache
+def _decompressor(codec: str) -> Any:
+    import pyarrow as pa
+
+    if codec == "zstd":
+        return _zstd_decompress
+
+    from airflow_provider_mlp.fastdata.fetch import data_memory_pool
+
+    compressor = pa.Codec(codec)
+    pool = data_memory_pool()
+
+    def decompress(data: memoryview, size: int) -> pa.Buffer:
+        return compressor.decompress(data, size, memory_pool=pool)
+
+    return decompress
+
+
+def usable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
+    """Whether the run of ``row_groups`` is read without a filter or deletes (see the module's text)."""
+    import numpy as np
+
+    if not opened.native_columns or opened.string_view or opened.polars_source is None:
+        return False
+    if opened.pyarrow_filter is not None or opened.polars_filter is not None:
+        return False
+    if opened.deletes is not None and len(opened.deletes):
+        start, end = opened.row_offsets[row_groups[0]], opened.row_offsets[row_groups[-1] + 1]
+        lo, hi = np.searchsorted(opened.deletes, [start, end])
+        if hi > lo:
+            return False
+    return True
+
+
+def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.ChunkedArray]:
+    """Every native column of the file over ``row_groups``, a chunk per row group."""
+    import pyarrow as pa
+
+    from airflow_provider_mlp.kernels import ArrowKernelError, decode_parquet_column
+
+    assert opened.polars_source is not None
+    try:
+        source = pa.memory_map(opened.polars_source)
+    except OSError as exc:  # missing, say: the other decoders name the file
+        raise NativeDecodeError(str(exc)) from exc
+    try:
+        decoded: dict[str, list[pa.Array]] = {name: [] for name in opened.native_columns}
+        for rg in row_groups:
+            group = opened.parquet.row_group(rg)
+            for name, column in opened.native_columns.items():
+                chunk = group.column(column.leaf)
+                if chunk.compression not in CODECS:
+                    raise NativeDecodeError(f"codec {chunk.compression}")
+                codec = CODECS[chunk.compression]
+                start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+                data = source.read_at(chunk.total_compressed_size, start)
+                try:
+                    result = decode_parquet_column(
+                        data,
+                        chunk.num_values,
+                        column.arrow_type,
+                        max_definition_level=column.max_definition_level,
+                        decompress=None if codec is None else _decompressor(codec),
+                        allocate=_allocator(),
+                    )
+                except (ArrowKernelError, OSError, pa.ArrowException) as exc:
+                    raise NativeDecodeError(f"column {name} in row group {rg}: {exc}") from exc
+                decoded[name].append(pa.array(result))
+    finally:
+        source.close()
+    return {name: pa.chunked_array(arrays, arrays[0].type) for name, arrays in decoded.items()}

@@ -1,0 +1,196 @@
+"""The native kernel's decode of flat columns inside polars' reads: which reads use it, that they
+equal pyiceberg's and the read without it, and that what it refuses is decoded by polars instead."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyiceberg.catalog import Catalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import (
+    BinaryType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+import airflow_provider_mlp.fastdata.native_decode as native_decode
+import airflow_provider_mlp.fastdata.polars_decode as polars_decode
+import airflow_provider_mlp.kernels as kernels
+from airflow_provider_mlp.fastdata import Table
+from tests.unit.fastdata.helpers import add_position_deletes, assert_same
+
+SCHEMA = Schema(
+    NestedField(1, "id", LongType(), required=False),
+    NestedField(2, "i", IntegerType(), required=False),
+    NestedField(3, "x", DoubleType(), required=False),
+    NestedField(4, "f", FloatType(), required=False),
+    NestedField(5, "s", StringType(), required=False),
+    NestedField(6, "b", BinaryType(), required=False),
+    NestedField(7, "d", DateType(), required=False),
+    NestedField(8, "flag", BooleanType(), required=False),
+    NestedField(9, "ts", TimestamptzType(), required=False),
+)
+# The columns the kernel decodes, by the Arrow type it decodes them to (booleans and timestamps
+# are left to polars).
+NATIVE = {
+    "id": "int64",
+    "i": "int32",
+    "x": "float64",
+    "f": "float32",
+    "s": "large_string",
+    "b": "large_binary",
+    "d": "date32",
+}
+
+
+def rows(start: int, n: int) -> pa.Table:
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    ks = range(start, start + n)
+    return pa.table(
+        {
+            "id": pa.array(ks, pa.int64()),
+            "i": pa.array([None if k % 5 == 0 else k % 7 for k in ks], pa.int32()),
+            "x": pa.array([None if k % 6 == 0 else k / 3 for k in ks], pa.float64()),
+            "f": pa.array([k / 4 for k in ks], pa.float32()),
+            "s": pa.array([None if k % 4 == 0 else ["a", "ünï", "", "longer text"][k % 4] + str(k % 3) for k in ks]),
+            "b": pa.array([None if k % 9 == 0 else bytes([k % 256]) * (k % 5) for k in ks], pa.binary()),
+            "d": pa.array([None if k % 8 == 0 else dt.date(2020, 1, 1 + k % 28) for k in ks], pa.date32()),
+            "flag": pa.array([None if k % 3 == 0 else k % 2 == 0 for k in ks]),
+            "ts": pa.array([base + dt.timedelta(hours=k) for k in ks], pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def write_file(iceberg: Any, name: str, table: pa.Table, **options: Any) -> str:
+    path = f"{iceberg.location()}/data/{name}.parquet"
+    local = Path(path.removeprefix("file://"))
+    local.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, local, **options)
+    return path
+
+
+@pytest.fixture
+def flat(catalog: Catalog) -> tuple[Table, Any]:
+    """Three files: one by pyiceberg, one with several row groups and pages, one of v2 data pages."""
+    catalog.create_namespace_if_not_exists("nd")
+    iceberg = catalog.create_table("nd.flat", schema=SCHEMA)
+    arrow_schema = iceberg.schema().as_arrow()
+    iceberg.append(rows(0, 300).cast(arrow_schema))
+    paths = [
+        write_file(iceberg, "groups", rows(300, 2000).cast(arrow_schema), row_group_size=700, data_page_size=512),
+        write_file(iceberg, "v2", rows(2300, 500).cast(arrow_schema), data_page_version="2.0", compression="snappy"),
+    ]
+    iceberg.add_files(paths)
+    return Table("nd.flat", catalog=catalog), iceberg
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many chunks the kernel decoded, by Arrow type."""
+    calls: Counter[str] = Counter()
+    real = kernels.decode_parquet_column
+
+    def counting(chunk: Any, num_values: int, arrow_type: str, **kwargs: Any) -> Any:
+        calls[arrow_type] += 1
+        return real(chunk, num_values, arrow_type, **kwargs)
+
+    monkeypatch.setattr(kernels, "decode_parquet_column", counting)
+    return calls
+
+
+@pytest.fixture
+def polars_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The columns of each polars decode."""
+    reads: list[list[str]] = []
+    real = polars_decode.read_rows
+
+    def recording(opened: Any, first: int, last: int, columns: Any = None) -> pa.Table:
+        reads.append(list(opened.columns if columns is None else columns))
+        return real(opened, first, last, columns)
+
+    monkeypatch.setattr(polars_decode, "read_rows", recording)
+    return reads
+
+
+def without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native_decode, "usable", lambda opened, row_groups: False)
+
+
+def test_flat_columns_are_decoded_by_the_kernel_and_the_rest_by_polars(
+    flat: tuple[Table, Any], kernel_calls: Counter[str], polars_reads: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table, iceberg = flat
+    ours = table.read().to_arrow()
+    assert_same(ours, iceberg.scan().to_arrow(), "id")
+    # Every native column of every row group: 1 + 3 + 1 of them.
+    assert kernel_calls == Counter(dict.fromkeys(NATIVE.values(), 5))
+    assert polars_reads == [["flag", "ts"]] * 3
+    without_kernel(monkeypatch)
+    assert ours.equals(table.read().to_arrow())
+
+
+def test_a_projection_of_native_columns_never_calls_polars(
+    flat: tuple[Table, Any], kernel_calls: Counter[str], polars_reads: list[list[str]]
+) -> None:
+    table, iceberg = flat
+    ours = table.read(columns=["s", "id"]).to_arrow()
+    assert_same(ours, iceberg.scan(selected_fields=("s", "id")).to_arrow(), "id")
+    assert kernel_calls == Counter({"large_string": 5, "int64": 5})
+    assert polars_reads == []
+    batches = list(table.read_batches(columns=["s", "id"], batch_rows=256))
+    assert pa.Table.from_batches(batches).equals(ours.combine_chunks())
+
+
+def test_filters_deletes_and_views_keep_polars(
+    flat: tuple[Table, Any], kernel_calls: Counter[str], polars_reads: list[list[str]]
+) -> None:
+    table, iceberg = flat
+    assert_same(table.read(row_filter="i > 3").to_arrow(), iceberg.scan(row_filter="i > 3").to_arrow(), "id")
+    views = table.read(string_view=True).to_arrow()
+    assert views.schema.field("s").type == pa.string_view()
+    assert kernel_calls == Counter()
+    # Deletes in one file: that file's row groups go to polars, the other files' to the kernel.
+    data_file = next(task.file.file_path for task in iceberg.scan().plan_files() if "groups" in task.file.file_path)
+    add_position_deletes(iceberg, data_file, [0, 5, 1000])
+    iceberg = iceberg.refresh()
+    assert_same(Table("nd.flat", catalog=iceberg.catalog).read().to_arrow(), iceberg.scan().to_arrow(), "id")
+    assert kernel_calls == Counter(dict.fromkeys(NATIVE.values(), 2))
+
+
+def test_chunks_the_kernel_refuses_are_decoded_by_polars(
+    catalog: Catalog, kernel_calls: Counter[str], polars_reads: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog.create_namespace_if_not_exists("nd")
+    iceberg = catalog.create_table("nd.refused", schema=SCHEMA)
+    arrow_schema = iceberg.schema().as_arrow()
+    delta = write_file(
+        iceberg,
+        "delta",
+        rows(0, 400).cast(arrow_schema),
+        use_dictionary=False,
+        column_encoding={"s": "DELTA_BYTE_ARRAY", "id": "DELTA_BINARY_PACKED"},
+    )
+    lz4 = write_file(iceberg, "lz4", rows(400, 100).cast(arrow_schema), compression="lz4")
+    iceberg.add_files([delta, lz4])
+    table = Table("nd.refused", catalog=catalog)
+    ours = table.read().to_arrow()
+    assert_same(ours, iceberg.scan().to_arrow(), "id")
+    # The DELTA file: the kernel was tried (and refused a chunk), then polars decoded the whole run;
+    # the LZ4 one (a framing pyarrow's metadata does not tell apart) was never given to the kernel.
+    assert kernel_calls
+    assert sorted(map(sorted, polars_reads)) == [sorted(SCHEMA.column_names)] * 2
+    without_kernel(monkeypatch)
+    assert ours.equals(table.read().to_arrow())

@@ -1,0 +1,286 @@
+"""decode_parquet_column: native and reference against pyarrow's own reading of files pyarrow wrote."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import random
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_mlp.kernels import ArrowKernelError, native, reference
+
+LARGE = {
+    "string": ("large_string", pa.large_string()),
+    "binary": ("large_binary", pa.large_binary()),
+    "int32": ("int32", pa.int32()),
+    "int64": ("int64", pa.int64()),
+    "float": ("float32", pa.float32()),
+    "double": ("float64", pa.float64()),
+    "date32[day]": ("date32", pa.date32()),
+}
+LONGS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+# pyarrow's Parquet names (write_table compression=) to its Codec names and back.
+PARQUET_CODECS = {
+    "UNCOMPRESSED": None,
+    "SNAPPY": "snappy",
+    "GZIP": "gzip",
+    "ZSTD": "zstd",
+    "BROTLI": "brotli",
+}
+
+
+def write(table: pa.Table, **options: Any) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, **options)
+    return sink.getvalue()
+
+
+def chunks(data: bytes, column: int = 0) -> list[tuple[bytes, int, Any, int]]:
+    """Each row group's chunk of ``column``: its bytes, value count, decompressor and max definition level."""
+    metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+    found = []
+    for rg in range(metadata.num_row_groups):
+        chunk = metadata.row_group(rg).column(column)
+        start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+        codec_name = PARQUET_CODECS[chunk.compression]
+        decompress = None
+        if codec_name is not None:
+            codec = pa.Codec(codec_name)
+
+            def decompress(page: memoryview, size: int, codec: pa.Codec = codec) -> pa.Buffer:
+                return codec.decompress(page, size)
+
+        level = metadata.schema.column(column).max_definition_level
+        found.append((data[start : start + chunk.total_compressed_size], chunk.num_values, decompress, level))
+    return found
+
+
+def decoded(impl: Any, data: bytes, arrow_type: str, **kwargs: Any) -> pa.ChunkedArray:
+    arrays = [
+        pa.array(
+            impl.decode_parquet_column(chunk, count, arrow_type, max_definition_level=level, decompress=dec, **kwargs)
+        )
+        for chunk, count, dec, level in chunks(data)
+    ]
+    for array in arrays:
+        array.validate(full=True)
+    return pa.chunked_array(arrays, type=arrays[0].type)
+
+
+def expected(data: bytes) -> pa.ChunkedArray:
+    column = pq.read_table(io.BytesIO(data)).column(0)
+    arrow_type = LARGE[str(column.type)][1]
+    return column.cast(arrow_type)
+
+
+def column_of(type_name: str, values: list[Any], nullable: bool = True) -> pa.Table:
+    arrow_type = pa.type_for_alias(type_name) if type_name != "date32[day]" else pa.date32()
+    return pa.table({"c": pa.array(values, type=arrow_type)}, schema=pa.schema([pa.field("c", arrow_type, nullable)]))
+
+
+SAMPLES: dict[str, list[Any]] = {
+    "string": ["", "a", "héllo wörld", "日本語のテキスト", "x" * 40, None, "🙂 emoji", "a" * 17],
+    "binary": [b"", b"\x00\xff", b"plain", None, bytes(range(256)), b"\x80\x80"],
+    "int32": [0, -1, 2**31 - 1, -(2**31), None, 7],
+    "int64": [0, -1, 2**63 - 1, -(2**63), None, 123456789012],
+    "float": [0.0, -1.5, float("inf"), None, 3.25, -0.0],
+    "double": [0.0, -1.5, float("inf"), None, 1e300, -0.0],
+    "date32[day]": [datetime.date(1970, 1, 1), datetime.date(2026, 12, 2), None, datetime.date(1, 1, 1)],
+}
+
+
+def many(type_name: str, count: int, seed: int) -> list[Any]:
+    rng = random.Random(seed)
+    sample = SAMPLES[type_name]
+    # A few distinct values repeated (dictionary-coded), runs of nulls (levels with both run kinds).
+    return [sample[rng.randrange(len(sample))] if rng.random() > 0.05 else None for _ in range(count)]
+
+
+@pytest.mark.parametrize("type_name", sorted(SAMPLES))
+@pytest.mark.parametrize("dictionary", [True, False], ids=["dictionary", "plain"])
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_every_type_and_page_kind_decodes_as_pyarrow_reads_it(
+    impl: Any, type_name: str, dictionary: bool, page_version: str
+) -> None:
+    values = many(type_name, 3000, seed=len(type_name))
+    data = write(
+        column_of(type_name, values),
+        use_dictionary=dictionary,
+        data_page_version=page_version,
+        data_page_size=512,  # many pages per chunk
+        row_group_size=1100,  # several chunks, the last short
+        compression="zstd",
+    )
+    arrow_type = LARGE[type_name][0]
+    assert decoded(impl, data, arrow_type).equals(expected(data))
+
+
+@pytest.mark.parametrize("codec", ["none", "snappy", "gzip", "zstd", "brotli"])
+def test_every_codec_pyarrow_writes(impl: Any, codec: str) -> None:
+    data = write(column_of("string", many("string", 2000, seed=3)), compression=codec, data_page_size=1024)
+    assert decoded(impl, data, "large_string").equals(expected(data))
+
+
+def test_a_dictionary_outgrown_mid_chunk_falls_back_to_plain_pages(impl: Any) -> None:
+    # Unique values: the dictionary reaches its size limit and later pages are PLAIN, in one chunk.
+    values = [f"value-{i:06d}-{'x' * (i % 13)}" for i in range(20_000)]
+    data = write(column_of("string", values), dictionary_pagesize_limit=4096, data_page_size=2048)
+    encodings = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0).encodings
+    assert "PLAIN" in encodings and "RLE_DICTIONARY" in encodings
+    assert decoded(impl, data, "large_string").equals(expected(data))
+
+
+@pytest.mark.parametrize("type_name", ["string", "int64"])
+def test_required_columns_have_no_levels(impl: Any, type_name: str) -> None:
+    values = [v for v in many(type_name, 1500, seed=5) if v is not None]
+    data = write(column_of(type_name, values, nullable=False), data_page_size=256)
+    assert pq.ParquetFile(io.BytesIO(data)).metadata.schema.column(0).max_definition_level == 0
+    result = decoded(impl, data, LARGE[type_name][0])
+    assert result.null_count == 0
+    assert result.equals(expected(data))
+
+
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_all_null_pages_and_empty_chunks(impl: Any, page_version: str) -> None:
+    for values in ([None] * 700, [None] * 300 + ["x"] + [None] * 300, []):
+        data = write(column_of("string", values), data_page_version=page_version, data_page_size=64)
+        if not values:
+            assert pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups in (0, 1)
+            continue
+        assert decoded(impl, data, "large_string").equals(expected(data))
+
+
+def test_allocate_supplies_the_output_memory_and_gets_it_back(impl: Any) -> None:
+    pool = pa.jemalloc_memory_pool() if hasattr(pa, "jemalloc_memory_pool") else pa.default_memory_pool()
+    data = write(column_of("string", many("string", 5000, seed=9)), data_page_size=1024)
+    sizes: list[int] = []
+
+    def allocate(size: int) -> pa.Buffer:
+        sizes.append(size)
+        return pa.allocate_buffer(size, memory_pool=pool)
+
+    before = pool.bytes_allocated()
+    result = decoded(impl, data, "large_string", allocate=allocate)
+    assert result.equals(expected(data))
+    if impl is native:
+        assert sizes and pool.bytes_allocated() - before >= sum(sizes) - 64
+    del result
+    assert pool.bytes_allocated() == before
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(max_size=12)), max_size=300),
+    dictionary=st.booleans(),
+    page_version=st.sampled_from(["1.0", "2.0"]),
+    page_size=st.sampled_from([16, 100, 1 << 20]),
+    codec=st.sampled_from(["none", "snappy", "zstd"]),
+)
+def test_random_strings_decode_alike(
+    values: list[str | None], dictionary: bool, page_version: str, page_size: int, codec: str
+) -> None:
+    data = write(
+        column_of("string", values),
+        use_dictionary=dictionary,
+        data_page_version=page_version,
+        data_page_size=page_size,
+        compression=codec,
+    )
+    if not values:
+        return
+    want = expected(data)
+    assert decoded(native, data, "large_string").equals(want)
+    assert decoded(reference, data, "large_string").equals(want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1)), min_size=1, max_size=300
+    ),
+    dictionary=st.booleans(),
+    page_version=st.sampled_from(["1.0", "2.0"]),
+    page_size=st.sampled_from([16, 100, 1 << 20]),
+)
+def test_random_longs_decode_alike(
+    values: list[int | None], dictionary: bool, page_version: str, page_size: int
+) -> None:
+    data = write(
+        column_of("int64", values), use_dictionary=dictionary, data_page_version=page_version, data_page_size=page_size
+    )
+    want = expected(data)
+    assert decoded(native, data, "int64").equals(want)
+    assert decoded(reference, data, "int64").equals(want)
+
+
+def test_unsupported_encodings_are_refused_by_name(impl: Any) -> None:
+    table = column_of("string", many("string", 500, seed=1))
+    data = write(table, use_dictionary=False, column_encoding={"c": "DELTA_BYTE_ARRAY"})
+    with pytest.raises(ArrowKernelError, match="unsupported value encoding 7"):
+        decoded(impl, data, "large_string")
+
+
+def test_invalid_utf8_is_refused_as_a_string_but_read_as_binary(impl: Any) -> None:
+    for dictionary in (True, False):
+        data = write(column_of("binary", [b"ok", b"\xff\xfe", b"\xe6\x97"] * 50), use_dictionary=dictionary)
+        with pytest.raises(ArrowKernelError, match="not valid UTF-8"):
+            decoded(impl, data, "large_string")
+        assert decoded(impl, data, "large_binary").equals(expected(data))
+    # Valid UTF-8 as a whole, but one value starts inside another's character.
+    split = write(column_of("binary", [b"\xe6", b"\x97\xa5"]), use_dictionary=False)
+    with pytest.raises(ArrowKernelError, match="not valid UTF-8"):
+        decoded(impl, split, "large_string")
+
+
+def test_bad_arguments_name_what_is_wrong(impl: Any) -> None:
+    data = write(column_of("int64", [1, 2, 3]))
+    chunk, count, dec, level = chunks(data)[0]
+    with pytest.raises(ArrowKernelError, match="arrow_type must be one of"):
+        impl.decode_parquet_column(chunk, count, "decimal128", decompress=dec)
+    with pytest.raises(ArrowKernelError, match="max_definition_level 0 or 1"):
+        impl.decode_parquet_column(chunk, count, "int64", max_definition_level=2, decompress=dec)
+    with pytest.raises(ArrowKernelError, match="decompressed to 3 bytes"):
+        impl.decode_parquet_column(chunk, count, "int64", decompress=lambda page, size: b"abc")
+    with pytest.raises(ArrowKernelError, match="ends after 3 of its 4 values"):
+        impl.decode_parquet_column(chunk, count + 1, "int64", decompress=dec)
+    with pytest.raises(ValueError, match="no"):
+
+        def refuse(page: memoryview, size: int) -> bytes:
+            raise ValueError("no")
+
+        impl.decode_parquet_column(chunk, count, "int64", decompress=refuse)
+
+
+@pytest.mark.parametrize("type_name", ["string", "int32", "double"])
+@pytest.mark.parametrize("dictionary", [True, False], ids=["dictionary", "plain"])
+def test_corrupt_chunks_give_an_error_or_a_valid_array(impl: Any, type_name: str, dictionary: bool) -> None:
+    """Bytes flipped or cut anywhere: never a read outside the buffers (the sanitizer run checks)."""
+    data = write(
+        column_of(type_name, many(type_name, 400, seed=2)),
+        use_dictionary=dictionary,
+        compression="none",
+        data_page_size=256,
+    )
+    chunk, count, _, level = chunks(data)[0]
+    rng = random.Random(type_name + str(dictionary))
+    arrow_type = LARGE[type_name][0]
+    for trial in range(150 if impl is native else 25):
+        broken = bytearray(chunk)
+        if trial % 3 == 0:
+            broken = broken[: rng.randrange(len(broken))]
+        for _ in range(rng.randrange(1, 4)):
+            if broken:
+                broken[rng.randrange(len(broken))] = rng.randrange(256)
+        try:
+            result = pa.array(impl.decode_parquet_column(bytes(broken), count, arrow_type, max_definition_level=level))
+        except ArrowKernelError as exc:
+            assert "decode_parquet_column(): " in str(exc)
+            continue
+        result.validate(full=True)
+        assert len(result) == count

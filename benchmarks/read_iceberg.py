@@ -360,11 +360,36 @@ def profile(props: dict[str, str]) -> None:
         ("arrow alone (pq.read_table)", lambda: pq.read_table(local)),
     ):
         print(f"profile:   {name:38s} {best_of(fn):.3f}s")
-    print("profile: Arrow decode per column of that file (one thread):")
-    for column in table.schema().column_names:
-        seconds = best_of(lambda c=column: pq.read_table(local, columns=[c], use_threads=False))
-        print(f"profile:   {column:10s} {seconds:.3f}s")
+    _profile_columns(opened, local, best_of)
     _profile_string_representations(local, best_of)
+
+
+def _profile_columns(opened: Any, local: str, best_of: Any) -> None:
+    """Each column of one file decoded alone: by Arrow and by this package's native kernel (one
+    thread each), and by polars (its threads) into its own representation (views for strings)."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_provider_mlp.fastdata.native_decode import decode_chunk
+
+    print("profile: each column of that file: Arrow (one thread), native kernel (one thread), polars (its threads):")
+    source = pa.memory_map(local)
+    groups = range(opened.parquet.num_row_groups)
+    for name in opened.columns:
+        arrow = best_of(lambda c=name: pq.read_table(local, columns=[c], use_threads=False))
+        frame = pl.scan_parquet(local).select(name)
+        polars = best_of(lambda f=frame: f.collect())
+        line = f"profile:   {name:10s} Arrow {arrow:.3f}s"
+        column = opened.native_columns.get(name)
+        if column is not None:
+
+            def kernel(column: Any = column) -> None:
+                for rg in groups:
+                    decode_chunk(source, opened.parquet.row_group(rg).column(column.leaf), column)
+
+            line += f"; kernel to {column.arrow_type} {best_of(kernel):.3f}s"
+        print(f"{line}; polars {polars:.3f}s")
 
 
 def _profile_string_representations(local: str, best_of: Any) -> None:

@@ -1,22 +1,17 @@
-/* decode_parquet_column: one Parquet column chunk of a flat column (not nested, not repeated)
- * straight into the Arrow array a read projects: large_string / large_binary for BYTE_ARRAY,
- * int32, int64, float32, float64 or date32 for INT32, INT64, FLOAT and DOUBLE.
+/* decode_parquet_byte_array: one Parquet column chunk of a flat BYTE_ARRAY column (a string or
+ * binary column that is not nested) straight into Arrow's large_string / large_binary.
  *
  * Why: the projected schema of an Iceberg read has large strings (pyiceberg's schema), and the
  * fastest general decoder here (polars') decodes into string views, which then cost a second
- * pass and a second allocation to become large strings. Decoding each page into the output's
- * layout while the page is still in cache does the work once; the fixed-width columns beside
- * them are a copy (or a gather through the dictionary) per page, and decoding them here too
- * spares a file read by this kernel a second decoder's setup.
+ * pass and a second allocation to become large strings. Decoding each page into the large
+ * layout while the page is still in cache does the work once.
  *
  * What is decoded: data pages v1 and v2, PLAIN and dictionary (PLAIN_DICTIONARY/RLE_DICTIONARY)
  * values, a dictionary page, definition levels of an optional column (max level 1, RLE hybrid).
- * Anything else (DELTA_* and BYTE_STREAM_SPLIT encodings, repeated columns, BIT_PACKED levels)
- * raises ArrowKernelError and the caller decodes the chunk another way. Decompression is the
- * caller's: `decompress` is called per page with the GIL, so any codec the caller has works; it
- * is expected to release the GIL itself while it works (pyarrow's Codec.decompress does).
- * Output buffers come from `allocate(size)` when given (a memory pool that reuses freed memory),
- * else from malloc.
+ * Anything else (DELTA_* encodings, repeated columns, BIT_PACKED levels) raises ArrowKernelError
+ * and the caller decodes the chunk another way. Decompression is the caller's: `decompress` is
+ * called per page with the GIL, so any codec the caller has (pyarrow's) works; it is expected to
+ * release the GIL itself while it works (pyarrow's Codec.decompress does).
  *
  * Every length, offset and index read from the file is checked against the bytes present: a
  * corrupt chunk gives an error naming the page, never a read outside the buffers. String values
@@ -398,7 +393,6 @@ static int ValidUtf8(const uint8_t* s, int64_t n) {
   return 1;
 }
 
-
 /* ---------------------------------------------------------------------------------------- */
 /* Output memory from the caller                                                             */
 
@@ -461,33 +455,41 @@ static int PyAllocate(PyObject* allocate, int64_t size, struct ArrowBuffer* buff
 
 /* Levels and indices are expanded this many values at a time, on the stack. */
 #define MLP_BLOCK_ROWS 1024
+/* The output is a list of arrays, each buffer of which is at most this large (unless one value
+ * needs more): memory pools reuse freed blocks of this size, where they hand larger ones back to
+ * the system and map them afresh, paying a page fault per 4 KiB on every read (measured with
+ * pyarrow's jemalloc pool: blocks of 6 MiB and less are reused, of 7 MiB and more are not). */
+#define MLP_CHUNK_BYTES ((int64_t)4 << 20)
 
 typedef struct {
   int64_t num_values; /* the chunk's */
   int max_definition_level;
   int is_string;
-  int width; /* bytes per value of a fixed-width column (INT32, INT64, FLOAT, DOUBLE); 0 for BYTE_ARRAY */
-  /* The dictionary, unpacked: entry k is dictionary[offsets[k], offsets[k + 1]). */
+  int width; /* bytes per value of a fixed-width column; 0 for BYTE_ARRAY */
+  enum ArrowType type;
+  PyObject* allocate; /* Py_None: malloc */
+  /* The dictionary, unpacked: entry k is dictionary[offsets[k], offsets[k + 1]) (BYTE_ARRAY),
+   * or the width bytes at k * width. */
   uint8_t* dictionary;
   int64_t* dictionary_offsets;
   int32_t dictionary_size;
   int64_t dictionary_longest;
-  /* Output. */
+  int64_t rows;         /* values decoded so far */
+  PyObject* outputs;    /* the finished arrays (ArrowResult) */
+  /* The output array being filled: rows [start, rows) of the column chunk. */
+  int open;
   struct ArrowSchema schema;
   struct ArrowArray array;
-  uint8_t* values;       /* fixed width: num_values * width */
-  int64_t* offsets;      /* BYTE_ARRAY: num_values + 1 */
-  uint8_t* data;         /* data_capacity bytes + MLP_COPY_SLACK */
+  int64_t start;
+  int64_t capacity;     /* rows */
+  uint8_t* values;      /* fixed width: capacity * width */
+  int64_t* offsets;     /* BYTE_ARRAY: capacity + 1 */
+  uint8_t* data;        /* data_capacity bytes + MLP_COPY_SLACK */
   int64_t data_capacity;
   int64_t data_size;
-  int fixed_data;        /* the data buffer came from allocate(): it cannot grow */
-  uint8_t* validity;     /* NULL until the first null */
+  uint8_t* validity;    /* NULL until the first null */
   int64_t null_count;
-  int64_t rows;          /* values decoded so far */
-  /* From the page headers: the value bytes are at most plain_bound (the uncompressed size of the
-   * PLAIN pages) plus dictionary_values times the dictionary's longest entry. */
-  int64_t plain_bound;
-  int64_t dictionary_values;
+  int python_error;     /* a Python exception is set (allocate failed) */
   char message[256];
 } MlpColumnDecoder;
 
@@ -496,6 +498,7 @@ static void DecoderRelease(MlpColumnDecoder* d) {
   free(d->dictionary_offsets);
   if (d->array.release != NULL) d->array.release(&d->array);
   if (d->schema.release != NULL) d->schema.release(&d->schema);
+  Py_CLEAR(d->outputs);
 }
 
 static int Fail(MlpColumnDecoder* d, int64_t page, const char* what) {
@@ -503,8 +506,119 @@ static int Fail(MlpColumnDecoder* d, int64_t page, const char* what) {
   return -1;
 }
 
-static int64_t DataBound(const MlpColumnDecoder* d) {
-  return d->plain_bound + d->dictionary_values * d->dictionary_longest;
+/* With the GIL: `size` bytes of `buffer`, from allocate() or malloc. */
+static int Reserve(MlpColumnDecoder* d, struct ArrowBuffer* buffer, int64_t size) {
+  if (d->allocate != Py_None) return PyAllocate(d->allocate, size, buffer);
+  if (ArrowBufferReserve(buffer, size > 0 ? size : 1) != NANOARROW_OK) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  return 0;
+}
+
+/* With the GIL: a new output array for at most `rows` values (and `data_bytes` of them). */
+static int OpenOutput(MlpColumnDecoder* d, int64_t rows, int64_t data_bytes) {
+  if (ArrowSchemaInitFromType(&d->schema, d->type) != NANOARROW_OK ||
+      ArrowArrayInitFromType(&d->array, d->type) != NANOARROW_OK) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  d->open = 1;
+  d->start = d->rows;
+  d->capacity = rows;
+  d->data_size = 0;
+  d->validity = NULL;
+  d->null_count = 0;
+  struct ArrowBuffer* first = ArrowArrayBuffer(&d->array, 1);
+  if (d->width > 0) {
+    if (Reserve(d, first, rows * d->width) != 0) return -1;
+    d->values = first->data;
+    return 0;
+  }
+  struct ArrowBuffer* data = ArrowArrayBuffer(&d->array, 2);
+  if (Reserve(d, first, 8 * (rows + 1)) != 0 || Reserve(d, data, data_bytes + MLP_COPY_SLACK) != 0) {
+    return -1;
+  }
+  d->offsets = (int64_t*)first->data;
+  d->offsets[0] = 0;
+  d->data = data->data;
+  d->data_capacity = data->capacity_bytes - MLP_COPY_SLACK;
+  return 0;
+}
+
+/* With the GIL: the open output array, finished, appended to the outputs. */
+static int CloseOutput(MlpColumnDecoder* d) {
+  int64_t length = d->rows - d->start;
+  ArrowArrayBuffer(&d->array, 1)->size_bytes = d->width > 0 ? length * d->width : 8 * (length + 1);
+  if (d->width == 0) ArrowArrayBuffer(&d->array, 2)->size_bytes = d->data_size;
+  struct ArrowBitmap* bitmap = ArrowArrayValidityBitmap(&d->array);
+  if (d->validity == NULL || d->null_count == 0) {
+    ArrowBitmapReset(bitmap);
+  } else {
+    bitmap->buffer.size_bytes = (length + 7) / 8;
+    bitmap->size_bits = length;
+  }
+  d->array.length = length;
+  d->array.null_count = d->null_count;
+  d->open = 0;
+  struct ArrowError error;
+  error.message[0] = '\0';
+  if (ArrowArrayFinishBuildingDefault(&d->array, &error) != NANOARROW_OK) {
+    MlpRaise(MLP_FUNC "(): internal error building the result: %s", error.message);
+    return -1;
+  }
+  PyObject* result = MlpResultNew(&d->schema, &d->array);
+  if (result == NULL) return -1;
+  int rc = PyList_Append(d->outputs, result);
+  Py_DECREF(result);
+  return rc;
+}
+
+/* Room in the open output array for `rows` more values and `data_bytes` more value bytes, or a
+ * new output array. Called without the GIL, which it takes only to change arrays. */
+static int EnsureRoom(MlpColumnDecoder* d, int64_t rows, int64_t data_bytes) {
+  if (d->open && d->rows - d->start + rows <= d->capacity &&
+      (d->width > 0 || data_bytes <= d->data_capacity - d->data_size)) {
+    return 0;
+  }
+  int64_t most = MLP_CHUNK_BYTES / (d->width > 0 ? d->width : 8);
+  int64_t capacity = d->num_values - d->rows < most ? d->num_values - d->rows : most;
+  if (capacity < rows) capacity = rows;
+  int64_t data_capacity = data_bytes > MLP_CHUNK_BYTES ? data_bytes : MLP_CHUNK_BYTES;
+  PyGILState_STATE state = PyGILState_Ensure();
+  int rc = d->open ? CloseOutput(d) : 0;
+  if (rc == 0) rc = OpenOutput(d, capacity, data_capacity);
+  PyGILState_Release(state);
+  if (rc != 0) d->python_error = 1;
+  return rc;
+}
+
+static int StartValidity(MlpColumnDecoder* d) {
+  struct ArrowBitmap* bitmap = ArrowArrayValidityBitmap(&d->array);
+  if (ArrowBitmapReserve(bitmap, d->capacity > 0 ? d->capacity : 1) != NANOARROW_OK) return -1;
+  d->validity = bitmap->buffer.data;
+  memset(d->validity, 0, (size_t)((d->capacity + 7) / 8));
+  /* Every row of this array before now was present. */
+  for (int64_t row = 0; row < d->rows - d->start; row++) {
+    d->validity[row >> 3] |= (uint8_t)(1u << (row & 7));
+  }
+  return 0;
+}
+
+/* Records the block of m rows starting at the current one: validity bits, null count, rows. */
+static int FinishBlock(MlpColumnDecoder* d, int64_t m, int64_t present, const int32_t* level_block) {
+  if (present < m && d->validity == NULL && StartValidity(d) != 0) return -1;
+  if (d->validity != NULL) {
+    int64_t row = d->rows - d->start;
+    for (int64_t k = 0; k < m; k++) {
+      if (present == m || level_block[k]) {
+        d->validity[(row + k) >> 3] |= (uint8_t)(1u << ((row + k) & 7));
+      }
+    }
+  }
+  d->null_count += m - present;
+  d->rows += m;
+  return 0;
 }
 
 static int DecodeDictionary(MlpColumnDecoder* d, int64_t page_index, const MlpPage* page,
@@ -558,32 +672,6 @@ static int DecodeDictionary(MlpColumnDecoder* d, int64_t page_index, const MlpPa
   return 0;
 }
 
-/* Room for `more` value bytes. */
-static int EnsureData(MlpColumnDecoder* d, int64_t more) {
-  if (d->data != NULL && more <= d->data_capacity - d->data_size) return 0;
-  if (d->fixed_data) return -1; /* the headers' bound is exact: a page broke it */
-  int64_t wanted = d->data_capacity * 2;
-  if (wanted < d->data_size + more) wanted = d->data_size + more;
-  struct ArrowBuffer* buffer = ArrowArrayBuffer(&d->array, 2);
-  buffer->size_bytes = d->data_size;
-  if (ArrowBufferReserve(buffer, wanted + MLP_COPY_SLACK - d->data_size) != NANOARROW_OK) {
-    return -1;
-  }
-  d->data = buffer->data;
-  d->data_capacity = buffer->capacity_bytes - MLP_COPY_SLACK;
-  return 0;
-}
-
-static int StartValidity(MlpColumnDecoder* d) {
-  struct ArrowBitmap* bitmap = ArrowArrayValidityBitmap(&d->array);
-  if (ArrowBitmapReserve(bitmap, d->num_values > 0 ? d->num_values : 1) != NANOARROW_OK) return -1;
-  d->validity = bitmap->buffer.data;
-  memset(d->validity, 0, (size_t)((d->num_values + 7) / 8));
-  /* Every row before this page was present. */
-  for (int64_t row = 0; row < d->rows; row++) d->validity[row >> 3] |= (uint8_t)(1u << (row & 7));
-  return 0;
-}
-
 /* Starts the indices of a dictionary-coded page: its bit width byte, then the RLE hybrid. */
 static int StartIndices(MlpColumnDecoder* d, int64_t page_index, const uint8_t* p,
                         const uint8_t* end, MlpHybrid* indices) {
@@ -593,96 +681,198 @@ static int StartIndices(MlpColumnDecoder* d, int64_t page_index, const uint8_t* 
   return 0;
 }
 
-/* Sets the validity bits of the present rows among m starting at `row`. */
-static void MarkPresent(MlpColumnDecoder* d, int64_t row, int64_t m, int all_present,
-                        const int32_t* level_block) {
-  for (int64_t k = 0; k < m; k++) {
-    if (all_present || level_block[k]) {
-      d->validity[(row + k) >> 3] |= (uint8_t)(1u << ((row + k) & 7));
-    }
+/* What a data page's values are read from, set up by DecodeDataPage. */
+typedef struct {
+  int64_t page_index;
+  int64_t n;             /* the page's values, nulls included */
+  int all_present;
+  MlpHybrid levels;      /* when not all_present */
+  int dictionary_coded;
+  MlpHybrid indices;     /* once indices_started */
+  int indices_started;
+  const uint8_t* p;      /* the next PLAIN value */
+  const uint8_t* end;
+} MlpPageValues;
+
+/* The next m levels (0 null, 1 present) into level_block; returns how many are present, or -1. */
+static int64_t ReadLevels(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, int32_t* level_block) {
+  if (v->all_present) return m;
+  if (HybridRead(&v->levels, level_block, m) != m) {
+    return Fail(d, v->page_index, "definition levels cut short or corrupt");
   }
+  int64_t present = 0;
+  for (int64_t k = 0; k < m; k++) present += level_block[k];
+  return present;
 }
 
-/* The values of a fixed-width page (levels already set up): a null's slot is zeroed. */
-static int DecodeFixedValues(MlpColumnDecoder* d, int64_t page_index, int64_t n,
-                             int all_present, MlpHybrid* levels, int dictionary_coded,
-                             const uint8_t* values, const uint8_t* end) {
-  int width = d->width;
-  uint8_t* out = d->values + d->rows * width;
-  if (!dictionary_coded && all_present) {
-    /* The common case: the page's values are the output's bytes. */
-    if (n > (end - values) / width) return Fail(d, page_index, "values past the page's end");
-    memcpy(out, values, (size_t)(n * width));
-    if (d->validity != NULL) MarkPresent(d, d->rows, n, 1, NULL);
-    d->rows += n;
-    return 0;
+static int ReadIndices(MlpColumnDecoder* d, MlpPageValues* v, int64_t present, int32_t* index_block) {
+  if (present == 0) return 0;
+  if (!v->indices_started && StartIndices(d, v->page_index, v->p, v->end, &v->indices) != 0) {
+    return -1;
   }
-  int32_t level_block[MLP_BLOCK_ROWS];
-  int32_t index_block[MLP_BLOCK_ROWS];
-  MlpHybrid indices;
-  int indices_started = 0;
-  const uint8_t* p = values;
-  uint32_t dictionary_size = (uint32_t)d->dictionary_size;
-  int64_t present_total = 0;
-  for (int64_t done = 0; done < n; done += MLP_BLOCK_ROWS) {
-    int64_t m = n - done < MLP_BLOCK_ROWS ? n - done : MLP_BLOCK_ROWS;
-    int64_t present = m;
-    if (!all_present) {
-      if (HybridRead(levels, level_block, m) != m) {
-        return Fail(d, page_index, "definition levels cut short or corrupt");
-      }
-      present = 0;
-      for (int64_t k = 0; k < m; k++) present += level_block[k];
-    }
-    uint8_t* block_out = out + done * width;
-    if (dictionary_coded) {
-      if (present > 0) {
-        if (!indices_started && StartIndices(d, page_index, p, end, &indices) != 0) return -1;
-        indices_started = 1;
-        if (HybridRead(&indices, index_block, present) != present) {
-          return Fail(d, page_index, "indices cut short or corrupt");
-        }
-      }
-      int64_t next = 0;
-      for (int64_t k = 0; k < m; k++) {
-        if (!all_present && !level_block[k]) {
-          memset(block_out + k * width, 0, (size_t)width);
-          continue;
-        }
-        uint32_t index = (uint32_t)index_block[next++];
-        if (index >= dictionary_size) return Fail(d, page_index, "index past the dictionary's end");
-        memcpy(block_out + k * width, d->dictionary + (int64_t)index * width, (size_t)width);
-      }
-    } else {
-      if (present > (end - p) / width) return Fail(d, page_index, "values past the page's end");
-      for (int64_t k = 0; k < m; k++) {
-        if (!level_block[k]) {
-          memset(block_out + k * width, 0, (size_t)width);
-          continue;
-        }
-        memcpy(block_out + k * width, p, (size_t)width);
-        p += width;
-      }
-    }
-    if (d->validity != NULL) MarkPresent(d, d->rows + done, m, all_present, level_block);
-    present_total += present;
+  v->indices_started = 1;
+  if (HybridRead(&v->indices, index_block, present) != present) {
+    return Fail(d, v->page_index, "indices cut short or corrupt");
   }
-  d->null_count += n - present_total;
-  d->rows += n;
   return 0;
 }
 
+static int DecodeFixedValues(MlpColumnDecoder* d, MlpPageValues* v) {
+  int width = d->width;
+  int32_t level_block[MLP_BLOCK_ROWS];
+  int32_t index_block[MLP_BLOCK_ROWS];
+  uint32_t dictionary_size = (uint32_t)d->dictionary_size;
+  for (int64_t done = 0; done < v->n;) {
+    /* PLAIN values without nulls go over in one copy up to the output array's end; the rest a
+     * block of levels and indices at a time. */
+    int64_t m = v->n - done;
+    if ((v->dictionary_coded || !v->all_present) && m > MLP_BLOCK_ROWS) m = MLP_BLOCK_ROWS;
+    if (EnsureRoom(d, 1, 0) != 0) return -1;
+    int64_t room = d->capacity - (d->rows - d->start);
+    if (m > room) m = room;
+    uint8_t* out = d->values + (d->rows - d->start) * width;
+    int64_t present = ReadLevels(d, v, m, level_block);
+    if (present < 0) return -1;
+    if (v->dictionary_coded) {
+      if (ReadIndices(d, v, present, index_block) != 0) return -1;
+      int64_t next = 0;
+      for (int64_t k = 0; k < m; k++) {
+        if (present < m && !level_block[k]) {
+          memset(out + k * width, 0, (size_t)width);
+          continue;
+        }
+        uint32_t index = (uint32_t)index_block[next++];
+        if (index >= dictionary_size) {
+          return Fail(d, v->page_index, "index past the dictionary's end");
+        }
+        memcpy(out + k * width, d->dictionary + (int64_t)index * width, (size_t)width);
+      }
+    } else if (present == m) {
+      if (m > (v->end - v->p) / width) return Fail(d, v->page_index, "values past the page's end");
+      memcpy(out, v->p, (size_t)(m * width));
+      v->p += m * width;
+    } else {
+      if (present > (v->end - v->p) / width) {
+        return Fail(d, v->page_index, "values past the page's end");
+      }
+      for (int64_t k = 0; k < m; k++) {
+        if (!level_block[k]) {
+          memset(out + k * width, 0, (size_t)width);
+          continue;
+        }
+        memcpy(out + k * width, v->p, (size_t)width);
+        v->p += width;
+      }
+    }
+    if (FinishBlock(d, m, present, level_block) != 0) return Fail(d, v->page_index, "out of memory");
+    done += m;
+  }
+  return 0;
+}
+
+static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
+  int32_t level_block[MLP_BLOCK_ROWS];
+  int32_t index_block[MLP_BLOCK_ROWS];
+  const uint8_t* dictionary = d->dictionary;
+  const int64_t* entries = d->dictionary_offsets;
+  uint32_t dictionary_size = (uint32_t)d->dictionary_size;
+  for (int64_t done = 0; done < v->n;) {
+    int64_t m = v->n - done < MLP_BLOCK_ROWS ? v->n - done : MLP_BLOCK_ROWS;
+    int64_t present = ReadLevels(d, v, m, level_block);
+    if (present < 0) return -1;
+    /* The block's value bytes, exactly, before any is copied: the output array then has room
+     * for all of them or a new one is started. */
+    int64_t bytes = 0;
+    if (v->dictionary_coded) {
+      if (ReadIndices(d, v, present, index_block) != 0) return -1;
+      for (int64_t k = 0; k < present; k++) {
+        uint32_t index = (uint32_t)index_block[k];
+        if (index >= dictionary_size) {
+          return Fail(d, v->page_index, "index past the dictionary's end");
+        }
+        bytes += entries[index + 1] - entries[index];
+      }
+    } else {
+      const uint8_t* p = v->p;
+      for (int64_t k = 0; k < present; k++) {
+        uint32_t length;
+        if (v->end - p < 4) return Fail(d, v->page_index, "value past the page's end");
+        memcpy(&length, p, 4);
+        p += 4;
+        if ((uint64_t)length > (uint64_t)(v->end - p)) {
+          return Fail(d, v->page_index, "value past the page's end");
+        }
+        p += length;
+        bytes += length;
+      }
+    }
+    if (EnsureRoom(d, m, bytes) != 0) return -1;
+    int64_t* offsets = d->offsets + (d->rows - d->start) + 1;
+    uint8_t* data = d->data;
+    int64_t at = d->data_size;
+    if (v->dictionary_coded) {
+      int64_t next = 0;
+      for (int64_t k = 0; k < m; k++) {
+        if (present < m && !level_block[k]) {
+          offsets[k] = at;
+          continue;
+        }
+        uint32_t index = (uint32_t)index_block[next++];
+        int64_t start = entries[index];
+        int64_t length = entries[index + 1] - start;
+        /* Both buffers have MLP_COPY_SLACK spare bytes, so a short value is one fixed move. */
+        if (length <= MLP_COPY_SLACK) memcpy(data + at, dictionary + start, MLP_COPY_SLACK);
+        else memcpy(data + at, dictionary + start, (size_t)length);
+        at += length;
+        offsets[k] = at;
+      }
+      /* (Dictionary-coded values are dictionary entries, all checked for UTF-8 already.) */
+    } else {
+      /* The lengths were checked above. */
+      const uint8_t* p = v->p;
+      int split_character = 0;
+      for (int64_t k = 0; k < m; k++) {
+        if (present < m && !level_block[k]) {
+          offsets[k] = at;
+          continue;
+        }
+        uint32_t length;
+        memcpy(&length, p, 4);
+        p += 4;
+        /* A value starting inside a character is invalid even though the block's text as a
+         * whole may be valid UTF-8 (checked below). */
+        if (length > 0 && (p[0] & 0xc0) == 0x80) split_character = 1;
+        memcpy(data + at, p, length);
+        p += length;
+        at += length;
+        offsets[k] = at;
+      }
+      v->p = p;
+      if (d->is_string &&
+          (split_character || !ValidUtf8(data + d->data_size, at - d->data_size))) {
+        return Fail(d, v->page_index, "a string that is not valid UTF-8");
+      }
+    }
+    d->data_size = at;
+    if (FinishBlock(d, m, present, level_block) != 0) return Fail(d, v->page_index, "out of memory");
+    done += m;
+  }
+  return 0;
+}
+
+/* Without the GIL: one data page (v1 or v2), decompressed, into the output arrays. */
 static int DecodeDataPage(MlpColumnDecoder* d, int64_t page_index, const MlpPage* page,
                           const uint8_t* levels_start, int64_t levels_size, const uint8_t* body,
                           int64_t body_size) {
-  int64_t n = page->num_values;
-  if (n > d->num_values - d->rows) return Fail(d, page_index, "more values than the chunk has");
-  const uint8_t* values = body;
-  const uint8_t* end = body + body_size;
-
+  MlpPageValues v;
+  memset(&v, 0, sizeof(v));
+  v.page_index = page_index;
+  v.n = page->num_values;
+  v.p = body;
+  v.end = body + body_size;
+  v.all_present = 1;
+  if (v.n > d->num_values - d->rows) return Fail(d, page_index, "more values than the chunk has");
   /* Definition levels: 0 null, 1 present. A page without nulls is one RLE run of ones. */
-  int all_present = 1;
-  MlpHybrid levels;
   if (d->max_definition_level > 0) {
     const uint8_t* level_data;
     const uint8_t* level_end;
@@ -698,122 +888,26 @@ static int DecodeDataPage(MlpColumnDecoder* d, int64_t page_index, const MlpPage
       }
       level_data = body + 4;
       level_end = level_data + length;
-      values = level_end;
+      v.p = level_end;
     } else {
       level_data = levels_start;
       level_end = levels_start + levels_size;
     }
-    if (!SingleRun(level_data, level_end, n, 1)) {
-      all_present = 0;
-      HybridInit(&levels, level_data, level_end, 1);
+    if (!SingleRun(level_data, level_end, v.n, 1)) {
+      v.all_present = 0;
+      HybridInit(&v.levels, level_data, level_end, 1);
     }
   }
-  if (!all_present && d->validity == NULL && StartValidity(d) != 0) {
-    return Fail(d, page_index, "out of memory");
-  }
-  int dictionary_coded;
-  if (page->encoding == ENC_PLAIN) {
-    dictionary_coded = 0;
-  } else if (page->encoding == ENC_RLE_DICTIONARY || page->encoding == ENC_PLAIN_DICTIONARY) {
+  if (page->encoding == ENC_RLE_DICTIONARY || page->encoding == ENC_PLAIN_DICTIONARY) {
     if (d->dictionary == NULL) return Fail(d, page_index, "dictionary-coded page without a dictionary");
-    dictionary_coded = 1;
-  } else {
+    v.dictionary_coded = 1;
+  } else if (page->encoding != ENC_PLAIN) {
     char what[64];
     snprintf(what, sizeof(what), "unsupported value encoding %d", (int)page->encoding);
     return Fail(d, page_index, what);
   }
-  if (d->width > 0) {
-    return DecodeFixedValues(d, page_index, n, all_present, &levels, dictionary_coded, values, end);
-  }
-  if (EnsureData(d, dictionary_coded ? n * d->dictionary_longest : end - values) != 0) {
-    return Fail(d, page_index, "more value bytes than the page headers allow");
-  }
-
-  int32_t level_block[MLP_BLOCK_ROWS];
-  int32_t index_block[MLP_BLOCK_ROWS];
-  MlpHybrid indices;
-  int indices_started = 0;
-  int split_character = 0;
-  const uint8_t* p = values;
-  uint8_t* data = d->data;
-  const uint8_t* dictionary = d->dictionary;
-  const int64_t* entries = d->dictionary_offsets;
-  uint32_t dictionary_size = (uint32_t)d->dictionary_size;
-  int64_t* offsets = d->offsets + d->rows + 1;
-  int64_t data_start = d->data_size;
-  int64_t at = d->data_size;
-  int64_t present_total = 0;
-  for (int64_t done = 0; done < n; done += MLP_BLOCK_ROWS) {
-    int64_t m = n - done < MLP_BLOCK_ROWS ? n - done : MLP_BLOCK_ROWS;
-    int64_t present = m;
-    if (!all_present) {
-      if (HybridRead(&levels, level_block, m) != m) {
-        return Fail(d, page_index, "definition levels cut short or corrupt");
-      }
-      present = 0;
-      for (int64_t k = 0; k < m; k++) present += level_block[k];
-    }
-    int64_t* block_offsets = offsets + done;
-    if (dictionary_coded) {
-      if (present > 0) {
-        if (!indices_started && StartIndices(d, page_index, p, end, &indices) != 0) return -1;
-        indices_started = 1;
-        if (HybridRead(&indices, index_block, present) != present) {
-          return Fail(d, page_index, "indices cut short or corrupt");
-        }
-      }
-      int64_t next = 0;
-      for (int64_t k = 0; k < m; k++) {
-        if (!all_present && !level_block[k]) {
-          block_offsets[k] = at;
-          continue;
-        }
-        uint32_t index = (uint32_t)index_block[next++];
-        if (index >= dictionary_size) return Fail(d, page_index, "index past the dictionary's end");
-        int64_t start = entries[index];
-        int64_t length = entries[index + 1] - start;
-        /* Both buffers have MLP_COPY_SLACK spare bytes, so a short value is one fixed move. */
-        if (length <= MLP_COPY_SLACK) memcpy(data + at, dictionary + start, MLP_COPY_SLACK);
-        else memcpy(data + at, dictionary + start, (size_t)length);
-        at += length;
-        block_offsets[k] = at;
-      }
-    } else {
-      for (int64_t k = 0; k < m; k++) {
-        if (!all_present && !level_block[k]) {
-          block_offsets[k] = at;
-          continue;
-        }
-        uint32_t length;
-        if (end - p < 4) return Fail(d, page_index, "value past the page's end");
-        memcpy(&length, p, 4);
-        p += 4;
-        if ((uint64_t)length > (uint64_t)(end - p)) {
-          return Fail(d, page_index, "value past the page's end");
-        }
-        if (length > 0 && (p[0] & 0xc0) == 0x80) split_character = 1;
-        memcpy(data + at, p, length);
-        p += length;
-        at += length;
-        block_offsets[k] = at;
-      }
-    }
-    if (d->validity != NULL) MarkPresent(d, d->rows + done, m, all_present, level_block);
-    present_total += present;
-  }
-  d->data_size = at;
-  /* PLAIN text is checked here: a value starting inside a character is invalid even though the
-   * page's text as a whole may be valid. (Dictionary-coded values are dictionary entries, all
-   * checked already.) */
-  if (!dictionary_coded && d->is_string &&
-      (split_character || !ValidUtf8(d->data + data_start, at - data_start))) {
-    return Fail(d, page_index, "a string that is not valid UTF-8");
-  }
-  d->null_count += n - present_total;
-  d->rows += n;
-  return 0;
+  return d->width > 0 ? DecodeFixedValues(d, &v) : DecodeByteArrayValues(d, &v);
 }
-
 /* The page's bytes after decompression: `decompress(memoryview, uncompressed_size)` with the
  * GIL held, or the payload itself. Returns 0 with *held filled (see PageBodyRelease), or -1 with
  * a Python error set. */
@@ -857,23 +951,6 @@ static void PageBodyRelease(Py_buffer* held, PyObject* owner) {
     PyBuffer_Release(held);
     Py_DECREF(owner);
   }
-}
-
-/* With the GIL: the data buffer at the headers' bound (once the dictionary, if any, is known). */
-static int AllocateData(MlpColumnDecoder* d, PyObject* allocate) {
-  if (allocate == Py_None) {
-    if (EnsureData(d, DataBound(d)) != 0) {
-      PyErr_NoMemory();
-      return -1;
-    }
-    return 0;
-  }
-  struct ArrowBuffer* buffer = ArrowArrayBuffer(&d->array, 2);
-  if (PyAllocate(allocate, DataBound(d) + MLP_COPY_SLACK, buffer) != 0) return -1;
-  d->data = buffer->data;
-  d->data_capacity = buffer->capacity_bytes - MLP_COPY_SLACK;
-  d->fixed_data = 1;
-  return 0;
 }
 
 /* The output types, by the name callers give: Arrow type, bytes per value (0: BYTE_ARRAY). */
@@ -930,42 +1007,13 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   d.num_values = num_values;
   d.max_definition_level = max_definition_level;
   d.width = kind->width;
+  d.type = kind->type;
   d.is_string = kind->type == NANOARROW_TYPE_LARGE_STRING;
-  if (ArrowSchemaInitFromType(&d.schema, kind->type) != NANOARROW_OK ||
-      ArrowArrayInitFromType(&d.array, kind->type) != NANOARROW_OK) {
-    DecoderRelease(&d);
+  d.allocate = allocate;
+  d.outputs = PyList_New(0);
+  if (d.outputs == NULL) {
     PyBuffer_Release(&chunk);
-    return PyErr_NoMemory();
-  }
-  /* Offsets (BYTE_ARRAY) or values (fixed width): buffer 1 either way, of a size known now. */
-  struct ArrowBuffer* first = ArrowArrayBuffer(&d.array, 1);
-  int64_t first_size = d.width > 0 ? d.width * num_values : 8 * (num_values + 1);
-  int first_failed = allocate == Py_None
-                         ? ArrowBufferReserve(first, first_size > 0 ? first_size : 1) != NANOARROW_OK
-                         : PyAllocate(allocate, first_size, first) != 0;
-  if (first_failed) {
-    DecoderRelease(&d);
-    PyBuffer_Release(&chunk);
-    return allocate == Py_None ? PyErr_NoMemory() : NULL;
-  }
-  if (d.width > 0) {
-    d.values = first->data;
-  } else {
-    d.offsets = (int64_t*)first->data;
-    d.offsets[0] = 0;
-  }
-
-  /* BYTE_ARRAY: one pass over the page headers first, for the data buffer's size: allocated
-   * once, at the bound, it is never copied to grow (pages of it never written are never touched
-   * either). */
-  MlpReader scan = {(const uint8_t*)chunk.buf, (const uint8_t*)chunk.buf + chunk.len, 0};
-  for (int64_t seen = 0; d.width == 0 && seen < num_values && scan.pos < scan.end;) {
-    MlpPage page;
-    if (ReadPageHeader(&scan, &page) != 0) break; /* reported by the decoding pass */
-    if (page.type != PAGE_DATA && page.type != PAGE_DATA_V2) continue;
-    seen += page.num_values;
-    if (page.encoding == ENC_PLAIN) d.plain_bound += page.uncompressed_size;
-    else d.dictionary_values += page.num_values;
+    return NULL;
   }
 
   MlpReader reader = {(const uint8_t*)chunk.buf, (const uint8_t*)chunk.buf + chunk.len, 0};
@@ -999,12 +1047,6 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
       page_index++;
       continue; /* index pages and page types of later format versions carry no values */
     }
-    if (d.width == 0 && page.type != PAGE_DICTIONARY && d.data == NULL &&
-        AllocateData(&d, allocate) != 0) {
-      DecoderRelease(&d);
-      PyBuffer_Release(&chunk);
-      return NULL;
-    }
     Py_buffer body;
     PyObject* owner;
     int compressed = page.type == PAGE_DATA_V2 ? page.is_compressed : 1;
@@ -1029,34 +1071,18 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   }
   PyBuffer_Release(&chunk);
   if (failed) {
-    PyObject* result = MlpRaise(MLP_FUNC "(): %s", d.message);
+    PyObject* result = d.python_error ? NULL : MlpRaise(MLP_FUNC "(): %s", d.message);
     DecoderRelease(&d);
     return result;
   }
-  if (d.width == 0 && d.data == NULL && AllocateData(&d, allocate) != 0) {
+  /* The last array; an empty one for an empty chunk. */
+  if ((!d.open && PyList_GET_SIZE(d.outputs) == 0 && OpenOutput(&d, 0, 0) != 0) ||
+      (d.open && CloseOutput(&d) != 0)) {
     DecoderRelease(&d);
     return NULL;
   }
-  first->size_bytes = first_size;
-  if (d.width == 0) ArrowArrayBuffer(&d.array, 2)->size_bytes = d.data_size;
-  if (d.validity == NULL || d.null_count == 0) {
-    ArrowBitmapReset(ArrowArrayValidityBitmap(&d.array));
-  } else {
-    struct ArrowBitmap* bitmap = ArrowArrayValidityBitmap(&d.array);
-    bitmap->buffer.size_bytes = (d.num_values + 7) / 8;
-    bitmap->size_bits = d.num_values;
-  }
-  d.array.length = d.num_values;
-  d.array.null_count = d.null_count;
-  struct ArrowError error;
-  error.message[0] = '\0';
-  if (ArrowArrayFinishBuildingDefault(&d.array, &error) != NANOARROW_OK) {
-    PyObject* result =
-        MlpRaise(MLP_FUNC "(): internal error building the result: %s", error.message);
-    DecoderRelease(&d);
-    return result;
-  }
-  PyObject* result = MlpResultNew(&d.schema, &d.array);
+  PyObject* outputs = d.outputs;
+  d.outputs = NULL;
   DecoderRelease(&d);
-  return result;
+  return outputs;
 }

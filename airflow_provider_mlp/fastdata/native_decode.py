@@ -162,11 +162,36 @@ def usable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
     return True
 
 
-def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.ChunkedArray]:
-    """Every native column of the file over ``row_groups``, a chunk per row group."""
+def decode_chunk(source: pa.NativeFile, chunk: Any, column: NativeColumn) -> list[pa.Array]:
+    """One column chunk (pyarrow's ``ColumnChunkMetaData``) of the file ``source`` reads, by the kernel
+    (as arrays of at most 4 MiB a buffer, which the memory pool reuses from read to read)."""
     import pyarrow as pa
 
     from airflow_provider_mlp.kernels import ArrowKernelError, decode_parquet_column
+
+    if chunk.compression not in CODECS:
+        raise NativeDecodeError(f"codec {chunk.compression}")
+    codec = CODECS[chunk.compression]
+    start = chunk.data_page_offset
+    if chunk.has_dictionary_page and 0 < chunk.dictionary_page_offset < start:
+        start = chunk.dictionary_page_offset
+    try:
+        results = decode_parquet_column(
+            source.read_at(chunk.total_compressed_size, start),
+            chunk.num_values,
+            column.arrow_type,
+            max_definition_level=column.max_definition_level,
+            decompress=None if codec is None else _decompressor(codec),
+            allocate=_allocator(),
+        )
+    except (ArrowKernelError, OSError, pa.ArrowException) as exc:
+        raise NativeDecodeError(str(exc)) from exc
+    return [pa.array(result) for result in results]
+
+
+def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.ChunkedArray]:
+    """Every native column of the file over ``row_groups``, a chunk per row group."""
+    import pyarrow as pa
 
     assert opened.polars_source is not None
     try:
@@ -178,24 +203,7 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.Ch
         for rg in row_groups:
             group = opened.parquet.row_group(rg)
             for name, column in opened.native_columns.items():
-                chunk = group.column(column.leaf)
-                if chunk.compression not in CODECS:
-                    raise NativeDecodeError(f"codec {chunk.compression}")
-                codec = CODECS[chunk.compression]
-                start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
-                data = source.read_at(chunk.total_compressed_size, start)
-                try:
-                    result = decode_parquet_column(
-                        data,
-                        chunk.num_values,
-                        column.arrow_type,
-                        max_definition_level=column.max_definition_level,
-                        decompress=None if codec is None else _decompressor(codec),
-                        allocate=_allocator(),
-                    )
-                except (ArrowKernelError, OSError, pa.ArrowException) as exc:
-                    raise NativeDecodeError(f"column {name} in row group {rg}: {exc}") from exc
-                decoded[name].append(pa.array(result))
+                decoded[name].extend(decode_chunk(source, group.column(column.leaf), column))
     finally:
         source.close()
     return {name: pa.chunked_array(arrays, arrays[0].type) for name, arrays in decoded.items()}

@@ -1,4 +1,5 @@
-"""The reader: Parquet column chunks fetched in parallel into memory, decoded by Arrow, with
+"""The reader: Parquet column chunks fetched in parallel into memory, decoded by Arrow (or polars,
+and the native kernel, for local files: see polars_decode and native_decode), with
 Iceberg's read semantics applied through pyiceberg's own projection helpers, so that results equal
 ``scan().to_arrow()``: field-id projection, renames, added columns, type promotion, identity
 partition values missing from files, positional deletes.

@@ -69,8 +69,9 @@ class Table:
 
     Reads are planned by pyiceberg (partition and statistics pruning, time travel) and executed by
     this package's reader; writes go through ``stage`` + ``commit`` (or ``overwrite``). ``decoder`` picks who
-    decodes local Parquet files: ``"polars"`` (its native reader, when the ``polars`` extra is installed),
-    ``"pyarrow"``, or ``"auto"`` (polars if installed); results and schemas are the same either way.
+    decodes local Parquet files: ``"polars"`` (its native reader, when the ``polars`` extra is installed,
+    with this package's native kernel for flat columns of reads without filter or deletes), ``"pyarrow"``,
+    or ``"auto"`` (polars if installed); results and schemas are the same either way.
     """
 
     def __init__(

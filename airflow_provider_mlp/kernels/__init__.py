@@ -19,9 +19,11 @@ Kernels:
 - ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform;
 - ``decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1,
   decompress=None, allocate=None)``: one Parquet column chunk of a flat column (its pages' bytes,
-  from the first) as ``large_string``, ``large_binary``, ``int32``, ``int64``, ``float32``,
-  ``float64`` or ``date32``; ``decompress(data, uncompressed_size)`` returns a page's bytes (None
-  for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output (None: malloc).
+  from the first) as a list of ``large_string``, ``large_binary``, ``int32``, ``int64``,
+  ``float32``, ``float64`` or ``date32`` arrays (of at most 4 MiB a buffer, unless one value is
+  larger: sizes memory pools reuse); ``decompress(data, uncompressed_size)`` returns a page's
+  bytes (None for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output
+  (None: malloc).
 """
 
 from __future__ import annotations

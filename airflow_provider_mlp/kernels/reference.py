@@ -707,9 +707,9 @@ def decode_parquet_column(
     max_definition_level: int = 1,
     decompress: Any = None,
     allocate: Any = None,
-) -> Any:
-    """One Parquet column chunk of a flat column (its pages' bytes from the first) as the Arrow
-    array ``arrow_type`` names (see the native kernel's documentation)."""
+) -> list[Any]:
+    """One Parquet column chunk of a flat column (its pages' bytes from the first) as arrays of the
+    Arrow type ``arrow_type`` names (see the native kernel's documentation)."""
     import pyarrow as pa
 
     func = "decode_parquet_column"
@@ -838,4 +838,5 @@ def decode_parquet_column(
     }
     if arrow_type == "large_string":
         values = [None if value is None else value.decode("utf-8") for value in values]
-    return pa.array(values, type=types[arrow_type])
+    # One array: how the native kernel splits its output into arrays is not part of the result.
+    return [pa.array(values, type=types[arrow_type])]

@@ -63,10 +63,11 @@ def chunks(data: bytes, column: int = 0) -> list[tuple[bytes, int, Any, int]]:
 
 def decoded(impl: Any, data: bytes, arrow_type: str, **kwargs: Any) -> pa.ChunkedArray:
     arrays = [
-        pa.array(
-            impl.decode_parquet_column(chunk, count, arrow_type, max_definition_level=level, decompress=dec, **kwargs)
-        )
+        pa.array(result)
         for chunk, count, dec, level in chunks(data)
+        for result in impl.decode_parquet_column(
+            chunk, count, arrow_type, max_definition_level=level, decompress=dec, **kwargs
+        )
     ]
     for array in arrays:
         array.validate(full=True)
@@ -278,9 +279,33 @@ def test_corrupt_chunks_give_an_error_or_a_valid_array(impl: Any, type_name: str
             if broken:
                 broken[rng.randrange(len(broken))] = rng.randrange(256)
         try:
-            result = pa.array(impl.decode_parquet_column(bytes(broken), count, arrow_type, max_definition_level=level))
+            results = impl.decode_parquet_column(bytes(broken), count, arrow_type, max_definition_level=level)
         except ArrowKernelError as exc:
             assert "decode_parquet_column(): " in str(exc)
             continue
-        result.validate(full=True)
-        assert len(result) == count
+        arrays = [pa.array(result) for result in results]
+        for array in arrays:
+            array.validate(full=True)
+        assert sum(len(array) for array in arrays) == count
+
+
+@pytest.mark.parametrize("dictionary", [True, False], ids=["dictionary", "plain"])
+def test_outputs_are_arrays_of_at_most_4_mib_a_buffer(dictionary: bool) -> None:
+    """Split so that memory pools reuse their blocks; nulls either side of a split keep their place."""
+    rows = 1_200_000
+    longs = pa.array([None if i % 7 == 0 else i * 3 for i in range(rows)], pa.int64())
+    texts = pa.array([None if i % 11 == 0 else f"text-{i % 5000:05d}" for i in range(rows // 2)])
+    huge = pa.array([b"x" * (5 << 20), None, b"y"], pa.binary())
+    for column, arrow_type in ((longs, "int64"), (texts, "large_string"), (huge, "large_binary")):
+        data = write(pa.table({"c": column}), use_dictionary=dictionary, row_group_size=rows)
+        results = [
+            pa.array(result)
+            for chunk, count, dec, _ in chunks(data)
+            for result in native.decode_parquet_column(chunk, count, arrow_type, decompress=dec)
+        ]
+        for array in results:
+            array.validate(full=True)
+            biggest = max(buffer.size for buffer in array.buffers() if buffer is not None)
+            assert biggest <= 4 << 20 or len(array) == 1 or arrow_type == "large_binary"
+        assert len(results) > 1 or arrow_type == "large_binary"
+        assert pa.chunked_array(results).equals(expected(data))

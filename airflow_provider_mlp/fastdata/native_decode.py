@@ -1,18 +1,23 @@
-"""Flat string and binary columns decoded by the native kernel straight into Arrow's large types.
+"""Flat columns decoded by the native kernel straight into the Arrow arrays a read returns.
 
 The projected schema of a read (pyiceberg's) has ``large_string`` and ``large_binary``. polars, the
 fastest general decoder here, decodes strings into views, and turning those into large strings is a
-second pass over every value into memory allocated a second time: for a string-heavy scan it is
-most of what separates this reader from polars' own scan. ``decode_parquet_byte_array`` (in
-``airflow_provider_mlp.kernels``) decodes each page of such a column into the large layout directly
-while the page is in cache; the other columns of the file are still decoded by polars.
+second pass over every value into memory allocated a second time: for a string-heavy scan it was
+most of what separated this reader from polars' own scan. ``decode_parquet_column`` (in
+``airflow_provider_mlp.kernels``) decodes each page of a flat string, binary, int, long, float,
+double or date column into the output's layout while the page is in cache; the file's other columns
+are decoded by polars (or Arrow), and a file none of whose columns need them is read by the kernel
+alone, without a second decoder's setup.
 
-It is used only where it gives the same result with less work: files polars decodes (local ones)
-read without a filter or positional deletes (polars applies those while decoding, so that rows
-they rule out are never materialised), and not for ``string_view`` reads (polars' views are the
-output then). Pages compressed with a codec pyarrow has (all but the Hadoop LZ4 framing) are
-decompressed by pyarrow's ``Codec``. Whatever the kernel refuses (an encoding it does not decode, a
-corrupt page) is decoded by polars, or Arrow, instead; they name the file if it is corrupt.
+It is used with the polars decoder (``decoder="auto"`` when polars is installed; ``"pyarrow"`` keeps
+Arrow's decode throughout), only where it gives the same result with less work: reads without a
+filter or positional deletes in the run (polars applies those while decoding, so that rows they
+rule out are never materialised), not for ``string_view`` reads (polars' views are the output
+then) nor for dictionary columns, and on bytes at hand: local files, memory-mapped, and remote ones
+fetched whole. Pages compressed with a codec pyarrow has (all but LZ4, whose two framings pyarrow's
+metadata does not tell apart) are decompressed by pyarrow's ``Codec`` (zstd by zstandard, which
+keeps its context). Whatever the kernel refuses (an encoding it does not decode, a corrupt page) is
+decoded by polars or Arrow instead; they name the file if it is corrupt.
 """
 
 from __future__ import annotations
@@ -147,11 +152,14 @@ def _decompressor(codec: str) -> Any:
 
 
 def usable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
-    """Whether the run of ``row_groups`` is read without a filter or deletes (see the module's text)."""
+    """Whether the kernel decodes the run of ``row_groups``: bytes at hand, no filter, no deletes there
+    (see the module's text)."""
     import numpy as np
 
-    if not opened.native_columns or opened.string_view or opened.polars_source is None:
+    if not opened.native_columns or opened.string_view:
         return False
+    if opened.remote.local_path is None and opened.remote.whole is None:
+        return False  # remote row groups fetched range by range: Arrow reads them as they come
     if opened.pyarrow_filter is not None or opened.polars_filter is not None:
         return False
     if opened.deletes is not None and len(opened.deletes):
@@ -193,9 +201,9 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.Ch
     """Every native column of the file over ``row_groups``, a chunk per row group."""
     import pyarrow as pa
 
-    assert opened.polars_source is not None
+    whole = opened.remote.whole
     try:
-        source = pa.memory_map(opened.polars_source)
+        source = pa.BufferReader(whole) if whole is not None else pa.memory_map(opened.remote.local_path)
     except OSError as exc:  # missing, say: the other decoders name the file
         raise NativeDecodeError(str(exc)) from exc
     try:

@@ -221,7 +221,7 @@ class OpenFile:
     # Whether pyiceberg's projection of this file's batches only renames (FileLayout.renames_only).
     renames_only: bool = False
     # The columns the native kernel decodes where a run is read without filter or deletes
-    # (FileLayout.native_columns; empty when polars does not decode the file).
+    # (FileLayout.native_columns but dictionary columns, which Arrow decodes as dictionaries).
     native_columns: dict[str, NativeColumn] = field(default_factory=dict)
     # Row groups still to be decoded: the file's bytes fetched whole are dropped after the last.
     pending_row_groups: int = 0
@@ -297,7 +297,7 @@ class FileLayout:
     renames_only: bool
     # Whether polars decodes every one of ``columns`` exactly as Arrow would (see polars_can_decode).
     polars_decodable: bool
-    # Those of ``columns`` the native kernel decodes in files polars decodes (see native_decode).
+    # Those of ``columns`` the native kernel decodes (see native_decode), with the polars decoder.
     native_columns: dict[str, NativeColumn] = field(default_factory=dict)
 
 
@@ -381,7 +381,7 @@ def _file_layout(plan: ReadPlan, parquet: pq.FileMetaData, physical_schema: pa.S
 
         polars_decodable = polars_can_decode(parquet, physical_schema, columns, leaves)
     native: dict[str, NativeColumn] = {}
-    if polars_decodable and not plan.string_view:
+    if resolve_decoder(plan.decoder) == POLARS and not plan.string_view:
         from airflow_provider_mlp.fastdata.native_decode import native_columns
 
         native = native_columns(parquet, physical_schema, columns)
@@ -503,7 +503,7 @@ def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, wh
         polars_source=polars_source,
         polars_filter=file_filter.polars,
         renames_only=layout.renames_only,
-        native_columns=layout.native_columns if polars_source is not None else {},
+        native_columns={k: v for k, v in layout.native_columns.items() if k not in dictionary_columns},
     )
 
 
@@ -673,29 +673,41 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
 
 
 def _decoded(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.Table]:
-    """The surviving rows of consecutive ``row_groups``: by polars in one go where it can (its flat
-    strings and binaries by the native kernel when nothing filters the rows), else by Arrow."""
+    """The surviving rows of consecutive ``row_groups``: flat columns by the native kernel when nothing
+    filters the rows (see native_decode), the rest by polars in one go where it can, else by Arrow."""
     import pyarrow as pa
 
+    from airflow_provider_mlp.fastdata.native_decode import NativeDecodeError, read_columns, usable
+
+    native: dict[str, pa.ChunkedArray] = {}
+    if usable(opened, row_groups):
+        try:
+            native = read_columns(opened, row_groups)
+        except NativeDecodeError:
+            pass  # the other decoders decode those columns too, and name the file if it is corrupt
+    rest = [name for name in opened.columns if name not in native]
     if opened.polars_source is not None:
-        from airflow_provider_mlp.fastdata.native_decode import NativeDecodeError, read_columns, usable
         from airflow_provider_mlp.fastdata.polars_decode import PolarsDecodeError, read_rows
 
         try:
-            native: dict[str, pa.ChunkedArray] = {}
-            if usable(opened, row_groups):
-                try:
-                    native = read_columns(opened, row_groups)
-                except NativeDecodeError:
-                    pass  # polars decodes those columns too
             if not native:
                 return [read_rows(opened, row_groups[0], row_groups[-1])]
-            rest = [name for name in opened.columns if name not in native]
-            others = read_rows(opened, row_groups[0], row_groups[-1], rest) if rest else None
-            arrays = [native[name] if name in native else others.column(name) for name in opened.columns]  # type: ignore[union-attr]
-            return [pa.Table.from_arrays(arrays, names=opened.columns)]
+            return [_joined(opened, native, read_rows(opened, row_groups[0], row_groups[-1], rest) if rest else None)]
         except PolarsDecodeError:
-            pass  # Arrow decodes it instead, and names the file and row group if it is corrupt
+            native, rest = {}, opened.columns  # Arrow decodes it all instead
+    if native:
+        # No filter and no deletes (see usable): each row group's other columns as they are.
+        others = None
+        if rest:
+            decoded = []
+            for rg in row_groups:
+                source = opened.remote.row_group_source()
+                try:
+                    decoded.append(_plain(opened, rg, _decode(opened, source, rg, rest)))
+                finally:
+                    source.close()
+            others = pa.concat_tables(decoded)
+        return [_joined(opened, native, others)]
     tables = []
     for rg in row_groups:
         source = opened.remote.row_group_source()
@@ -704,6 +716,13 @@ def _decoded(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.Table]:
         finally:
             source.close()
     return tables
+
+
+def _joined(opened: OpenFile, native: dict[str, pa.ChunkedArray], others: pa.Table | None) -> pa.Table:
+    import pyarrow as pa
+
+    columns = [native[name] if name in native else others.column(name) for name in opened.columns]  # type: ignore[union-attr]
+    return pa.Table.from_arrays(columns, names=opened.columns)
 
 
 def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:

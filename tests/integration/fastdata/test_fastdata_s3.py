@@ -62,6 +62,28 @@ def test_filtered_reads_of_remote_files_never_translate_the_filter_for_polars(
     assert_same(table.read(row_filter=f).to_arrow(), table.iceberg.scan(row_filter=f).to_arrow(), "event_id")
 
 
+def test_remote_files_fetched_whole_have_their_flat_columns_decoded_by_the_kernel(
+    s3_catalog: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import airflow_provider_mlp.kernels as kernels
+
+    calls: list[str] = []
+    real = kernels.decode_parquet_column
+
+    def counting(chunk: object, num_values: int, arrow_type: str, **kwargs: object) -> object:
+        calls.append(arrow_type)
+        return real(chunk, num_values, arrow_type, **kwargs)
+
+    monkeypatch.setattr(kernels, "decode_parquet_column", counting)
+    table = create_sample_table("s3demo.kernel", rows=3_000, catalog=s3_catalog)
+    assert_same(table.read().to_arrow(), table.iceberg.scan().to_arrow(), "event_id")
+    assert "large_string" in calls and "int64" in calls
+    # Streaming reads fetch row groups range by range, for Arrow to decode as they come.
+    calls.clear()
+    assert sum(batch.num_rows for batch in table.read_batches(batch_rows=500)) == 3_000
+    assert calls == []
+
+
 def test_stage_commit_exactly_once_over_s3(s3_catalog: dict[str, str], s3_server: S3Server) -> None:
     import s3fs
 

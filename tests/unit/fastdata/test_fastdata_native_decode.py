@@ -194,3 +194,37 @@ def test_chunks_the_kernel_refuses_are_decoded_by_polars(
     assert sorted(map(sorted, polars_reads)) == [sorted(SCHEMA.column_names)] * 2
     without_kernel(monkeypatch)
     assert ours.equals(table.read().to_arrow())
+
+
+def test_files_polars_is_not_given_still_have_their_flat_columns_decoded_by_the_kernel(
+    catalog: Catalog, kernel_calls: Counter[str], polars_reads: list[list[str]]
+) -> None:
+    import decimal
+
+    from pyiceberg.types import DecimalType
+
+    catalog.create_namespace_if_not_exists("nd")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "s", StringType(), required=False),
+        NestedField(3, "amount", DecimalType(9, 2), required=False),
+    )
+    iceberg = catalog.create_table("nd.decimals", schema=schema)
+    data = pa.table(
+        {
+            "id": pa.array(range(500), pa.int64()),
+            "s": pa.array([None if k % 3 == 0 else f"s{k % 7}" for k in range(500)]),
+            "amount": pa.array([decimal.Decimal(k) / 4 for k in range(500)], pa.decimal128(9, 2)),
+        }
+    )
+    iceberg.append(data.cast(iceberg.schema().as_arrow()))
+    table = Table("nd.decimals", catalog=catalog)
+    assert_same(table.read().to_arrow(), iceberg.scan().to_arrow(), "id")
+    # Decimals are Arrow's (polars is not given the file); id and s the kernel's.
+    assert kernel_calls == Counter({"int64": 1, "large_string": 1})
+    assert polars_reads == []
+    # Dictionary columns stay Arrow's, as dictionaries.
+    kernel_calls.clear()
+    ours = table.read(dictionary_columns=["s"]).to_arrow()
+    assert pa.types.is_dictionary(ours.schema.field("s").type)
+    assert kernel_calls == Counter({"int64": 1})

@@ -455,10 +455,11 @@ static int PyAllocate(PyObject* allocate, int64_t size, struct ArrowBuffer* buff
 
 /* Levels and indices are expanded this many values at a time, on the stack. */
 #define MLP_BLOCK_ROWS 1024
-/* The output is a list of arrays, each buffer of which is at most this large (unless one value
- * needs more): memory pools reuse freed blocks of this size, where they hand larger ones back to
- * the system and map them afresh, paying a page fault per 4 KiB on every read (measured with
- * pyarrow's jemalloc pool: blocks of 6 MiB and less are reused, of 7 MiB and more are not). */
+/* The output is a list of arrays, each buffer of which is at most about this large (the offsets
+ * 8 bytes more; the data more when one block of values needs it): memory pools reuse freed blocks
+ * of this size, where they hand larger ones back to the system and map them afresh, paying a page
+ * fault per 4 KiB on every read (measured with pyarrow's jemalloc pool: blocks of 6 MiB and less
+ * are reused, of 7 MiB and more are not). */
 #define MLP_CHUNK_BYTES ((int64_t)4 << 20)
 
 typedef struct {
@@ -584,7 +585,16 @@ static int EnsureRoom(MlpColumnDecoder* d, int64_t rows, int64_t data_bytes) {
   int64_t most = MLP_CHUNK_BYTES / (d->width > 0 ? d->width : 8);
   int64_t capacity = d->num_values - d->rows < most ? d->num_values - d->rows : most;
   if (capacity < rows) capacity = rows;
-  int64_t data_capacity = data_bytes > MLP_CHUNK_BYTES ? data_bytes : MLP_CHUNK_BYTES;
+  /* The data buffer: room for the array's rows at this block's bytes per row and a quarter more
+   * (a chunk's short last array holds no more than it needs), at most MLP_CHUNK_BYTES unless this
+   * block needs more. Values longer than the estimate just start the next array sooner. */
+  int64_t data_capacity = 0;
+  if (d->width == 0) {
+    double per_row = rows > 0 ? (double)data_bytes / (double)rows : 0.0;
+    double wanted = per_row * 1.25 * (double)capacity + 64.0;
+    data_capacity = wanted < (double)MLP_CHUNK_BYTES ? (int64_t)wanted : MLP_CHUNK_BYTES;
+    if (data_capacity < data_bytes) data_capacity = data_bytes;
+  }
   PyGILState_STATE state = PyGILState_Ensure();
   int rc = d->open ? CloseOutput(d) : 0;
   if (rc == 0) rc = OpenOutput(d, capacity, data_capacity);
@@ -637,6 +647,8 @@ static int DecodeDictionary(MlpColumnDecoder* d, int64_t page_index, const MlpPa
     d->dictionary_size = (int32_t)n;
     return 0;
   }
+  /* Every entry has its 4-byte length at least: checked before allocating for n of them. */
+  if (n > size / 4) return Fail(d, page_index, "dictionary shorter than its entries");
   d->dictionary = malloc((size_t)size + MLP_COPY_SLACK);
   d->dictionary_offsets = malloc(sizeof(int64_t) * (size_t)(n + 1));
   if (d->dictionary == NULL || d->dictionary_offsets == NULL) {
@@ -915,6 +927,12 @@ static int PageBody(PyObject* decompress, const uint8_t* payload, int64_t size,
                     int64_t uncompressed_size, int compressed, Py_buffer* held,
                     PyObject** owner, int64_t page_index) {
   *owner = NULL;
+  /* Nothing to decompress (a v2 page's empty values, all nulls): codecs refuse empty input. */
+  if (uncompressed_size == 0 && compressed && decompress != Py_None) {
+    held->buf = (void*)payload;
+    held->len = 0;
+    return 0;
+  }
   if (decompress == Py_None || !compressed) {
     if (size != uncompressed_size) {
       MlpRaise(MLP_FUNC "(): page %lld: %lld bytes stored but %lld expected uncompressed",

@@ -133,19 +133,28 @@ def _zstd_decompress(data: memoryview, size: int) -> bytes:
         raise OSError(f"zstd: {exc}") from exc
 
 
-@cache
 def _decompressor(codec: str) -> Any:
-    import pyarrow as pa
-
+    """``decompress(data, size)`` for the kernel, for pages of ``codec`` (pyarrow's name)."""
     if codec == "zstd":
         return _zstd_decompress
+    return _codec_decompressors(codec)
+
+
+@cache
+def _codec_decompressors(codec: str) -> Any:
+    import pyarrow as pa
 
     from airflow_provider_mlp.fastdata.fetch import data_memory_pool
 
-    compressor = pa.Codec(codec)
     pool = data_memory_pool()
+    codecs = threading.local()
 
+    # A Codec per thread: pyarrow's gzip codec keeps one zlib stream that each call reuses (without
+    # the GIL), so two threads decompressing through one Codec overwrite each other's memory.
     def decompress(data: memoryview, size: int) -> pa.Buffer:
+        compressor = getattr(codecs, "codec", None)
+        if compressor is None:
+            compressor = codecs.codec = pa.Codec(codec)
         return compressor.decompress(data, size, memory_pool=pool)
 
     return decompress
@@ -211,7 +220,11 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.Ch
         for rg in row_groups:
             group = opened.parquet.row_group(rg)
             for name, column in opened.native_columns.items():
-                decoded[name].extend(decode_chunk(source, group.column(column.leaf), column))
+                arrays = decode_chunk(source, group.column(column.leaf), column)
+                if sum(len(array) for array in arrays) != group.num_rows:
+                    # The column chunk's value count disagrees with the row group's: corrupt metadata.
+                    raise NativeDecodeError(f"column {name} of row group {rg} is not {group.num_rows} values long")
+                decoded[name].extend(arrays)
     finally:
         source.close()
     return {name: pa.chunked_array(arrays, arrays[0].type) for name, arrays in decoded.items()}

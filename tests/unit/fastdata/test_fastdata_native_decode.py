@@ -228,3 +228,25 @@ def test_files_polars_is_not_given_still_have_their_flat_columns_decoded_by_the_
     ours = table.read(dictionary_columns=["s"]).to_arrow()
     assert pa.types.is_dictionary(ours.schema.field("s").type)
     assert kernel_calls == Counter({"int64": 1})
+
+
+def test_pages_of_every_codec_decode_in_parallel_threads(tmp_path: Path) -> None:
+    """pyarrow's gzip Codec keeps one zlib stream: each thread must have its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for codec in ("gzip", "snappy", "brotli", "zstd"):
+        path = tmp_path / f"{codec}.parquet"
+        pq.write_table(rows(0, 20_000), path, compression=codec, row_group_size=2_500, data_page_size=4096)
+        metadata = pq.ParquetFile(path).metadata
+        column = native_decode.native_columns(metadata, metadata.schema.to_arrow_schema(), ["s"])["s"]
+        source = pa.memory_map(str(path))
+
+        def decode(rg: int, source: Any = source, metadata: Any = metadata, column: Any = column) -> pa.Array:
+            arrays = native_decode.decode_chunk(source, metadata.row_group(rg).column(column.leaf), column)
+            return pa.chunked_array(arrays)
+
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(3):
+                got = list(pool.map(decode, range(metadata.num_row_groups)))
+        want = pq.read_table(path, columns=["s"]).column(0).cast(pa.large_string())
+        assert pa.chunked_array([c for g in got for c in g.chunks]).equals(want), codec

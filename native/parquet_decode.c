@@ -792,11 +792,17 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
     int64_t m = v->n - done < MLP_BLOCK_ROWS ? v->n - done : MLP_BLOCK_ROWS;
     int64_t present = ReadLevels(d, v, m, level_block);
     if (present < 0) return -1;
-    /* The block's value bytes, exactly, before any is copied: the output array then has room
-     * for all of them or a new one is started. */
+    /* Room for the block's value bytes before any is copied: the open output array has it, or a
+     * new one is started. An upper bound (the rest of a PLAIN page, or the longest dictionary
+     * entry for each value) usually fits; only when it does not are the bytes counted exactly. */
     int64_t bytes = 0;
-    if (v->dictionary_coded) {
-      if (ReadIndices(d, v, present, index_block) != 0) return -1;
+    if (v->dictionary_coded && ReadIndices(d, v, present, index_block) != 0) return -1;
+    int64_t bound = v->dictionary_coded ? present * d->dictionary_longest : v->end - v->p;
+    int fits = d->open && d->rows - d->start + m <= d->capacity &&
+               bound <= d->data_capacity - d->data_size;
+    if (fits) {
+      bytes = bound;
+    } else if (v->dictionary_coded) {
       for (int64_t k = 0; k < present; k++) {
         uint32_t index = (uint32_t)index_block[k];
         if (index >= dictionary_size) {
@@ -830,6 +836,9 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
           continue;
         }
         uint32_t index = (uint32_t)index_block[next++];
+        if (index >= dictionary_size) {
+          return Fail(d, v->page_index, "index past the dictionary's end");
+        }
         int64_t start = entries[index];
         int64_t length = entries[index + 1] - start;
         /* Both buffers have MLP_COPY_SLACK spare bytes, so a short value is one fixed move. */
@@ -840,8 +849,8 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
       }
       /* (Dictionary-coded values are dictionary entries, all checked for UTF-8 already.) */
     } else {
-      /* The lengths were checked above. */
       const uint8_t* p = v->p;
+      const uint8_t* end = v->end;
       int split_character = 0;
       for (int64_t k = 0; k < m; k++) {
         if (present < m && !level_block[k]) {
@@ -849,8 +858,12 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
           continue;
         }
         uint32_t length;
+        if (end - p < 4) return Fail(d, v->page_index, "value past the page's end");
         memcpy(&length, p, 4);
         p += 4;
+        if ((uint64_t)length > (uint64_t)(end - p)) {
+          return Fail(d, v->page_index, "value past the page's end");
+        }
         /* A value starting inside a character is invalid even though the block's text as a
          * whole may be valid UTF-8 (checked below). */
         if (length > 0 && (p[0] & 0xc0) == 0x80) split_character = 1;

@@ -22,8 +22,10 @@ decoded by polars or Arrow instead; they name the file if it is corrupt.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -206,25 +208,39 @@ def decode_chunk(source: pa.NativeFile, chunk: Any, column: NativeColumn) -> lis
     return [pa.array(result) for result in results]
 
 
+@cache
+def _column_pool() -> ThreadPoolExecutor:
+    """Threads decoding column chunks, one per core: the kernel releases the GIL while it decodes, so a
+    run of one file (a shard of one file, a streamed row group) uses every core, as polars' and
+    Arrow's decoders do. Its tasks never wait on one another, so readers' threads may share it."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlp-native-decode")
+
+
 def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.ChunkedArray]:
-    """Every native column of the file over ``row_groups``, a chunk per row group."""
+    """Every native column of the file over ``row_groups``, each row group's chunk as one or more arrays."""
     import pyarrow as pa
 
     whole = opened.remote.whole
     try:
-        source = pa.BufferReader(whole) if whole is not None else pa.memory_map(opened.remote.local_path)
+        source = pa.memory_map(opened.remote.local_path) if whole is None else pa.BufferReader(whole)
     except OSError as exc:  # missing, say: the other decoders name the file
         raise NativeDecodeError(str(exc)) from exc
+    jobs = [(rg, name, column) for rg in row_groups for name, column in opened.native_columns.items()]
+
+    def decode(job: tuple[int, str, NativeColumn]) -> list[pa.Array]:
+        rg, name, column = job
+        group = opened.parquet.row_group(rg)
+        arrays = decode_chunk(source, group.column(column.leaf), column)
+        if sum(len(array) for array in arrays) != group.num_rows:
+            # The column chunk's value count disagrees with the row group's: corrupt metadata.
+            raise NativeDecodeError(f"column {name} of row group {rg} is not {group.num_rows} values long")
+        return arrays
+
     try:
         decoded: dict[str, list[pa.Array]] = {name: [] for name in opened.native_columns}
-        for rg in row_groups:
-            group = opened.parquet.row_group(rg)
-            for name, column in opened.native_columns.items():
-                arrays = decode_chunk(source, group.column(column.leaf), column)
-                if sum(len(array) for array in arrays) != group.num_rows:
-                    # The column chunk's value count disagrees with the row group's: corrupt metadata.
-                    raise NativeDecodeError(f"column {name} of row group {rg} is not {group.num_rows} values long")
-                decoded[name].extend(arrays)
+        results = [decode(job) for job in jobs] if len(jobs) == 1 else list(_column_pool().map(decode, jobs))
+        for (_, name, _), arrays in zip(jobs, results, strict=True):
+            decoded[name].extend(arrays)
     finally:
         source.close()
     return {name: pa.chunked_array(arrays, arrays[0].type) for name, arrays in decoded.items()}

@@ -216,8 +216,11 @@ def _column_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlp-native-decode")
 
 
-def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.ChunkedArray]:
-    """Every native column of the file over ``row_groups``, each row group's chunk as one or more arrays."""
+def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = True) -> dict[str, pa.ChunkedArray]:
+    """Every native column of the file over ``row_groups``, each row group's chunk as one or more arrays;
+    with ``spread``, the chunks over every core, else all on this thread (for reads that decode files
+    side by side already: the 20-file benchmark table read through the shared pool took 0.83 s instead
+    of 0.70, best of 3, and its 2-column projection 0.35 s instead of 0.27)."""
     import pyarrow as pa
 
     whole = opened.remote.whole
@@ -238,7 +241,10 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int]) -> dict[str, pa.Ch
 
     try:
         decoded: dict[str, list[pa.Array]] = {name: [] for name in opened.native_columns}
-        results = [decode(job) for job in jobs] if len(jobs) == 1 else list(_column_pool().map(decode, jobs))
+        if spread and len(jobs) > 1:
+            results = list(_column_pool().map(decode, jobs))
+        else:
+            results = [decode(job) for job in jobs]
         for (_, name, _), arrays in zip(jobs, results, strict=True):
             decoded[name].extend(arrays)
     finally:

@@ -672,9 +672,10 @@ def _read_rows(opened: OpenFile, source: RowGroupSource, rg: int) -> pa.Table:
     return _plain(opened, rg, table)
 
 
-def _decoded(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.Table]:
+def _decoded(opened: OpenFile, row_groups: Sequence[int], spread: bool) -> list[pa.Table]:
     """The surviving rows of consecutive ``row_groups``: flat columns by the native kernel when nothing
-    filters the rows (see native_decode), the rest by polars in one go where it can, else by Arrow."""
+    filters the rows (see native_decode; over every core with ``spread``), the rest by polars in one go
+    where it can, else by Arrow."""
     import pyarrow as pa
 
     from airflow_provider_mlp.fastdata.native_decode import NativeDecodeError, read_columns, usable
@@ -682,7 +683,7 @@ def _decoded(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.Table]:
     native: dict[str, pa.ChunkedArray] = {}
     if usable(opened, row_groups):
         try:
-            native = read_columns(opened, row_groups)
+            native = read_columns(opened, row_groups, spread)
         except NativeDecodeError:
             pass  # the other decoders decode those columns too, and name the file if it is corrupt
     rest = [name for name in opened.columns if name not in native]
@@ -725,15 +726,16 @@ def _joined(opened: OpenFile, native: dict[str, pa.ChunkedArray], others: pa.Tab
     return pa.Table.from_arrays(columns, names=opened.columns)
 
 
-def read_row_group(opened: OpenFile, rg: int) -> list[pa.RecordBatch]:
+def read_row_group(opened: OpenFile, rg: int, spread: bool = True) -> list[pa.RecordBatch]:
     """Decode one row group: filter columns first, the rest only if some row survives."""
-    return read_row_groups(opened, [rg])
+    return read_row_groups(opened, [rg], spread)
 
 
-def read_row_groups(opened: OpenFile, row_groups: Sequence[int]) -> list[pa.RecordBatch]:
-    """Decode consecutive row groups of one file into batches of the plan's schema."""
+def read_row_groups(opened: OpenFile, row_groups: Sequence[int], spread: bool = True) -> list[pa.RecordBatch]:
+    """Decode consecutive row groups of one file into batches of the plan's schema; ``spread`` (when
+    nothing else decodes at the same time) lets the native kernel's column chunks use every core."""
     try:
-        tables = _decoded(opened, row_groups)
+        tables = _decoded(opened, row_groups, spread)
     finally:
         for _ in row_groups:
             opened.row_group_done()
@@ -841,7 +843,9 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
         try:
             for future in opening:  # in the parts' order, so that the batches are too
                 opened, row_groups = future.result()
-                decoding.extend(pool.submit(read_row_groups, opened, run) for run in _runs(opened, row_groups))
+                # Files decode side by side here: each run on its own thread, its columns too.
+                runs = _runs(opened, row_groups)
+                decoding.extend(pool.submit(read_row_groups, opened, run, False) for run in runs)
             results = [future.result() for future in decoding]
         except BaseException:
             for job in decoding:

@@ -797,7 +797,9 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
      * entry for each value) usually fits; only when it does not are the bytes counted exactly. */
     int64_t bytes = 0;
     if (v->dictionary_coded && ReadIndices(d, v, present, index_block) != 0) return -1;
-    int64_t bound = v->dictionary_coded ? present * d->dictionary_longest : v->end - v->p;
+    /* (Each present PLAIN value has a 4-byte length before it.) */
+    int64_t bound = v->dictionary_coded ? present * d->dictionary_longest : (v->end - v->p) - 4 * present;
+    if (bound < 0) bound = 0;
     int fits = d->open && d->rows - d->start + m <= d->capacity &&
                bound <= d->data_capacity - d->data_size;
     if (fits) {

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -208,12 +208,18 @@ def decode_chunk(source: pa.NativeFile, chunk: Any, column: NativeColumn) -> lis
     return [pa.array(result) for result in results]
 
 
-@cache
+_POOL_LOCK = threading.Lock()
+_POOL: list[ThreadPoolExecutor] = []
+
+
 def _column_pool() -> ThreadPoolExecutor:
     """Threads decoding column chunks, one per core: the kernel releases the GIL while it decodes, so a
     run of one file (a shard of one file, a streamed row group) uses every core, as polars' and
     Arrow's decoders do. Its tasks never wait on one another, so readers' threads may share it."""
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlp-native-decode")
+    with _POOL_LOCK:  # streaming readers' threads may ask for it at once: one pool
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mlp-native-decode"))
+        return _POOL[0]
 
 
 def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = True) -> dict[str, pa.ChunkedArray]:
@@ -239,14 +245,21 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
             raise NativeDecodeError(f"column {name} of row group {rg} is not {group.num_rows} values long")
         return arrays
 
+    futures: list[Future[list[pa.Array]]] = []
     try:
         decoded: dict[str, list[pa.Array]] = {name: [] for name in opened.native_columns}
         if spread and len(jobs) > 1:
-            results = list(_column_pool().map(decode, jobs))
+            pool = _column_pool()
+            futures = [pool.submit(decode, job) for job in jobs]
+            results = [future.result() for future in futures]
         else:
             results = [decode(job) for job in jobs]
         for (_, name, _), arrays in zip(jobs, results, strict=True):
             decoded[name].extend(arrays)
     finally:
+        # After a failure, no task still reads from the file when it is closed.
+        for future in futures:
+            future.cancel()
+        wait(futures)
         source.close()
     return {name: pa.chunked_array(arrays, arrays[0].type) for name, arrays in decoded.items()}

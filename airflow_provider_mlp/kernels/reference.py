@@ -755,7 +755,9 @@ def decode_parquet_column(
             stored = payload[levels_size:]
             expected = header["uncompressed"] - levels_size
             compressed = header["is_compressed"] if header["type"] == _PAGE_DATA_V2 else True
-            if decompress is None or not compressed:
+            if expected == 0 and compressed and decompress is not None:
+                body = b""  # nothing to decompress (a v2 page's empty values): codecs refuse empty input
+            elif decompress is None or not compressed:
                 if len(stored) != expected:
                     raise ArrowKernelError(
                         f"{func}(): page {page_index}: {len(stored)} bytes stored but {expected} expected uncompressed"

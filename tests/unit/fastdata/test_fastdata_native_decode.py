@@ -250,3 +250,56 @@ def test_pages_of_every_codec_decode_in_parallel_threads(tmp_path: Path) -> None
                 got = list(pool.map(decode, range(metadata.num_row_groups)))
         want = pq.read_table(path, columns=["s"]).column(0).cast(pa.large_string())
         assert pa.chunked_array([c for g in got for c in g.chunks]).equals(want), codec
+
+
+def test_chunks_of_the_wrong_length_and_failed_tasks_fall_back_cleanly(
+    flat: tuple[Table, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    table, iceberg = flat
+    theirs = iceberg.scan().to_arrow()
+    real = native_decode.decode_chunk
+
+    # A chunk one value short (metadata disagreeing with the pages): the run falls back.
+    def short(source: Any, chunk: Any, column: Any) -> list[pa.Array]:
+        arrays = real(source, chunk, column)
+        return [*arrays[:-1], arrays[-1].slice(1)]
+
+    monkeypatch.setattr(native_decode, "decode_chunk", short)
+    assert_same(table.read().to_arrow(), theirs, "id")
+
+    # One task fails while another still reads the file: that one does not find it closed.
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    calls = [0]
+    reading = threading.Event()
+
+    def failing(source: Any, chunk: Any, column: Any) -> list[pa.Array]:
+        with lock:
+            calls[0] += 1
+            call = calls[0]
+        if call == 1:
+            reading.wait(5)  # until another task is under way
+            raise native_decode.NativeDecodeError("refused")
+        reading.set()
+        time.sleep(0.1)
+        try:
+            return real(source, chunk, column)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    monkeypatch.setattr(native_decode, "decode_chunk", failing)
+    from airflow_provider_mlp.fastdata import reader
+
+    plan, parts = table._read_plan(None, None, None, None, None, ())
+    opened = next(o for o, _ in reader.open_parts(plan, parts) if "groups" in o.remote.path)
+    with pytest.raises(native_decode.NativeDecodeError, match="refused"):
+        native_decode.read_columns(opened, [0, 1, 2], spread=True)
+    time.sleep(0.3)  # a task left running would read the closed file by now
+    assert errors == []
+    # And through the reader, the run falls back to polars with the same rows.
+    calls[0] = 0
+    assert_same(table.read().to_arrow(), theirs, "id")

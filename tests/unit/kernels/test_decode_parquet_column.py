@@ -339,3 +339,22 @@ def test_small_chunks_allocate_what_they_hold() -> None:
     chunk, count, dec, level = chunks(data)[0]
     native.decode_parquet_column(chunk, count, "large_string", decompress=dec, allocate=allocate)
     assert sum(requested) < 1024
+
+
+def test_empty_value_sections_are_not_decompressed(impl: Any) -> None:
+    """v2 pages of nulls only: no value bytes, and codecs refuse empty input (snappy, zstd, brotli)."""
+    data = write(column_of("string", [None] * 700), data_page_version="2.0", compression="snappy", data_page_size=64)
+    chunk, count, dec, level = chunks(data)[0]
+    sizes: list[int] = []
+
+    def decompress(page: memoryview, size: int) -> Any:
+        sizes.append(size)
+        if size == 0:
+            raise AssertionError("asked to decompress an empty value section")
+        return dec(page, size)
+
+    results = impl.decode_parquet_column(
+        chunk, count, "large_string", max_definition_level=level, decompress=decompress
+    )
+    assert pa.chunked_array([pa.array(r) for r in results]).equals(expected(data))
+    assert 0 not in sizes

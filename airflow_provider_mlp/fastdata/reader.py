@@ -1,5 +1,5 @@
-"""The reader: Parquet column chunks fetched in parallel into memory, decoded by Arrow (or polars,
-and the native kernel, for local files: see polars_decode and native_decode), with
+"""The reader: Parquet column chunks fetched in parallel into memory, decoded by Arrow, polars (local
+files) and the native kernel (flat columns; see polars_decode and native_decode), with
 Iceberg's read semantics applied through pyiceberg's own projection helpers, so that results equal
 ``scan().to_arrow()``: field-id projection, renames, added columns, type promotion, identity
 partition values missing from files, positional deletes.
@@ -720,9 +720,16 @@ def _decoded(opened: OpenFile, row_groups: Sequence[int], spread: bool) -> list[
 
 
 def _joined(opened: OpenFile, native: dict[str, pa.ChunkedArray], others: pa.Table | None) -> pa.Table:
+    """The file's columns in its order: the kernel's, and the other decoder's (None when it had none)."""
     import pyarrow as pa
 
-    columns = [native[name] if name in native else others.column(name) for name in opened.columns]  # type: ignore[union-attr]
+    columns = []
+    for name in opened.columns:
+        if name in native:
+            columns.append(native[name])
+        else:
+            assert others is not None, name
+            columns.append(others.column(name))
     return pa.Table.from_arrays(columns, names=opened.columns)
 
 

@@ -37,8 +37,8 @@ class NanoarrowBuildExt(build_ext):
 
 
 def _compile_args() -> tuple[list[str], list[str]]:
-    compile_args = ["-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
-    link_args: list[str] = []
+    compile_args = ["-std=c99", "-pthread", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
+    link_args: list[str] = ["-pthread"]
     if os.environ.get("MLP_NATIVE_DEBUG") == "1":
         compile_args += ["-O0", "-g"]
     else:

@@ -11,4 +11,13 @@ PyObject* MlpMatchPairs(PyObject* self, PyObject* args, PyObject* kwargs);
 PyObject* MlpIcebergBucket(PyObject* self, PyObject* args, PyObject* kwargs);
 PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwargs);
 
+/* The output buffer cache (buffer_cache.c). */
+int MlpBufferCacheInit(void);
+/* `size` bytes as `buffer`'s memory, from the cache (or malloc, when small): 0, or -1 when out
+ * of memory (no Python error set). */
+int MlpBufferCacheReserve(struct ArrowBuffer* buffer, int64_t size);
+PyObject* MlpTrimBufferCache(PyObject* self, PyObject* args, PyObject* kwargs);
+PyObject* MlpSetBufferCacheLimit(PyObject* self, PyObject* args, PyObject* kwargs);
+PyObject* MlpBufferCacheInfo(PyObject* self, PyObject* ignored);
+
 #endif

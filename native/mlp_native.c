@@ -25,6 +25,17 @@ static PyMethodDef MlpNativeMethods[] = {
      "decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1, "
      "decompress=None, allocate=None) -> list of ArrowResult: one flat Parquet column chunk's "
      "values (arrow_type: large_string, large_binary, int32, int64, float32, float64 or date32)."},
+    {"trim_buffer_cache", (PyCFunction)(void (*)(void))MlpTrimBufferCache,
+     METH_VARARGS | METH_KEYWORDS,
+     "trim_buffer_cache(older_than=0.0) -> int: unmaps the output buffers cached for reuse that "
+     "were freed at least older_than seconds ago; returns the bytes given back."},
+    {"set_buffer_cache_limit", (PyCFunction)(void (*)(void))MlpSetBufferCacheLimit,
+     METH_VARARGS | METH_KEYWORDS,
+     "set_buffer_cache_limit(limit_bytes) -> None: the most freed output memory kept for reuse "
+     "(default an eighth of the machine's memory, at most 4 GiB; 0 keeps none)."},
+    {"buffer_cache_info", (PyCFunction)MlpBufferCacheInfo, METH_NOARGS,
+     "buffer_cache_info() -> dict of retained_bytes, retained_blocks, outstanding_bytes, "
+     "limit_bytes, hits, misses."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -43,6 +54,7 @@ PyMODINIT_FUNC PyInit__native(void) {
   Py_DECREF(errors);
   if (MlpArrowKernelError == NULL) return NULL;
 
+  if (MlpBufferCacheInit() != 0) return PyErr_NoMemory();
   PyObject* module = PyModule_Create(&MlpNativeModule);
   if (module == NULL) return NULL;
   if (PyModule_AddStringConstant(module, "NANOARROW_VERSION", NANOARROW_VERSION) != 0 ||

@@ -468,7 +468,7 @@ typedef struct {
   int is_string;
   int width; /* bytes per value of a fixed-width column; 0 for BYTE_ARRAY */
   enum ArrowType type;
-  PyObject* allocate; /* Py_None: malloc */
+  PyObject* allocate; /* Py_None: the buffer cache (buffer_cache.c) */
   /* The dictionary, unpacked: entry k is dictionary[offsets[k], offsets[k + 1]) (BYTE_ARRAY),
    * or the width bytes at k * width. */
   uint8_t* dictionary;
@@ -507,10 +507,10 @@ static int Fail(MlpColumnDecoder* d, int64_t page, const char* what) {
   return -1;
 }
 
-/* With the GIL: `size` bytes of `buffer`, from allocate() or malloc. */
+/* With the GIL: `size` bytes of `buffer`, from allocate() or the buffer cache. */
 static int Reserve(MlpColumnDecoder* d, struct ArrowBuffer* buffer, int64_t size) {
   if (d->allocate != Py_None) return PyAllocate(d->allocate, size, buffer);
-  if (ArrowBufferReserve(buffer, size > 0 ? size : 1) != NANOARROW_OK) {
+  if (MlpBufferCacheReserve(buffer, size) != 0) {
     PyErr_NoMemory();
     return -1;
   }

@@ -101,22 +101,52 @@ class NativeDecodeError(Exception):
     """The kernel could not decode a column chunk: the caller decodes the run another way."""
 
 
-@cache
-def _allocator() -> Any:
-    import pyarrow as pa
+# Freed output buffers the kernel keeps for the next read (see native/buffer_cache.c) go back to
+# the system once they have been free this long, checked this often by one daemon thread that runs
+# while the cache holds anything.
+BUFFER_CACHE_DECAY_S = 10.0
 
-    from airflow_provider_mlp.fastdata.fetch import data_memory_pool
+_TRIM_LOCK = threading.Lock()
+_trimming = False  # a trimming thread runs
+_used = False  # the kernel decoded since that thread last looked
+_WAKE = threading.Event()  # set: the thread looks now instead of at the end of its wait
 
-    pool = data_memory_pool()
 
-    # From the pool the rest of the read allocates from (jemalloc: see fetch.data_memory_pool). It
-    # reuses freed blocks of up to 6 MiB, hence the kernel's arrays of at most 4 MiB a buffer;
-    # malloc maps large blocks afresh in each of the reader's threads (measured on the benchmark
-    # table: full reads after the first 0.90-1.09 s with malloc, 0.67-0.78 s with this pool).
-    def allocate(size: int) -> pa.Buffer:
-        return pa.allocate_buffer(size, memory_pool=pool)
+def keep_trimming() -> None:
+    """Make sure the thread giving cached output buffers back to the system runs."""
+    global _trimming, _used
+    with _TRIM_LOCK:
+        _used = True
+        if _trimming:
+            return
+        _trimming = True
+    threading.Thread(target=_trim_while_held, name="mlp-buffer-cache-trim", daemon=True).start()
 
-    return allocate
+
+def _trim_while_held() -> None:
+    global _trimming, _used
+    from airflow_provider_mlp.kernels import buffer_cache_info, trim_buffer_cache
+
+    while True:
+        _WAKE.wait(BUFFER_CACHE_DECAY_S)
+        _WAKE.clear()
+        trim_buffer_cache(older_than=BUFFER_CACHE_DECAY_S)
+        info = buffer_cache_info()
+        with _TRIM_LOCK:
+            # Buffers still held by arrays are cached when freed: keep looking until none is.
+            if not _used and not info["retained_bytes"] and not info["outstanding_bytes"]:
+                _trimming = False
+                return
+            _used = False
+
+
+def _after_fork_in_child() -> None:
+    global _TRIM_LOCK, _trimming
+    _TRIM_LOCK = threading.Lock()
+    _trimming = False  # the parent's thread is not in the child; the next read starts one
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _THREAD = threading.local()
@@ -184,7 +214,7 @@ def usable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
 
 def decode_chunk(source: pa.NativeFile, chunk: Any, column: NativeColumn) -> list[pa.Array]:
     """One column chunk (pyarrow's ``ColumnChunkMetaData``) of the file ``source`` reads, by the kernel
-    (as arrays of at most 4 MiB a buffer, a size the memory pool can reuse)."""
+    (as arrays of at most 4 MiB a buffer, from the kernel's buffer cache: see ``keep_trimming``)."""
     import pyarrow as pa
 
     from airflow_provider_mlp.kernels import ArrowKernelError, decode_parquet_column
@@ -202,7 +232,6 @@ def decode_chunk(source: pa.NativeFile, chunk: Any, column: NativeColumn) -> lis
             column.arrow_type,
             max_definition_level=column.max_definition_level,
             decompress=None if codec is None else _decompressor(codec),
-            allocate=_allocator(),
         )
     except (ArrowKernelError, OSError, pa.ArrowException) as exc:
         raise NativeDecodeError(str(exc)) from exc
@@ -236,6 +265,7 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
     except OSError as exc:  # missing, say: the other decoders name the file
         raise NativeDecodeError(str(exc)) from exc
     jobs = [(rg, name, column) for rg in row_groups for name, column in opened.native_columns.items()]
+    keep_trimming()
 
     def decode(job: tuple[int, str, NativeColumn]) -> list[pa.Array]:
         rg, name, column = job

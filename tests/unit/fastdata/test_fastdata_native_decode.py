@@ -4,6 +4,7 @@ equal pyiceberg's and the read without it, and that what it refuses is decoded b
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,28 @@ def test_chunks_of_the_wrong_length_and_failed_tasks_fall_back_cleanly(
     # And through the reader, the run falls back to polars with the same rows.
     calls[0] = 0
     assert_same(table.read().to_arrow(), theirs, "id")
+
+
+def test_the_kernels_cached_output_goes_back_to_the_system_once_free_long_enough(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog.create_namespace_if_not_exists("nd")
+    iceberg = catalog.create_table("nd.long", schema=Schema(NestedField(1, "id", LongType(), required=False)))
+    iceberg.append(pa.table({"id": pa.array(range(300_000), pa.int64())}))
+    table = Table("nd.long", catalog=catalog)
+    first = table.read().to_arrow()
+    assert kernels.buffer_cache_info()["outstanding_bytes"] >= 8 * 300_000
+    del first
+    assert kernels.buffer_cache_info()["retained_bytes"] >= 8 * 300_000
+    # A second read reuses those buffers.
+    hits = kernels.buffer_cache_info()["hits"]
+    assert table.read().to_arrow().column("id").to_pylist() == list(range(300_000))
+    assert kernels.buffer_cache_info()["hits"] > hits
+    # Once nothing is held, the trimming thread gives every block back, then ends.
+    monkeypatch.setattr(native_decode, "BUFFER_CACHE_DECAY_S", 0.05)
+    native_decode._WAKE.set()
+    deadline = time.monotonic() + 10
+    while native_decode._trimming and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not native_decode._trimming
+    assert kernels.buffer_cache_info()["retained_bytes"] == 0

@@ -9,9 +9,11 @@
  * What is decoded: data pages v1 and v2, PLAIN and dictionary (PLAIN_DICTIONARY/RLE_DICTIONARY)
  * values, a dictionary page, definition levels of an optional column (max level 1, RLE hybrid).
  * Anything else (DELTA_* encodings, repeated columns, BIT_PACKED levels) raises ArrowKernelError
- * and the caller decodes the chunk another way. Decompression is the caller's: `decompress` is
- * called per page with the GIL, so any codec the caller has (pyarrow's) works; it is expected to
- * release the GIL itself while it works (pyarrow's Codec.decompress does).
+ * and the caller decodes the chunk another way. Decompression is the caller's: `decompress` (or
+ * `decompress_into`, which writes into memory the kernel gives it: the output array itself for
+ * PLAIN fixed-width pages without nulls) is called per page with the GIL, so any codec the
+ * caller has works; it is expected to release the GIL itself while it works (pyarrow's Codec and
+ * zstandard do).
  *
  * Every length, offset and index read from the file is checked against the bytes present: a
  * corrupt chunk gives an error naming the page, never a read outside the buffers. String values
@@ -469,6 +471,9 @@ typedef struct {
   int width; /* bytes per value of a fixed-width column; 0 for BYTE_ARRAY */
   enum ArrowType type;
   PyObject* allocate; /* Py_None: the buffer cache (buffer_cache.c) */
+  PyObject* decompress_into; /* Py_None, or decompress_into(data, size, out) -> bytes written */
+  uint8_t* scratch;   /* decompress_into's pages, when not decompressed in place */
+  int64_t scratch_capacity;
   /* The dictionary, unpacked: entry k is dictionary[offsets[k], offsets[k + 1]) (BYTE_ARRAY),
    * or the width bytes at k * width. */
   uint8_t* dictionary;
@@ -495,6 +500,7 @@ typedef struct {
 } MlpColumnDecoder;
 
 static void DecoderRelease(MlpColumnDecoder* d) {
+  free(d->scratch);
   free(d->dictionary);
   free(d->dictionary_offsets);
   if (d->array.release != NULL) d->array.release(&d->array);
@@ -935,20 +941,90 @@ static int DecodeDataPage(MlpColumnDecoder* d, int64_t page_index, const MlpPage
   }
   return d->width > 0 ? DecodeFixedValues(d, &v) : DecodeByteArrayValues(d, &v);
 }
-/* The page's bytes after decompression: `decompress(memoryview, uncompressed_size)` with the
- * GIL held, or the payload itself. Returns 0 with *held filled (see PageBodyRelease), or -1 with
- * a Python error set. */
-static int PageBody(PyObject* decompress, const uint8_t* payload, int64_t size,
-                    int64_t uncompressed_size, int compressed, Py_buffer* held,
+/* With the GIL: decompress_into(data, size, out) filling out = [destination, + size). 0, or -1
+ * with a Python error set. Both views are released after the call, so that the callable cannot
+ * keep writing to the decoder's memory. */
+static int DecompressInto(PyObject* decompress_into, const uint8_t* payload, int64_t size,
+                          uint8_t* destination, int64_t uncompressed_size, int64_t page_index) {
+  PyObject* in = PyMemoryView_FromMemory((char*)payload, (Py_ssize_t)size, PyBUF_READ);
+  PyObject* out = in == NULL ? NULL
+                             : PyMemoryView_FromMemory((char*)destination,
+                                                       (Py_ssize_t)uncompressed_size, PyBUF_WRITE);
+  PyObject* result = out == NULL ? NULL
+                                 : PyObject_CallFunction(decompress_into, "OLO", in,
+                                                         (long long)uncompressed_size, out);
+  int rc = result == NULL ? -1 : 0;
+  long long written = -1;
+  if (rc == 0) {
+    written = PyLong_AsLongLong(result);
+    if (written == -1 && PyErr_Occurred()) rc = -1;
+  }
+  Py_XDECREF(result);
+  /* (Released even after an error, which is kept: release() raises only while exported.) */
+  PyObject* type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  for (int k = 0; k < 2; k++) {
+    PyObject* view = k == 0 ? in : out;
+    if (view == NULL) continue;
+    PyObject* released = PyObject_CallMethod(view, "release", NULL);
+    if (released == NULL) {
+      if (type == NULL) {
+        PyErr_Fetch(&type, &value, &traceback);
+      } else {
+        PyErr_Clear();
+      }
+      rc = -1;
+    }
+    Py_XDECREF(released);
+    Py_DECREF(view);
+  }
+  PyErr_Restore(type, value, traceback);
+  if (rc == 0 && written != uncompressed_size) {
+    MlpRaise(MLP_FUNC "(): page %lld decompressed to %lld bytes, its header says %lld",
+             (long long)page_index, written, (long long)uncompressed_size);
+    return -1;
+  }
+  return rc;
+}
+
+/* With the GIL: the decoder's scratch buffer, at least `size` bytes. 0, or -1 with an error set. */
+static int ScratchRoom(MlpColumnDecoder* d, int64_t size) {
+  if (size <= d->scratch_capacity) return 0;
+  uint8_t* grown = (uint8_t*)realloc(d->scratch, (size_t)(size > 0 ? size : 1));
+  if (grown == NULL) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  d->scratch = grown;
+  d->scratch_capacity = size;
+  return 0;
+}
+
+/* The page's bytes after decompression, with the GIL held: decompress_into's into the scratch
+ * buffer, or `decompress(memoryview, uncompressed_size)`'s, or the payload itself. Returns 0 with
+ * *held filled (see PageBodyRelease), or -1 with a Python error set. */
+static int PageBody(MlpColumnDecoder* d, PyObject* decompress, const uint8_t* payload,
+                    int64_t size, int64_t uncompressed_size, int compressed, Py_buffer* held,
                     PyObject** owner, int64_t page_index) {
   *owner = NULL;
+  int decompressing = compressed && (decompress != Py_None || d->decompress_into != Py_None);
   /* Nothing to decompress (a v2 page's empty values, all nulls): codecs refuse empty input. */
-  if (uncompressed_size == 0 && compressed && decompress != Py_None) {
+  if (uncompressed_size == 0 && decompressing) {
     held->buf = (void*)payload;
     held->len = 0;
     return 0;
   }
-  if (decompress == Py_None || !compressed) {
+  if (decompressing && d->decompress_into != Py_None) {
+    if (ScratchRoom(d, uncompressed_size) != 0 ||
+        DecompressInto(d->decompress_into, payload, size, d->scratch, uncompressed_size,
+                       page_index) != 0) {
+      return -1;
+    }
+    held->buf = d->scratch;
+    held->len = (Py_ssize_t)uncompressed_size;
+    return 0;
+  }
+  if (!decompressing) {
     if (size != uncompressed_size) {
       MlpRaise(MLP_FUNC "(): page %lld: %lld bytes stored but %lld expected uncompressed",
                (long long)page_index, (long long)size, (long long)uncompressed_size);
@@ -986,6 +1062,82 @@ static void PageBodyRelease(Py_buffer* held, PyObject* owner) {
   }
 }
 
+static int VarintLength(uint64_t value) {
+  int n = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    n++;
+  }
+  return n;
+}
+
+/* With the GIL: a compressed PLAIN page of a fixed-width column without nulls, decompressed by
+ * decompress_into straight into the output array, which then holds its values with no copy.
+ * Returns 1 when the page is decoded, 0 when it is not such a page (the caller decodes it the
+ * usual way; nothing has changed), or -1 on error (a Python error set, or d->message).
+ *
+ * A v1 page's values follow its definition levels, which for a page without nulls are one RLE
+ * run: 4 bytes of length, the run's header, one byte of value. The page is decompressed to that
+ * many bytes before its first value's place, over the end of the values before it (kept aside and
+ * put back); if the levels turn out not to be that run, the page is copied out and decoded from
+ * there. A v2 page's levels are not compressed, and its values land in place. */
+static int DecodeInPlace(MlpColumnDecoder* d, int64_t page_index, const MlpPage* page,
+                         const uint8_t* levels_start, int64_t levels_size, const uint8_t* body,
+                         int64_t body_size, int64_t uncompressed_size) {
+  int64_t n = page->num_values;
+  if (d->width == 0 || page->encoding != ENC_PLAIN || n <= 0 || n > d->num_values - d->rows) {
+    return 0;
+  }
+  int64_t prefix = 0;
+  if (d->max_definition_level > 0) {
+    if (page->type == PAGE_DATA) {
+      if (page->definition_level_encoding != ENC_RLE) return 0;
+      prefix = 4 + VarintLength((uint64_t)n << 1) + 1;
+    } else if (!SingleRun(levels_start, levels_start + levels_size, n, 1)) {
+      return 0;
+    }
+  }
+  if (uncompressed_size != prefix + n * d->width) return 0;
+  if (EnsureRoom(d, n, 0) != 0) return -1;
+  int64_t at = (d->rows - d->start) * d->width;
+  if (at < prefix) return 0; /* an array's first page: nothing before it to write over */
+  uint8_t* destination = d->values + at - prefix;
+  uint8_t kept[16];
+  memcpy(kept, destination, (size_t)prefix);
+  if (DecompressInto(d->decompress_into, body, body_size, destination, uncompressed_size,
+                     page_index) != 0) {
+    memcpy(destination, kept, (size_t)prefix);
+    d->python_error = 1;
+    return -1;
+  }
+  int levels_are_one_run = 1;
+  if (prefix > 0) {
+    uint32_t length;
+    memcpy(&length, destination, 4);
+    levels_are_one_run = length == (uint32_t)(prefix - 4) &&
+                         SingleRun(destination + 4, destination + prefix, n, 1);
+  }
+  if (!levels_are_one_run) {
+    /* Levels of another shape (nulls, or runs split otherwise): decode a copy the usual way. */
+    if (ScratchRoom(d, uncompressed_size) != 0) {
+      memcpy(destination, kept, (size_t)prefix);
+      d->python_error = 1;
+      return -1;
+    }
+    memcpy(d->scratch, destination, (size_t)uncompressed_size);
+    memcpy(destination, kept, (size_t)prefix);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = DecodeDataPage(d, page_index, page, levels_start, levels_size, d->scratch,
+                        uncompressed_size);
+    Py_END_ALLOW_THREADS;
+    return rc == 0 ? 1 : -1;
+  }
+  memcpy(destination, kept, (size_t)prefix);
+  if (FinishBlock(d, n, n, NULL) != 0) return Fail(d, page_index, "out of memory");
+  return 1;
+}
+
 /* The output types, by the name callers give: Arrow type, bytes per value (0: BYTE_ARRAY). */
 typedef struct {
   const char* name;
@@ -1005,17 +1157,18 @@ static const MlpColumnKind MlpColumnKinds[] = {
 };
 
 PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwargs) {
-  static char* keywords[] = {"chunk",      "num_values", "arrow_type", "max_definition_level",
-                             "decompress", "allocate",   NULL};
+  static char* keywords[] = {"chunk",      "num_values", "arrow_type",      "max_definition_level",
+                             "decompress", "allocate",   "decompress_into", NULL};
   Py_buffer chunk;
   long long num_values;
   const char* arrow_type;
   int max_definition_level = 1;
   PyObject* decompress = Py_None;
   PyObject* allocate = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Ls|$iOO:" MLP_FUNC, keywords, &chunk,
+  PyObject* decompress_into = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Ls|$iOOO:" MLP_FUNC, keywords, &chunk,
                                    &num_values, &arrow_type, &max_definition_level, &decompress,
-                                   &allocate)) {
+                                   &allocate, &decompress_into)) {
     return NULL;
   }
   const MlpColumnKind* kind = MlpColumnKinds;
@@ -1028,12 +1181,14 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   }
   if (num_values < 0 || (max_definition_level != 0 && max_definition_level != 1) ||
       (decompress != Py_None && !PyCallable_Check(decompress)) ||
-      (allocate != Py_None && !PyCallable_Check(allocate))) {
+      (allocate != Py_None && !PyCallable_Check(allocate)) ||
+      (decompress_into != Py_None && !PyCallable_Check(decompress_into))) {
     PyBuffer_Release(&chunk);
     return MlpRaise(MLP_FUNC "(): num_values must be >= 0, max_definition_level 0 or 1, and "
-                    "decompress and allocate None or callables; got %lld, %d, %s, %s",
+                    "decompress, allocate and decompress_into None or callables; got %lld, %d, "
+                    "%s, %s, %s",
                     num_values, max_definition_level, Py_TYPE(decompress)->tp_name,
-                    Py_TYPE(allocate)->tp_name);
+                    Py_TYPE(allocate)->tp_name, Py_TYPE(decompress_into)->tp_name);
   }
   MlpColumnDecoder d;
   memset(&d, 0, sizeof(d));
@@ -1043,6 +1198,7 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   d.type = kind->type;
   d.is_string = kind->type == NANOARROW_TYPE_LARGE_STRING;
   d.allocate = allocate;
+  d.decompress_into = decompress_into;
   d.outputs = PyList_New(0);
   if (d.outputs == NULL) {
     PyBuffer_Release(&chunk);
@@ -1083,7 +1239,20 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
     Py_buffer body;
     PyObject* owner;
     int compressed = page.type == PAGE_DATA_V2 ? page.is_compressed : 1;
-    if (PageBody(decompress, page.payload + levels_size, page.compressed_size - levels_size,
+    if (page.type != PAGE_DICTIONARY && compressed && decompress_into != Py_None) {
+      int placed = DecodeInPlace(&d, page_index, &page, page.payload, levels_size,
+                                 page.payload + levels_size, page.compressed_size - levels_size,
+                                 page.uncompressed_size - levels_size);
+      if (placed != 0) {
+        if (placed < 0) {
+          failed = 1;
+          break;
+        }
+        page_index++;
+        continue;
+      }
+    }
+    if (PageBody(&d, decompress, page.payload + levels_size, page.compressed_size - levels_size,
                  page.uncompressed_size - levels_size, compressed, &body, &owner,
                  page_index) != 0) {
       DecoderRelease(&d);

@@ -15,9 +15,11 @@ filter or positional deletes in the run (polars applies those while decoding, so
 rule out are never materialised), not for ``string_view`` reads (polars' views are the output
 then) nor for dictionary columns, and on bytes at hand: local files, memory-mapped, and remote ones
 fetched whole. Pages compressed with a codec pyarrow has (all but LZ4, whose two framings pyarrow's
-metadata does not tell apart) are decompressed by pyarrow's ``Codec`` (zstd by zstandard, which
-keeps its context). Whatever the kernel refuses (an encoding it does not decode, a corrupt page) is
-decoded by polars or Arrow instead; they name the file if it is corrupt.
+metadata does not tell apart) are decompressed by pyarrow's ``Codec``; zstd pages by zstandard, which
+keeps its context and decompresses into memory the kernel gives it: plain pages of numbers and dates
+straight into the output arrays, without the copy out of a decompressed page. Whatever the kernel
+refuses (an encoding it does not decode, a corrupt page) is decoded by polars or Arrow instead; they
+name the file if it is corrupt.
 """
 
 from __future__ import annotations
@@ -152,25 +154,37 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 _THREAD = threading.local()
 
 
-def _zstd_decompress(data: memoryview, size: int) -> bytes:
+def _zstd_decompress_into(data: memoryview, size: int, out: memoryview) -> int:
+    """Decompress a zstd page straight into ``out`` (the output array itself, for plain fixed-width
+    values: see ``decode_parquet_column``'s ``decompress_into``); the bytes written."""
     # zstandard's decompressor keeps its context from page to page (pyarrow's Codec makes one per
-    # call); one per thread, as it is not thread-safe. Both release the GIL while they work.
+    # call and has no way to decompress into given memory); one per thread, as it is not
+    # thread-safe. It releases the GIL while it works.
     import zstandard
 
     decompressor = getattr(_THREAD, "zstd", None)
     if decompressor is None:
         decompressor = _THREAD.zstd = zstandard.ZstdDecompressor()
     try:
-        return decompressor.decompress(data, max_output_size=size)
+        with decompressor.stream_reader(data) as reader:
+            written = 0
+            while written < size:
+                got = reader.readinto(out[written:])
+                if not got:
+                    break
+                written += got
+            if written == size and reader.read(1):
+                written += 1  # more than the page header says: the kernel names the page
     except zstandard.ZstdError as exc:  # as pyarrow's Codec says it, so that callers catch one type
         raise OSError(f"zstd: {exc}") from exc
+    return written
 
 
-def _decompressor(codec: str) -> Any:
-    """``decompress(data, size)`` for the kernel, for pages of ``codec`` (pyarrow's name)."""
+def _decompressors(codec: str) -> dict[str, Any]:
+    """The kernel's ``decompress`` or ``decompress_into`` for pages of ``codec`` (pyarrow's name)."""
     if codec == "zstd":
-        return _zstd_decompress
-    return _codec_decompressors(codec)
+        return {"decompress_into": _zstd_decompress_into}
+    return {"decompress": _codec_decompressors(codec)}
 
 
 @cache
@@ -231,7 +245,7 @@ def decode_chunk(source: pa.NativeFile, chunk: Any, column: NativeColumn) -> lis
             chunk.num_values,
             column.arrow_type,
             max_definition_level=column.max_definition_level,
-            decompress=None if codec is None else _decompressor(codec),
+            **({} if codec is None else _decompressors(codec)),
         )
     except (ArrowKernelError, OSError, pa.ArrowException) as exc:
         raise NativeDecodeError(str(exc)) from exc

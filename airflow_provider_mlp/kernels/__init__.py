@@ -18,12 +18,16 @@ Kernels:
   a threshold also the int64 indices of the rows that reach it;
 - ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform;
 - ``decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1,
-  decompress=None, allocate=None)``: one Parquet column chunk of a flat column (its pages' bytes,
+  decompress=None, allocate=None, decompress_into=None)``: one Parquet column chunk of a flat column (its pages' bytes,
   from the first) as a list of ``large_string``, ``large_binary``, ``int32``, ``int64``,
   ``float32``, ``float64`` or ``date32`` arrays (of at most 4 MiB a buffer, unless one value is
   larger: sizes memory pools reuse); ``decompress(data, uncompressed_size)`` returns a page's
   bytes (None for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output
-  (None: the buffer cache below).
+  (None: the buffer cache below). ``decompress_into(data, uncompressed_size, out)``, when given,
+  is used instead of ``decompress``: it fills the writable memoryview ``out`` and returns the bytes
+  written, and must not keep ``out`` (the call fails if it is still exported); the kernel then
+  decompresses PLAIN pages of fixed-width values without nulls straight into the output array,
+  with no copy, and the other pages into one scratch buffer it reuses.
 
 The buffer cache: ``decode_parquet_column``'s output buffers of 64 KiB and more are mapped by
 the module and, once Arrow frees them, kept for the next buffers of about their size instead of

@@ -6,6 +6,7 @@ case against both. They favour obviousness over speed.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from airflow_provider_mlp.kernels.errors import ArrowKernelError
@@ -707,6 +708,7 @@ def decode_parquet_column(
     max_definition_level: int = 1,
     decompress: Any = None,
     allocate: Any = None,
+    decompress_into: Any = None,
 ) -> list[Any]:
     """One Parquet column chunk of a flat column (its pages' bytes from the first) as arrays of the
     Arrow type ``arrow_type`` names (see the native kernel's documentation)."""
@@ -723,11 +725,12 @@ def decode_parquet_column(
         or max_definition_level not in (0, 1)
         or (decompress is not None and not callable(decompress))
         or (allocate is not None and not callable(allocate))
+        or (decompress_into is not None and not callable(decompress_into))
     ):
         raise ArrowKernelError(
-            f"{func}(): num_values must be >= 0, max_definition_level 0 or 1, and decompress and "
-            f"allocate None or callables; got {num_values}, {max_definition_level}, "
-            f"{type(decompress).__name__}, {type(allocate).__name__}"
+            f"{func}(): num_values must be >= 0, max_definition_level 0 or 1, and decompress, allocate "
+            f"and decompress_into None or callables; got {num_values}, {max_definition_level}, "
+            f"{type(decompress).__name__}, {type(allocate).__name__}, {type(decompress_into).__name__}"
         )
     value_format = _PARQUET_KINDS[arrow_type]
     data = bytes(memoryview(chunk))
@@ -755,9 +758,19 @@ def decode_parquet_column(
             stored = payload[levels_size:]
             expected = header["uncompressed"] - levels_size
             compressed = header["is_compressed"] if header["type"] == _PAGE_DATA_V2 else True
-            if expected == 0 and compressed and decompress is not None:
+            decompressing = compressed and (decompress is not None or decompress_into is not None)
+            if expected == 0 and decompressing:
                 body = b""  # nothing to decompress (a v2 page's empty values): codecs refuse empty input
-            elif decompress is None or not compressed:
+            elif decompressing and decompress_into is not None:
+                out = bytearray(expected)
+                with memoryview(stored) as source, memoryview(out) as target:
+                    written = operator.index(decompress_into(source, expected, target))
+                if written != expected:
+                    raise ArrowKernelError(
+                        f"{func}(): page {page_index} decompressed to {written} bytes, its header says {expected}"
+                    )
+                body = bytes(out)
+            elif not decompressing:
                 if len(stored) != expected:
                     raise ArrowKernelError(
                         f"{func}(): page {page_index}: {len(stored)} bytes stored but {expected} expected uncompressed"

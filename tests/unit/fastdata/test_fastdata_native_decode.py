@@ -329,3 +329,20 @@ def test_the_kernels_cached_output_goes_back_to_the_system_once_free_long_enough
         time.sleep(0.02)
     assert not native_decode._trimming
     assert kernels.buffer_cache_info()["retained_bytes"] == 0
+
+
+def test_zstd_pages_are_decompressed_into_the_memory_given_and_bad_ones_named() -> None:
+    import zstandard
+
+    page = bytes(range(256)) * 40
+    frame = zstandard.ZstdCompressor().compress(page)
+    out = bytearray(len(page))
+    with memoryview(out) as view:
+        assert native_decode._zstd_decompress_into(memoryview(frame), len(page), view) == len(page)
+    assert bytes(out) == page
+    # A page longer than its header says reports one byte more, which the kernel refuses by page.
+    short = bytearray(len(page) - 10)
+    with memoryview(short) as view:
+        assert native_decode._zstd_decompress_into(memoryview(frame), len(short), view) == len(short) + 1
+    with pytest.raises(OSError, match="zstd: "), memoryview(out) as view:
+        native_decode._zstd_decompress_into(memoryview(frame[:-5] + b"\xff" * 5), len(page), view)

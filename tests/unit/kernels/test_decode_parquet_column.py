@@ -358,3 +358,120 @@ def test_empty_value_sections_are_not_decompressed(impl: Any) -> None:
     )
     assert pa.chunked_array([pa.array(r) for r in results]).equals(expected(data))
     assert 0 not in sizes
+
+
+def zstd_into(page: memoryview, size: int, out: memoryview) -> int:
+    """A ``decompress_into`` for zstd pages: the frame decompressed straight into ``out``."""
+    import zstandard
+
+    with zstandard.ZstdDecompressor().stream_reader(page) as reader:
+        written = 0
+        while written < size and (got := reader.readinto(out[written:])):
+            written += got
+        return written
+
+
+@pytest.mark.parametrize("type_name", ["int32", "int64", "float", "double", "date32[day]", "string"])
+@pytest.mark.parametrize("nulls", [True, False], ids=["nulls", "required"])
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+def test_pages_decompressed_into_the_output_decode_as_pyarrow_reads_them(
+    impl: Any, type_name: str, nulls: bool, page_version: str
+) -> None:
+    # Pages of about 8 KiB, most of them after an array's first page: decompressed in place when
+    # they are PLAIN, fixed-width and without nulls; the others through the kernel's scratch buffer.
+    values = many(type_name, 12_000, seed=11)
+    if not nulls:
+        values = [v for v in values if v is not None]
+    data = write(
+        column_of(type_name, values, nullable=nulls),
+        use_dictionary=False,
+        data_page_version=page_version,
+        data_page_size=8192,
+        compression="zstd",
+    )
+    arrays = [
+        pa.array(result)
+        for chunk, count, _, level in chunks(data)
+        for result in impl.decode_parquet_column(
+            chunk, count, LARGE[type_name][0], max_definition_level=level, decompress_into=zstd_into
+        )
+    ]
+    assert same(pa.chunked_array(arrays, arrays[0].type), expected(data))
+
+
+def _thrift_i32_fields(fields: list[tuple[int, int]]) -> bytes:
+    """A Thrift compact struct of i32 fields (id, value), ascending ids."""
+    out, last = bytearray(), 0
+    for field_id, value in fields:
+        out.append(((field_id - last) << 4) | 5)
+        zigzag = (value << 1) ^ (value >> 31)
+        while zigzag >= 0x80:
+            out.append(zigzag & 0x7F | 0x80)
+            zigzag >>= 7
+        out.append(zigzag)
+        last = field_id
+    return bytes(out)
+
+
+def _v1_page(values: list[int | None], bit_packed_levels: bool) -> bytes:
+    """A zstd-compressed PLAIN int64 data page v1 of an optional column, its definition levels one
+    RLE run or bit-packed groups of 8."""
+    import zstandard
+
+    defined = [v is not None for v in values]
+    if bit_packed_levels:
+        assert len(values) % 8 == 0
+        groups = len(values) // 8
+        levels = bytes([groups << 1 | 1]) + bytes(
+            sum(1 << bit for bit in range(8) if defined[g * 8 + bit]) for g in range(groups)
+        )
+    else:
+        assert all(defined) and len(values) < 64
+        levels = bytes([len(values) << 1, 1])
+    body = (
+        len(levels).to_bytes(4, "little")
+        + levels
+        + b"".join(v.to_bytes(8, "little", signed=True) for v in values if v is not None)
+    )
+    compressed = zstandard.ZstdCompressor().compress(body)
+    data_page_header = _thrift_i32_fields([(1, len(values)), (2, 0), (3, 3), (4, 3)]) + b"\x00"
+    header = _thrift_i32_fields([(1, 0), (2, len(body)), (3, len(compressed))]) + b"\x2c" + data_page_header + b"\x00"
+    return header + compressed
+
+
+def test_pages_whose_levels_are_not_one_run_are_decoded_from_a_copy(impl: Any) -> None:
+    # The second page's levels are bit-packed, and the third's hold a null, yet each page is as long
+    # as a page without nulls whose levels are one run: its values cannot stay where they landed.
+    first = list(range(40))
+    second = list(range(100, 108))
+    third: list[int | None] = [*range(200, 280)]
+    third[37] = None
+    chunk = _v1_page(first, False) + _v1_page(second, True) + _v1_page(third, True)
+    results = impl.decode_parquet_column(chunk, 128, "int64", decompress_into=zstd_into)
+    assert pa.chunked_array([pa.array(r) for r in results]).to_pylist() == first + second + third
+
+
+def test_decompress_into_errors_name_the_page_or_come_through(impl: Any) -> None:
+    data = write(column_of("int64", list(range(5000))), use_dictionary=False, compression="zstd")
+    chunk, count, _, level = chunks(data)[0]
+    with pytest.raises(ArrowKernelError, match="page 0 decompressed to 3 bytes"):
+        impl.decode_parquet_column(chunk, count, "int64", decompress_into=lambda page, size, out: 3)
+    with pytest.raises(TypeError):
+        impl.decode_parquet_column(chunk, count, "int64", decompress_into=lambda page, size, out: None)
+    with pytest.raises(ValueError, match="no"):
+
+        def refuse(page: memoryview, size: int, out: memoryview) -> int:
+            raise ValueError("no")
+
+        impl.decode_parquet_column(chunk, count, "int64", decompress_into=refuse)
+    # A callable that keeps the output's memory beyond the call is refused, not left writing into it.
+    kept: list[Any] = []
+
+    def keep(page: memoryview, size: int, out: memoryview) -> int:
+        kept.append(pa.py_buffer(out))
+        return zstd_into(page, size, out)
+
+    with pytest.raises(BufferError):
+        impl.decode_parquet_column(chunk, count, "int64", decompress_into=keep)
+    with pytest.raises(ArrowKernelError, match="decompress_into None or callables"):
+        impl.decode_parquet_column(chunk, count, "int64", decompress_into=3)

@@ -374,7 +374,7 @@ def _profile_columns(opened: Any, local: str, best_of: Any) -> None:
     from airflow_provider_mlp.fastdata.native_decode import decode_chunk
 
     print("profile: each column of that file: Arrow (one thread), native kernel (one thread), polars (its threads):")
-    source = pa.memory_map(local)
+    source = pa.memory_map(local).read_buffer()
     groups = range(opened.parquet.num_row_groups)
     for name in opened.columns:
         arrow = best_of(lambda c=name: pq.read_table(local, columns=[c], use_threads=False))

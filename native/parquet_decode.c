@@ -249,6 +249,34 @@ static void HybridInit(MlpHybrid* h, const uint8_t* data, const uint8_t* end, in
   h->mask = bit_width == 0 ? 0u : (bit_width >= 32 ? 0xffffffffu : ((1u << bit_width) - 1u));
 }
 
+/* Eight bit-packed values of a fixed width from in[0, width + 8): one unaligned load each, at
+ * offsets and shifts the compiler knows (one function per width). */
+#define MLP_UNPACK8(W)                                                               \
+  static void Unpack8Width##W(const uint8_t* in, int32_t* out) {                     \
+    for (int i = 0; i < 8; i++) {                                                    \
+      uint64_t word;                                                                 \
+      memcpy(&word, in + (i * (W)) / 8, 8);                                          \
+      out[i] = (int32_t)((word >> ((i * (W)) % 8)) & (uint64_t)(((uint64_t)1 << (W)) - 1)); \
+    }                                                                                \
+  }
+MLP_UNPACK8(1) MLP_UNPACK8(2) MLP_UNPACK8(3) MLP_UNPACK8(4) MLP_UNPACK8(5) MLP_UNPACK8(6)
+MLP_UNPACK8(7) MLP_UNPACK8(8) MLP_UNPACK8(9) MLP_UNPACK8(10) MLP_UNPACK8(11) MLP_UNPACK8(12)
+MLP_UNPACK8(13) MLP_UNPACK8(14) MLP_UNPACK8(15) MLP_UNPACK8(16) MLP_UNPACK8(17) MLP_UNPACK8(18)
+MLP_UNPACK8(19) MLP_UNPACK8(20) MLP_UNPACK8(21) MLP_UNPACK8(22) MLP_UNPACK8(23) MLP_UNPACK8(24)
+MLP_UNPACK8(25) MLP_UNPACK8(26) MLP_UNPACK8(27) MLP_UNPACK8(28) MLP_UNPACK8(29) MLP_UNPACK8(30)
+MLP_UNPACK8(31) MLP_UNPACK8(32)
+#undef MLP_UNPACK8
+
+typedef void (*MlpUnpack8)(const uint8_t* in, int32_t* out);
+static const MlpUnpack8 MlpUnpack8ByWidth[33] = {
+    NULL,           Unpack8Width1,  Unpack8Width2,  Unpack8Width3,  Unpack8Width4,
+    Unpack8Width5,  Unpack8Width6,  Unpack8Width7,  Unpack8Width8,  Unpack8Width9,
+    Unpack8Width10, Unpack8Width11, Unpack8Width12, Unpack8Width13, Unpack8Width14,
+    Unpack8Width15, Unpack8Width16, Unpack8Width17, Unpack8Width18, Unpack8Width19,
+    Unpack8Width20, Unpack8Width21, Unpack8Width22, Unpack8Width23, Unpack8Width24,
+    Unpack8Width25, Unpack8Width26, Unpack8Width27, Unpack8Width28, Unpack8Width29,
+    Unpack8Width30, Unpack8Width31, Unpack8Width32};
+
 /* Fills out[0, n); returns how many values it could: fewer only when the data ends or is
  * corrupt (h->failed). The last bit-packed run may be cut short at the end of the data (writers
  * may leave off its last group's padding): only values actually read must be present. */
@@ -266,7 +294,19 @@ static int64_t HybridRead(MlpHybrid* h, int32_t* out, int64_t n) {
       uint64_t take = h->packed_left < (uint64_t)(n - filled) ? h->packed_left : (uint64_t)(n - filled);
       uint64_t available = (uint64_t)(h->packed_end - h->packed);
       uint64_t bit = h->packed_bit;
-      for (uint64_t i = 0; i < take; i++, bit += (uint64_t)width) {
+      uint64_t i = 0;
+      /* Whole groups of 8 (a run starts at a group's first value) while 8 bytes more are there. */
+      if (width > 0 && width <= 32 && (bit / (uint64_t)width) % 8 == 0) {
+        MlpUnpack8 unpack = MlpUnpack8ByWidth[width];
+        uint64_t group_bits = 8 * (uint64_t)width;
+        while (take - i >= 8 && (bit >> 3) + (uint64_t)width + 8 <= available) {
+          unpack(h->packed + (bit >> 3), out + filled);
+          filled += 8;
+          i += 8;
+          bit += group_bits;
+        }
+      }
+      for (; i < take; i++, bit += (uint64_t)width) {
         uint64_t byte = bit >> 3;
         uint64_t word = 0;
         /* One unaligned 64-bit load while 8 bytes remain (a value of <= 32 bits spans at most 5

@@ -240,7 +240,7 @@ def test_pages_of_every_codec_decode_in_parallel_threads(tmp_path: Path) -> None
         pq.write_table(rows(0, 20_000), path, compression=codec, row_group_size=2_500, data_page_size=4096)
         metadata = pq.ParquetFile(path).metadata
         column = native_decode.native_columns(metadata, metadata.schema.to_arrow_schema(), ["s"])["s"]
-        source = pa.memory_map(str(path))
+        source = pa.memory_map(str(path)).read_buffer()
 
         def decode(rg: int, source: Any = source, metadata: Any = metadata, column: Any = column) -> pa.Array:
             arrays = native_decode.decode_chunk(source, metadata.row_group(rg).column(column.leaf), column)
@@ -346,3 +346,13 @@ def test_zstd_pages_are_decompressed_into_the_memory_given_and_bad_ones_named() 
         assert native_decode._zstd_decompress_into(memoryview(frame), len(short), view) == len(short) + 1
     with pytest.raises(OSError, match="zstd: "), memoryview(out) as view:
         native_decode._zstd_decompress_into(memoryview(frame[:-5] + b"\xff" * 5), len(page), view)
+
+
+def test_a_chunk_past_the_files_end_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "f.parquet"
+    pq.write_table(rows(0, 500), path)
+    metadata = pq.ParquetFile(path).metadata
+    column = native_decode.native_columns(metadata, metadata.schema.to_arrow_schema(), ["id"])["id"]
+    cut = pa.py_buffer(path.read_bytes()[:100])
+    with pytest.raises(native_decode.NativeDecodeError, match="a column chunk at bytes 4-"):
+        native_decode.decode_chunk(cut, metadata.row_group(0).column(column.leaf), column)

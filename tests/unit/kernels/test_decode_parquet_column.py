@@ -475,3 +475,21 @@ def test_decompress_into_errors_name_the_page_or_come_through(impl: Any) -> None
         impl.decode_parquet_column(chunk, count, "int64", decompress_into=keep)
     with pytest.raises(ArrowKernelError, match="decompress_into None or callables"):
         impl.decode_parquet_column(chunk, count, "int64", decompress_into=3)
+
+
+@pytest.mark.parametrize("bit_width", range(1, 21))
+def test_dictionary_indices_of_every_bit_width_unpack_alike(impl: Any, bit_width: int) -> None:
+    # A dictionary of 2**(w-1) + 1 values needs indices of w bits; values in a shuffled order, some
+    # nulls, so that bit-packed runs start and end anywhere in a block of values.
+    if impl is reference and bit_width > 14:
+        pytest.skip("the pure-Python reference takes seconds for dictionaries this large")
+    distinct = 2 ** (bit_width - 1) + 1
+    rng = random.Random(bit_width)
+    values: list[int | None] = [rng.randrange(distinct) for _ in range(distinct + 3000)]
+    values[:distinct] = range(distinct)  # every entry used: the dictionary has them all
+    rng.shuffle(values)
+    for k in range(0, len(values), 97):
+        values[k] = None
+    data = write(column_of("int64", values), dictionary_pagesize_limit=64 << 20, data_page_size=4096)
+    assert "RLE_DICTIONARY" in pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0).encodings
+    assert decoded(impl, data, "int64").equals(expected(data))

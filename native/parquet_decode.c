@@ -498,10 +498,10 @@ static int PyAllocate(PyObject* allocate, int64_t size, struct ArrowBuffer* buff
 /* Levels and indices are expanded this many values at a time, on the stack. */
 #define MLP_BLOCK_ROWS 1024
 /* The output is a list of arrays, each buffer of which is at most about this large (the offsets
- * 8 bytes more; the data more when one block of values needs it): memory pools reuse freed blocks
- * of this size, where they hand larger ones back to the system and map them afresh, paying a page
- * fault per 4 KiB on every read (measured with pyarrow's jemalloc pool: blocks of 6 MiB and less
- * are reused, of 7 MiB and more are not). */
+ * 8 bytes more; the data more when one block of values needs it): sizes the buffer cache keeps
+ * (up to 16 MiB, buffer_cache.c), and that a caller's allocate() pool is likely to reuse rather
+ * than hand back to the system (pyarrow's jemalloc pool reuses blocks of 6 MiB and less, not of
+ * 7 MiB and more). */
 #define MLP_CHUNK_BYTES ((int64_t)4 << 20)
 
 typedef struct {

@@ -51,7 +51,7 @@
 /* Sizes are kept in multiples of this; smaller buffers come from malloc, which reuses small
  * blocks itself. */
 #define MLP_CACHE_GRAIN ((int64_t)64 << 10)
-/* Blocks up to this size are cached (the decoder's buffers are at most about 4 MiB); larger
+/* Blocks up to this size are cached (the decoder's buffers are at most about 8 MiB); larger
  * ones are mapped and unmapped each time. */
 #define MLP_CACHE_CLASSES 256 /* 16 MiB / MLP_CACHE_GRAIN */
 

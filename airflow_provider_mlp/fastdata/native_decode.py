@@ -228,7 +228,7 @@ def usable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
 
 def decode_chunk(file_bytes: pa.Buffer, chunk: Any, column: NativeColumn) -> list[pa.Array]:
     """One column chunk (pyarrow's ``ColumnChunkMetaData``) of the file whose bytes are ``file_bytes``, by
-    the kernel (as arrays of at most 4 MiB a buffer, from the kernel's buffer cache: see
+    the kernel (as arrays of at most 8 MiB a buffer, from the kernel's buffer cache: see
     ``keep_trimming``)."""
     import pyarrow as pa
 

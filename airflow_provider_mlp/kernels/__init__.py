@@ -20,8 +20,8 @@ Kernels:
 - ``decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1,
   decompress=None, allocate=None, decompress_into=None)``: one Parquet column chunk of a flat column (its pages' bytes,
   from the first) as a list of ``large_string``, ``large_binary``, ``int32``, ``int64``,
-  ``float32``, ``float64`` or ``date32`` arrays (of at most 4 MiB a buffer, unless one value is
-  larger: sizes memory pools reuse); ``decompress(data, uncompressed_size)`` returns a page's
+  ``float32``, ``float64`` or ``date32`` arrays (of at most 8 MiB a buffer, unless one value is
+  larger: sizes the buffer cache keeps); ``decompress(data, uncompressed_size)`` returns a page's
   bytes (None for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output
   (None: the buffer cache below). ``decompress_into(data, uncompressed_size, out)``, when given,
   is used instead of ``decompress``: it fills the writable memoryview ``out`` and returns the bytes

@@ -18,7 +18,7 @@ from airflow_provider_mlp.kernels import (
     trim_buffer_cache,
 )
 
-ROWS = 600_000  # a chunk of 8-byte values: buffers of 4 MiB and one of about 0.6 MiB, all cached sizes
+ROWS = 1_200_000  # a chunk of 8-byte values: buffers of 8 MiB and of about 1.2 MiB, sizes the cache keeps
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,13 @@ def empty_cache() -> Iterator[None]:
 
 def long_chunk(rows: int = ROWS) -> tuple[bytes, int]:
     sink = io.BytesIO()
-    pq.write_table(pa.table({"v": pa.array(range(rows), pa.int64())}), sink, compression="NONE", use_dictionary=False)
+    pq.write_table(
+        pa.table({"v": pa.array(range(rows), pa.int64())}),
+        sink,
+        compression="NONE",
+        use_dictionary=False,
+        row_group_size=rows,
+    )
     data = sink.getvalue()
     chunk = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0)
     start = chunk.data_page_offset

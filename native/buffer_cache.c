@@ -20,6 +20,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -77,19 +78,47 @@ static double Now(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* An eighth of the machine's memory, at most 4 GiB: what a previous read may hold on to. */
+/* The memory limit of this process's control group (a container's, a Kubernetes pod's), or -1:
+ * the machine's memory is not what a pod may use. */
+static int64_t CgroupLimit(void) {
+  static const char* const files[] = {"/sys/fs/cgroup/memory.max", /* v2 */
+                                      "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+  for (int k = 0; k < 2; k++) {
+    FILE* file = fopen(files[k], "r");
+    if (file == NULL) continue;
+    long long bytes = -1;
+    int read = fscanf(file, "%lld", &bytes); /* v2's "max" (no limit) reads nothing */
+    fclose(file);
+    if (read == 1 && bytes > 0) return (int64_t)bytes;
+  }
+  return -1;
+}
+
+/* An eighth of the memory this process may use (the machine's, or its control group's if less),
+ * at most 4 GiB: what a previous read may hold on to. */
 static int64_t DefaultLimit(void) {
   long pages = sysconf(_SC_PHYS_PAGES);
   long page_size = sysconf(_SC_PAGESIZE);
-  int64_t limit = (pages > 0 && page_size > 0) ? (int64_t)pages * page_size / 8 : (256 << 20);
+  int64_t memory = (pages > 0 && page_size > 0) ? (int64_t)pages * page_size : ((int64_t)2 << 30);
+  int64_t group = CgroupLimit();
+  if (group > 0 && group < memory) memory = group;
+  int64_t limit = memory / 8;
   return limit < ((int64_t)4 << 30) ? limit : ((int64_t)4 << 30);
 }
 
 static void LockForFork(void) { pthread_mutex_lock(&cache_lock); }
 static void UnlockAfterFork(void) { pthread_mutex_unlock(&cache_lock); }
 
+static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
+static int fork_handlers_failed;
+static void RegisterForkHandlers(void) {
+  fork_handlers_failed = pthread_atfork(LockForFork, UnlockAfterFork, UnlockAfterFork) != 0;
+}
+
 int MlpBufferCacheInit(void) {
-  return pthread_atfork(LockForFork, UnlockAfterFork, UnlockAfterFork) == 0 ? 0 : -1;
+  /* Once per process, however often the module is initialised: twice would lock twice at fork. */
+  pthread_once(&fork_handlers_once, RegisterForkHandlers);
+  return fork_handlers_failed ? -1 : 0;
 }
 
 static void UnmapBlock(MlpBlock* block) {

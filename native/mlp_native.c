@@ -33,7 +33,8 @@ static PyMethodDef MlpNativeMethods[] = {
     {"set_buffer_cache_limit", (PyCFunction)(void (*)(void))MlpSetBufferCacheLimit,
      METH_VARARGS | METH_KEYWORDS,
      "set_buffer_cache_limit(limit_bytes) -> None: the most freed output memory kept for reuse "
-     "(default an eighth of the machine's memory, at most 4 GiB; 0 keeps none)."},
+     "(default an eighth of the machine's or the control group's memory, at most 4 GiB; 0 keeps "
+     "none)."},
     {"buffer_cache_info", (PyCFunction)MlpBufferCacheInfo, METH_NOARGS,
      "buffer_cache_info() -> dict of retained_bytes, retained_blocks, outstanding_bytes, "
      "limit_bytes, hits, misses."},

@@ -295,34 +295,44 @@ static int64_t HybridRead(MlpHybrid* h, int32_t* out, int64_t n) {
       uint64_t available = (uint64_t)(h->packed_end - h->packed);
       uint64_t bit = h->packed_bit;
       uint64_t i = 0;
-      /* Whole groups of 8 (a run starts at a group's first value) while 8 bytes more are there. */
-      if (width > 0 && width <= 32 && (bit / (uint64_t)width) % 8 == 0) {
-        MlpUnpack8 unpack = MlpUnpack8ByWidth[width];
-        uint64_t group_bits = 8 * (uint64_t)width;
-        while (take - i >= 8 && (bit >> 3) + (uint64_t)width + 8 <= available) {
-          unpack(h->packed + (bit >> 3), out + filled);
-          filled += 8;
-          i += 8;
-          bit += group_bits;
-        }
-      }
-      for (; i < take; i++, bit += (uint64_t)width) {
-        uint64_t byte = bit >> 3;
-        uint64_t word = 0;
-        /* One unaligned 64-bit load while 8 bytes remain (a value of <= 32 bits spans at most 5
-         * bytes); byte by byte near the end. */
-        if (byte + 8 <= available) {
-          memcpy(&word, h->packed + byte, 8);
-        } else {
-          if (((bit + (uint64_t)width + 7) >> 3) > available) {
-            h->failed = 1;
-            break;
+      /* One value at a time up to the next group of 8 (a run starts at a group's first value),
+       * then whole groups while 8 bytes more are there, then one at a time again. */
+      uint64_t head = 0;
+      if (width > 0 && width <= 32) head = (8 - (bit / (uint64_t)width) % 8) % 8;
+      for (int phase = 0; phase < 3; phase++) {
+        uint64_t stop = phase == 0 ? (head < take ? head : take) : take;
+        if (phase == 1) {
+          if (width > 0 && width <= 32) {
+            MlpUnpack8 unpack = MlpUnpack8ByWidth[width];
+            uint64_t group_bits = 8 * (uint64_t)width;
+            while (take - i >= 8 && (bit >> 3) + (uint64_t)width + 8 <= available) {
+              unpack(h->packed + (bit >> 3), out + filled);
+              filled += 8;
+              i += 8;
+              bit += group_bits;
+            }
           }
-          for (uint64_t b = 0; byte + b < available && b < 8; b++) {
-            word |= (uint64_t)h->packed[byte + b] << (8 * b);
-          }
+          continue;
         }
-        out[filled++] = (int32_t)((word >> (bit & 7)) & h->mask);
+        for (; i < stop; i++, bit += (uint64_t)width) {
+          uint64_t byte = bit >> 3;
+          uint64_t word = 0;
+          /* One unaligned 64-bit load while 8 bytes remain (a value of <= 32 bits spans at most 5
+           * bytes); byte by byte near the end. */
+          if (byte + 8 <= available) {
+            memcpy(&word, h->packed + byte, 8);
+          } else {
+            if (((bit + (uint64_t)width + 7) >> 3) > available) {
+              h->failed = 1;
+              break;
+            }
+            for (uint64_t b = 0; byte + b < available && b < 8; b++) {
+              word |= (uint64_t)h->packed[byte + b] << (8 * b);
+            }
+          }
+          out[filled++] = (int32_t)((word >> (bit & 7)) & h->mask);
+        }
+        if (h->failed) break;
       }
       if (h->failed) break;
       h->packed_bit = bit;
@@ -535,7 +545,7 @@ typedef struct {
   int64_t data_size;
   uint8_t* validity;    /* NULL until the first null */
   int64_t null_count;
-  int python_error;     /* a Python exception is set (allocate failed) */
+  int python_error;     /* a Python exception is set (allocate or decompress_into failed) */
   char message[256];
 } MlpColumnDecoder;
 
@@ -982,10 +992,13 @@ static int DecodeDataPage(MlpColumnDecoder* d, int64_t page_index, const MlpPage
   return d->width > 0 ? DecodeFixedValues(d, &v) : DecodeByteArrayValues(d, &v);
 }
 /* With the GIL: decompress_into(data, size, out) filling out = [destination, + size). 0, or -1
- * with a Python error set. Both views are released after the call, so that the callable cannot
- * keep writing to the decoder's memory. */
+ * with a Python error set. Both views are released after the call; a view still exported then
+ * (the callable kept a buffer of it) makes the call fail with BufferError and sets *exported:
+ * the caller must then never free or reuse that memory, which the kept buffer may still write. */
 static int DecompressInto(PyObject* decompress_into, const uint8_t* payload, int64_t size,
-                          uint8_t* destination, int64_t uncompressed_size, int64_t page_index) {
+                          uint8_t* destination, int64_t uncompressed_size, int64_t page_index,
+                          int* exported) {
+  *exported = 0;
   PyObject* in = PyMemoryView_FromMemory((char*)payload, (Py_ssize_t)size, PyBUF_READ);
   PyObject* out = in == NULL ? NULL
                              : PyMemoryView_FromMemory((char*)destination,
@@ -1008,6 +1021,7 @@ static int DecompressInto(PyObject* decompress_into, const uint8_t* payload, int
     if (view == NULL) continue;
     PyObject* released = PyObject_CallMethod(view, "release", NULL);
     if (released == NULL) {
+      if (k == 1) *exported = 1;
       if (type == NULL) {
         PyErr_Fetch(&type, &value, &traceback);
       } else {
@@ -1030,14 +1044,25 @@ static int DecompressInto(PyObject* decompress_into, const uint8_t* payload, int
 /* With the GIL: the decoder's scratch buffer, at least `size` bytes. 0, or -1 with an error set. */
 static int ScratchRoom(MlpColumnDecoder* d, int64_t size) {
   if (size <= d->scratch_capacity) return 0;
-  uint8_t* grown = (uint8_t*)realloc(d->scratch, (size_t)(size > 0 ? size : 1));
-  if (grown == NULL) {
+  /* (Its bytes need not be kept; grown by half again, for pages of slowly growing sizes.) */
+  int64_t capacity = d->scratch_capacity + d->scratch_capacity / 2;
+  if (capacity < size) capacity = size;
+  free(d->scratch);
+  d->scratch_capacity = 0;
+  d->scratch = (uint8_t*)malloc((size_t)(capacity > 0 ? capacity : 1));
+  if (d->scratch == NULL) {
     PyErr_NoMemory();
     return -1;
   }
-  d->scratch = grown;
-  d->scratch_capacity = size;
+  d->scratch_capacity = capacity;
   return 0;
+}
+
+/* The deallocator of memory a decompress_into callable kept a buffer of: never freed. */
+static void KeptByCallable(struct ArrowBufferAllocator* allocator, uint8_t* ptr, int64_t size) {
+  (void)allocator;
+  (void)ptr;
+  (void)size;
 }
 
 /* The page's bytes after decompression, with the GIL held: decompress_into's into the scratch
@@ -1055,9 +1080,14 @@ static int PageBody(MlpColumnDecoder* d, PyObject* decompress, const uint8_t* pa
     return 0;
   }
   if (decompressing && d->decompress_into != Py_None) {
+    int exported = 0;
     if (ScratchRoom(d, uncompressed_size) != 0 ||
         DecompressInto(d->decompress_into, payload, size, d->scratch, uncompressed_size,
-                       page_index) != 0) {
+                       page_index, &exported) != 0) {
+      if (exported) { /* left to the buffer the callable kept */
+        d->scratch = NULL;
+        d->scratch_capacity = 0;
+      }
       return -1;
     }
     held->buf = d->scratch;
@@ -1114,7 +1144,8 @@ static int VarintLength(uint64_t value) {
 /* With the GIL: a compressed PLAIN page of a fixed-width column without nulls, decompressed by
  * decompress_into straight into the output array, which then holds its values with no copy.
  * Returns 1 when the page is decoded, 0 when it is not such a page (the caller decodes it the
- * usual way; nothing has changed), or -1 on error (a Python error set, or d->message).
+ * usual way; no value was decoded, though the open array may have been closed early to make
+ * room), or -1 on error (a Python error set, or d->message).
  *
  * A v1 page's values follow its definition levels, which for a page without nulls are one RLE
  * run: 4 bytes of length, the run's header, one byte of value. The page is decompressed to that
@@ -1144,9 +1175,13 @@ static int DecodeInPlace(MlpColumnDecoder* d, int64_t page_index, const MlpPage*
   uint8_t* destination = d->values + at - prefix;
   uint8_t kept[16];
   memcpy(kept, destination, (size_t)prefix);
+  int exported = 0;
   if (DecompressInto(d->decompress_into, body, body_size, destination, uncompressed_size,
-                     page_index) != 0) {
+                     page_index, &exported) != 0) {
     memcpy(destination, kept, (size_t)prefix);
+    if (exported) { /* the open array's values stay where the kept buffer may write */
+      ArrowArrayBuffer(&d->array, 1)->allocator = ArrowBufferDeallocator(KeptByCallable, NULL);
+    }
     d->python_error = 1;
     return -1;
   }

@@ -122,30 +122,43 @@ def keep_trimming() -> None:
         if _trimming:
             return
         _trimming = True
-    threading.Thread(target=_trim_while_held, name="mlp-buffer-cache-trim", daemon=True).start()
+    try:
+        threading.Thread(target=_trim_while_held, name="mlp-buffer-cache-trim", daemon=True).start()
+    except BaseException:
+        with _TRIM_LOCK:
+            _trimming = False  # the next read tries again
+        raise
 
 
 def _trim_while_held() -> None:
     global _trimming, _used
     from airflow_provider_mlp.kernels import buffer_cache_info, trim_buffer_cache
 
-    while True:
-        _WAKE.wait(BUFFER_CACHE_DECAY_S)
-        _WAKE.clear()
-        trim_buffer_cache(older_than=BUFFER_CACHE_DECAY_S)
-        info = buffer_cache_info()
+    try:
+        while True:
+            _WAKE.wait(BUFFER_CACHE_DECAY_S)
+            _WAKE.clear()
+            trim_buffer_cache(older_than=BUFFER_CACHE_DECAY_S)
+            info = buffer_cache_info()
+            with _TRIM_LOCK:
+                # Buffers still held by arrays are cached when freed: keep looking until none is.
+                if not _used and not info["retained_bytes"] and not info["outstanding_bytes"]:
+                    _trimming = False
+                    return
+                _used = False
+    except BaseException:
         with _TRIM_LOCK:
-            # Buffers still held by arrays are cached when freed: keep looking until none is.
-            if not _used and not info["retained_bytes"] and not info["outstanding_bytes"]:
-                _trimming = False
-                return
-            _used = False
+            _trimming = False  # whatever stopped this thread, the next read starts another
+        raise
 
 
 def _after_fork_in_child() -> None:
-    global _TRIM_LOCK, _trimming
+    # The parent's thread is not in the child (the next read starts one), and a lock it held at the
+    # fork would stay held: both made afresh.
+    global _TRIM_LOCK, _WAKE, _trimming
     _TRIM_LOCK = threading.Lock()
-    _trimming = False  # the parent's thread is not in the child; the next read starts one
+    _WAKE = threading.Event()
+    _trimming = False
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -242,7 +255,9 @@ def decode_chunk(file_bytes: pa.Buffer, chunk: Any, column: NativeColumn) -> lis
         start = chunk.dictionary_page_offset
     size = chunk.total_compressed_size
     if start < 0 or size < 0 or start + size > file_bytes.size:
-        raise NativeDecodeError(f"a column chunk at bytes {start}-{start + size} of a {file_bytes.size}-byte file")
+        raise NativeDecodeError(
+            f"the column chunk at bytes {start}-{start + size} runs outside the {file_bytes.size}-byte file"
+        )
     try:
         results = decode_parquet_column(
             # A slice, not a copy: of the file's mapping, or of the bytes fetched.
@@ -278,6 +293,7 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
     of 0.70, best of 3, and its 2-column projection 0.35 s instead of 0.27)."""
     import pyarrow as pa
 
+    keep_trimming()
     mapped = None
     file_bytes = opened.remote.whole
     if file_bytes is None:
@@ -289,7 +305,6 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
                 mapped.close()
             raise NativeDecodeError(str(exc)) from exc
     jobs = [(rg, name, column) for rg in row_groups for name, column in opened.native_columns.items()]
-    keep_trimming()
 
     def decode(job: tuple[int, str, NativeColumn]) -> list[pa.Array]:
         rg, name, column = job

@@ -20,22 +20,25 @@ Kernels:
 - ``decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1,
   decompress=None, allocate=None, decompress_into=None)``: one Parquet column chunk of a flat column (its pages' bytes,
   from the first) as a list of ``large_string``, ``large_binary``, ``int32``, ``int64``,
-  ``float32``, ``float64`` or ``date32`` arrays (of at most 8 MiB a buffer, unless one value is
-  larger: sizes the buffer cache keeps); ``decompress(data, uncompressed_size)`` returns a page's
+  ``float32``, ``float64`` or ``date32`` arrays (of at most 8 MiB a buffer, unless one page or
+  value needs more: sizes the buffer cache keeps); ``decompress(data, uncompressed_size)`` returns a page's
   bytes (None for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output
   (None: the buffer cache below). ``decompress_into(data, uncompressed_size, out)``, when given,
   is used instead of ``decompress``: it fills the writable memoryview ``out`` and returns the bytes
-  written, and must not keep ``out`` (the call fails if it is still exported); the kernel then
-  decompresses PLAIN pages of fixed-width values without nulls straight into the output array,
-  with no copy, and the other pages into one scratch buffer it reuses.
+  written, and must keep no buffer or view of ``out`` after the call (a buffer still exported
+  makes the call fail with BufferError, and its memory is then never freed; views made by
+  slicing are not detected); the kernel then decompresses PLAIN pages of fixed-width values
+  without nulls straight into the output array, with no copy (all but an array's first page of
+  an optional column's v1 pages), and the other pages into one scratch buffer it reuses.
 
 The buffer cache: ``decode_parquet_column``'s output buffers of 64 KiB and more are mapped by
 the module and, once Arrow frees them, kept for the next buffers of about their size instead of
 being handed back to the system, whose fresh pages cost a fault each (about 0.4 s per GiB).
 ``buffer_cache_info()`` says what it holds, ``trim_buffer_cache(older_than=0.0)`` unmaps what was
 freed at least that many seconds ago, ``set_buffer_cache_limit(limit_bytes)`` bounds what it keeps
-(by default an eighth of the machine's memory, at most 4 GiB). Fast Data's reader trims it every
-10 seconds while it holds anything.
+(by default an eighth of the memory the process may use: the machine's, or its control group's,
+at most 4 GiB). Fast Data's reader trims it every 10 seconds while it holds anything; other
+callers of ``decode_parquet_column`` trim it themselves (or set a limit of 0 to keep nothing).
 """
 
 from __future__ import annotations

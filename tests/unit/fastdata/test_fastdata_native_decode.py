@@ -321,14 +321,18 @@ def test_the_kernels_cached_output_goes_back_to_the_system_once_free_long_enough
     hits = kernels.buffer_cache_info()["hits"]
     assert table.read().to_arrow().column("id").to_pylist() == list(range(300_000))
     assert kernels.buffer_cache_info()["hits"] > hits
-    # Once nothing is held, the trimming thread gives every block back, then ends.
+    # Once freed long enough ago, the trimming thread gives every block back; it ends when no
+    # buffer is held any more (earlier tests of the process may still hold some).
     monkeypatch.setattr(native_decode, "BUFFER_CACHE_DECAY_S", 0.05)
     native_decode._WAKE.set()
     deadline = time.monotonic() + 10
-    while native_decode._trimming and time.monotonic() < deadline:
+    while kernels.buffer_cache_info()["retained_bytes"] and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not native_decode._trimming
     assert kernels.buffer_cache_info()["retained_bytes"] == 0
+    if not kernels.buffer_cache_info()["outstanding_bytes"]:
+        while native_decode._trimming and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not native_decode._trimming
 
 
 def test_zstd_pages_are_decompressed_into_the_memory_given_and_bad_ones_named() -> None:
@@ -354,5 +358,7 @@ def test_a_chunk_past_the_files_end_is_refused_before_decoding(tmp_path: Path) -
     metadata = pq.ParquetFile(path).metadata
     column = native_decode.native_columns(metadata, metadata.schema.to_arrow_schema(), ["id"])["id"]
     cut = pa.py_buffer(path.read_bytes()[:100])
-    with pytest.raises(native_decode.NativeDecodeError, match="a column chunk at bytes 4-"):
+    with pytest.raises(
+        native_decode.NativeDecodeError, match="the column chunk at bytes 4-[0-9]+ runs outside the 100-byte file"
+    ):
         native_decode.decode_chunk(cut, metadata.row_group(0).column(column.leaf), column)

@@ -473,6 +473,8 @@ def test_decompress_into_errors_name_the_page_or_come_through(impl: Any) -> None
 
     with pytest.raises(BufferError):
         impl.decode_parquet_column(chunk, count, "int64", decompress_into=keep)
+    # The memory kept stays the callable's: never freed (the sanitized run reports a use after free).
+    assert len(bytes(kept[0])) == kept[0].size > 0
     with pytest.raises(ArrowKernelError, match="decompress_into None or callables"):
         impl.decode_parquet_column(chunk, count, "int64", decompress_into=3)
 
@@ -493,3 +495,74 @@ def test_dictionary_indices_of_every_bit_width_unpack_alike(impl: Any, bit_width
     data = write(column_of("int64", values), dictionary_pagesize_limit=64 << 20, data_page_size=4096)
     assert "RLE_DICTIONARY" in pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0).encodings
     assert decoded(impl, data, "int64").equals(expected(data))
+
+
+def test_pages_decompressed_in_place_fill_arrays_and_start_new_ones(impl: Any) -> None:
+    # 1.3 million 8-byte values: more than one output array of 8 MiB, so a page in place may have
+    # to close the open array and start the next.
+    values = list(range(1_300_000))
+    data = write(column_of("int64", values), use_dictionary=False, compression="zstd", row_group_size=len(values))
+    ((chunk, count, _, level),) = chunks(data)
+    results = impl.decode_parquet_column(chunk, count, "int64", max_definition_level=level, decompress_into=zstd_into)
+    arrays = [pa.array(r) for r in results]
+    assert len(arrays) > 1 or impl is reference
+    assert pa.chunked_array(arrays).equals(expected(data))
+
+
+def test_a_failure_decompressing_in_place_comes_through_and_leaves_nothing_behind(impl: Any) -> None:
+    data = write(column_of("int64", list(range(50_000))), use_dictionary=False, compression="zstd")
+    ((chunk, count, _, level),) = chunks(data)
+    calls = []
+
+    def fail_third(page: memoryview, size: int, out: memoryview) -> int:
+        calls.append(size)
+        if len(calls) == 3:  # a page after the array's first: decompressed in place
+            raise ValueError("third page")
+        return zstd_into(page, size, out)
+
+    with pytest.raises(ValueError, match="third page"):
+        impl.decode_parquet_column(chunk, count, "int64", max_definition_level=level, decompress_into=fail_third)
+    # A callable keeping the output's memory on that page: refused, the memory never freed.
+    kept: list[Any] = []
+    seen = []
+
+    def keep_third(page: memoryview, size: int, out: memoryview) -> int:
+        seen.append(size)
+        if len(seen) == 3:
+            kept.append(pa.py_buffer(out))
+        return zstd_into(page, size, out)
+
+    with pytest.raises(BufferError):
+        impl.decode_parquet_column(chunk, count, "int64", max_definition_level=level, decompress_into=keep_third)
+    assert len(bytes(kept[-1])) == kept[-1].size > 0
+    # And the same chunk decodes whole afterwards.
+    results = impl.decode_parquet_column(chunk, count, "int64", max_definition_level=level, decompress_into=zstd_into)
+    assert pa.chunked_array([pa.array(r) for r in results]).equals(expected(data))
+
+
+def _dictionary_page(entries: list[int]) -> bytes:
+    body = b"".join(v.to_bytes(8, "little", signed=True) for v in entries)
+    dictionary_header = _thrift_i32_fields([(1, len(entries)), (2, 0)]) + b"\x00"
+    return _thrift_i32_fields([(1, 2), (2, len(body)), (3, len(body))]) + b"\x4c" + dictionary_header + b"\x00" + body
+
+
+def _indices_page(indices: list[int], bit_width: int) -> bytes:
+    """An uncompressed RLE_DICTIONARY data page v1 of a required column: one bit-packed run."""
+    assert len(indices) % 8 == 0
+    packed = sum(index << (k * bit_width) for k, index in enumerate(indices))
+    run = bytes([len(indices) // 8 << 1 | 1]) + packed.to_bytes(len(indices) * bit_width // 8, "little")
+    body = bytes([bit_width]) + run
+    data_page_header = _thrift_i32_fields([(1, len(indices)), (2, 8), (3, 3), (4, 3)]) + b"\x00"
+    return _thrift_i32_fields([(1, 0), (2, len(body)), (3, len(body))]) + b"\x2c" + data_page_header + b"\x00" + body
+
+
+@pytest.mark.parametrize("bit_width", range(21, 33))
+def test_indices_of_the_widest_bit_widths_unpack_alike(impl: Any, bit_width: int) -> None:
+    # Wider than any dictionary a test can write (2**20 entries and more): indices of few values,
+    # declared that wide, in a page built by hand.
+    entries = [7, -3, 2**40]
+    rng = random.Random(bit_width)
+    indices = [rng.randrange(len(entries)) for _ in range(96)]
+    chunk = _dictionary_page(entries) + _indices_page(indices, bit_width)
+    results = impl.decode_parquet_column(chunk, len(indices), "int64", max_definition_level=0)
+    assert pa.chunked_array([pa.array(r) for r in results]).to_pylist() == [entries[i] for i in indices]

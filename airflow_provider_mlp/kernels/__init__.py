@@ -25,9 +25,9 @@ Kernels:
   bytes (None for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output
   (None: the buffer cache below). ``decompress_into(data, uncompressed_size, out)``, when given,
   is used instead of ``decompress``: it fills the writable memoryview ``out`` and returns the bytes
-  written, and must keep no buffer or view of ``out`` after the call (a buffer still exported
-  makes the call fail with BufferError, and its memory is then never freed; views made by
-  slicing are not detected); the kernel then decompresses PLAIN pages of fixed-width values
+  written, and must keep no buffer or view of ``data`` or ``out`` after the call (a buffer of
+  ``out`` still exported makes the call fail with BufferError, and its memory is then never
+  freed; views made by slicing are not detected); the kernel then decompresses PLAIN pages of fixed-width values
   without nulls straight into the output array, with no copy (all but an array's first page of
   an optional column's v1 pages), and the other pages into one scratch buffer it reuses.
 

@@ -167,17 +167,23 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 _THREAD = threading.local()
 
 
+def _per_thread(key: str, make: Any) -> Any:
+    """This thread's ``make()``, made once: decompressors are not thread-safe (zstandard's, and pyarrow's
+    gzip Codec, which keeps one zlib stream that each call reuses without the GIL)."""
+    made = _THREAD.__dict__.get(key)
+    if made is None:
+        made = _THREAD.__dict__[key] = make()
+    return made
+
+
 def _zstd_decompress_into(data: memoryview, size: int, out: memoryview) -> int:
     """Decompress a zstd page straight into ``out`` (the output array itself, for plain fixed-width
     values: see ``decode_parquet_column``'s ``decompress_into``); the bytes written."""
     # zstandard's decompressor keeps its context from page to page (pyarrow's Codec makes one per
-    # call and has no way to decompress into given memory); one per thread, as it is not
-    # thread-safe. It releases the GIL while it works.
+    # call and has no way to decompress into given memory). It releases the GIL while it works.
     import zstandard
 
-    decompressor = getattr(_THREAD, "zstd", None)
-    if decompressor is None:
-        decompressor = _THREAD.zstd = zstandard.ZstdDecompressor()
+    decompressor = _per_thread("zstd", zstandard.ZstdDecompressor)
     try:
         with decompressor.stream_reader(data) as reader:
             written = 0
@@ -207,14 +213,9 @@ def _codec_decompressors(codec: str) -> Any:
     from airflow_provider_mlp.fastdata.fetch import data_memory_pool
 
     pool = data_memory_pool()
-    codecs = threading.local()
 
-    # A Codec per thread: pyarrow's gzip codec keeps one zlib stream that each call reuses (without
-    # the GIL), so two threads decompressing through one Codec overwrite each other's memory.
     def decompress(data: memoryview, size: int) -> pa.Buffer:
-        compressor = getattr(codecs, "codec", None)
-        if compressor is None:
-            compressor = codecs.codec = pa.Codec(codec)
+        compressor = _per_thread(f"codec-{codec}", lambda: pa.Codec(codec))
         return compressor.decompress(data, size, memory_pool=pool)
 
     return decompress

@@ -17,7 +17,10 @@
  *
  * Every length, offset and index read from the file is checked against the bytes present: a
  * corrupt chunk gives an error naming the page, never a read outside the buffers. String values
- * are checked to be UTF-8, as Arrow's string type requires. */
+ * are checked to be UTF-8, as Arrow's string type requires.
+ *
+ * With a selection (a bitmap of the chunk's rows), only the selected rows are output: a filtered
+ * read then copies only the rows its filter keeps, and skips the pages where it keeps none. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <string.h>
@@ -522,6 +525,12 @@ typedef struct {
   enum ArrowType type;
   PyObject* allocate; /* Py_None: the buffer cache (buffer_cache.c) */
   PyObject* decompress_into; /* Py_None, or decompress_into(data, size, out) -> bytes written */
+  /* NULL: every row of the chunk is output. Else bit r (Arrow's bit order) says whether row r is:
+   * the others are read past, never copied, and a page none of whose rows is kept is not even
+   * decompressed. */
+  const uint8_t* selection;
+  int64_t consumed;     /* rows of the chunk read so far (rows itself, without a selection) */
+  int64_t output_rows;  /* rows the output will hold: the chunk's, or those selected */
   uint8_t* scratch;   /* decompress_into's pages, when not decompressed in place */
   int64_t scratch_capacity;
   /* The dictionary, unpacked: entry k is dictionary[offsets[k], offsets[k + 1]) (BYTE_ARRAY),
@@ -530,7 +539,7 @@ typedef struct {
   int64_t* dictionary_offsets;
   int32_t dictionary_size;
   int64_t dictionary_longest;
-  int64_t rows;         /* values decoded so far */
+  int64_t rows;         /* values output so far */
   PyObject* outputs;    /* the finished arrays (ArrowResult) */
   /* The output array being filled: rows [start, rows) of the column chunk. */
   int open;
@@ -563,6 +572,44 @@ static int Fail(MlpColumnDecoder* d, int64_t page, const char* what) {
   return -1;
 }
 
+/* How many rows of [start, start + n) the selection keeps: n without one. */
+static int64_t SelectedIn(const MlpColumnDecoder* d, int64_t start, int64_t n) {
+  if (d->selection == NULL) return n;
+  const uint8_t* bits = d->selection;
+  int64_t row = start;
+  int64_t end = start + n;
+  int64_t count = 0;
+  while (row < end && (row & 7) != 0) {
+    count += (bits[row >> 3] >> (row & 7)) & 1;
+    row++;
+  }
+  for (; end - row >= 64; row += 64) {
+    uint64_t word;
+    memcpy(&word, bits + (row >> 3), 8);
+    count += __builtin_popcountll(word);
+  }
+  for (; end - row >= 8; row += 8) count += __builtin_popcount(bits[row >> 3]);
+  for (; row < end; row++) count += (bits[row >> 3] >> (row & 7)) & 1;
+  return count;
+}
+
+/* The selection of the m rows from the current one, a byte a row in keep; returns how many. */
+static int64_t BlockSelection(const MlpColumnDecoder* d, int64_t m, uint8_t* keep) {
+  int64_t kept = 0;
+  for (int64_t k = 0; k < m; k++) {
+    int64_t row = d->consumed + k;
+    keep[k] = (uint8_t)((d->selection[row >> 3] >> (row & 7)) & 1);
+    kept += keep[k];
+  }
+  return kept;
+}
+
+/* A fixed-width value: widths are 4 and 8 bytes, each copied as one move. */
+static inline void CopyValue(uint8_t* out, const uint8_t* in, int width) {
+  if (width == 8) memcpy(out, in, 8);
+  else memcpy(out, in, 4);
+}
+
 /* With the GIL: `size` bytes of `buffer`, from allocate() or the buffer cache. */
 static int Reserve(MlpColumnDecoder* d, struct ArrowBuffer* buffer, int64_t size) {
   if (d->allocate != Py_None) return PyAllocate(d->allocate, size, buffer);
@@ -588,7 +635,9 @@ static int OpenOutput(MlpColumnDecoder* d, int64_t rows, int64_t data_bytes) {
   d->null_count = 0;
   struct ArrowBuffer* first = ArrowArrayBuffer(&d->array, 1);
   if (d->width > 0) {
-    if (Reserve(d, first, rows * d->width) != 0) return -1;
+    /* (One value's slack: selected values are written without a branch, each over the place
+     * of the next, which may be just past the last.) */
+    if (Reserve(d, first, rows * d->width + 8) != 0) return -1;
     d->values = first->data;
     return 0;
   }
@@ -639,7 +688,8 @@ static int EnsureRoom(MlpColumnDecoder* d, int64_t rows, int64_t data_bytes) {
     return 0;
   }
   int64_t most = MLP_CHUNK_BYTES / (d->width > 0 ? d->width : 8);
-  int64_t capacity = d->num_values - d->rows < most ? d->num_values - d->rows : most;
+  int64_t remaining = d->output_rows - d->rows;
+  int64_t capacity = remaining < most ? remaining : most;
   if (capacity < rows) capacity = rows;
   /* The data buffer: room for the array's rows at this block's bytes per row and a quarter more
    * (a chunk's short last array holds no more than it needs), at most MLP_CHUNK_BYTES unless this
@@ -671,26 +721,48 @@ static int StartValidity(MlpColumnDecoder* d) {
   return 0;
 }
 
-/* Records the block of m rows starting at the current one: validity bits, null count, rows. */
-static int FinishBlock(MlpColumnDecoder* d, int64_t m, int64_t present, const int32_t* level_block) {
-  if (present < m && d->validity == NULL && StartValidity(d) != 0) return -1;
+/* Records the block of m rows of the chunk from the current one, `kept` of which were output
+ * (those whose byte in keep is 1; all m when keep is NULL): validity bits, null count, rows. */
+static int FinishBlock(MlpColumnDecoder* d, int64_t m, int64_t present, const int32_t* level_block,
+                       const uint8_t* keep, int64_t kept) {
+  d->consumed += m;
+  if (keep == NULL) {
+    if (present < m && d->validity == NULL && StartValidity(d) != 0) return -1;
+    if (d->validity != NULL) {
+      int64_t row = d->rows - d->start;
+      for (int64_t k = 0; k < m; k++) {
+        if (present == m || level_block[k]) {
+          d->validity[(row + k) >> 3] |= (uint8_t)(1u << ((row + k) & 7));
+        }
+      }
+    }
+    d->null_count += m - present;
+    d->rows += m;
+    return 0;
+  }
+  int64_t kept_present = kept;
+  if (present < m) {
+    kept_present = 0;
+    for (int64_t k = 0; k < m; k++) kept_present += keep[k] & (uint8_t)(level_block[k] != 0);
+  }
+  if (kept_present < kept && d->validity == NULL && StartValidity(d) != 0) return -1;
   if (d->validity != NULL) {
     int64_t row = d->rows - d->start;
     for (int64_t k = 0; k < m; k++) {
-      if (present == m || level_block[k]) {
-        d->validity[(row + k) >> 3] |= (uint8_t)(1u << ((row + k) & 7));
-      }
+      if (!keep[k]) continue;
+      if (present == m || level_block[k]) d->validity[row >> 3] |= (uint8_t)(1u << (row & 7));
+      row++;
     }
   }
-  d->null_count += m - present;
-  d->rows += m;
+  d->null_count += kept - kept_present;
+  d->rows += kept;
   return 0;
 }
 
 static int DecodeDictionary(MlpColumnDecoder* d, int64_t page_index, const MlpPage* page,
                             const uint8_t* body, int64_t size) {
   if (d->dictionary != NULL) return Fail(d, page_index, "a second dictionary page");
-  if (d->rows > 0) return Fail(d, page_index, "a dictionary page after data pages");
+  if (d->consumed > 0) return Fail(d, page_index, "a dictionary page after data pages");
   if (page->encoding != ENC_PLAIN && page->encoding != ENC_PLAIN_DICTIONARY) {
     return Fail(d, page_index, "dictionary page not PLAIN-encoded");
   }
@@ -789,51 +861,196 @@ static int DecodeFixedValues(MlpColumnDecoder* d, MlpPageValues* v) {
   int width = d->width;
   int32_t level_block[MLP_BLOCK_ROWS];
   int32_t index_block[MLP_BLOCK_ROWS];
+  uint8_t keep_block[MLP_BLOCK_ROWS];
   uint32_t dictionary_size = (uint32_t)d->dictionary_size;
   for (int64_t done = 0; done < v->n;) {
-    /* PLAIN values without nulls go over in one copy up to the output array's end; the rest a
-     * block of levels and indices at a time. */
+    /* PLAIN values without nulls or a selection go over in one copy up to the output array's
+     * end; the rest a block of levels and indices at a time. */
     int64_t m = v->n - done;
-    if ((v->dictionary_coded || !v->all_present) && m > MLP_BLOCK_ROWS) m = MLP_BLOCK_ROWS;
-    if (EnsureRoom(d, 1, 0) != 0) return -1;
-    int64_t room = d->capacity - (d->rows - d->start);
-    if (m > room) m = room;
-    uint8_t* out = d->values + (d->rows - d->start) * width;
+    if ((v->dictionary_coded || !v->all_present || d->selection != NULL) && m > MLP_BLOCK_ROWS) {
+      m = MLP_BLOCK_ROWS;
+    }
+    const uint8_t* keep = NULL; /* NULL: every row of the block is output */
+    int64_t kept = m;
+    if (d->selection != NULL) {
+      kept = BlockSelection(d, m, keep_block);
+      if (kept < m) keep = keep_block;
+    }
+    uint8_t* out = NULL;
+    if (kept > 0) {
+      if (EnsureRoom(d, keep == NULL ? 1 : kept, 0) != 0) return -1;
+      if (keep == NULL) {
+        int64_t room = d->capacity - (d->rows - d->start);
+        if (m > room) m = room;
+        kept = m;
+      }
+      out = d->values + (d->rows - d->start) * width;
+    }
     int64_t present = ReadLevels(d, v, m, level_block);
     if (present < 0) return -1;
     if (v->dictionary_coded) {
       if (ReadIndices(d, v, present, index_block) != 0) return -1;
       int64_t next = 0;
+      /* Every index is checked, kept or not (the copy below reads the dictionary there). */
       for (int64_t k = 0; k < m; k++) {
         if (present < m && !level_block[k]) {
-          memset(out + k * width, 0, (size_t)width);
+          if (keep == NULL || keep[k]) {
+            memset(out, 0, (size_t)width);
+            out += width;
+          }
           continue;
         }
         uint32_t index = (uint32_t)index_block[next++];
         if (index >= dictionary_size) {
           return Fail(d, v->page_index, "index past the dictionary's end");
         }
-        memcpy(out + k * width, d->dictionary + (int64_t)index * width, (size_t)width);
+        if (keep == NULL) {
+          CopyValue(out, d->dictionary + (int64_t)index * width, width);
+          out += width;
+        } else if (kept > 0) {
+          /* Without a branch: written over the next value's place, kept only if selected. */
+          CopyValue(out, d->dictionary + (int64_t)index * width, width);
+          out += keep[k] * width;
+        }
       }
     } else if (present == m) {
       if (m > (v->end - v->p) / width) return Fail(d, v->page_index, "values past the page's end");
-      memcpy(out, v->p, (size_t)(m * width));
+      if (keep == NULL) {
+        memcpy(out, v->p, (size_t)(m * width));
+      } else if (kept > 0) {
+        const uint8_t* p = v->p;
+        if (width == 8) {
+          for (int64_t k = 0; k < m; k++) {
+            memcpy(out, p + 8 * k, 8);
+            out += keep[k] * 8;
+          }
+        } else {
+          for (int64_t k = 0; k < m; k++) {
+            memcpy(out, p + 4 * k, 4);
+            out += keep[k] * 4;
+          }
+        }
+      }
       v->p += m * width;
     } else {
       if (present > (v->end - v->p) / width) {
         return Fail(d, v->page_index, "values past the page's end");
       }
       for (int64_t k = 0; k < m; k++) {
+        int selected = keep == NULL || keep[k];
         if (!level_block[k]) {
-          memset(out + k * width, 0, (size_t)width);
+          if (selected) {
+            memset(out, 0, (size_t)width);
+            out += width;
+          }
           continue;
         }
-        memcpy(out + k * width, v->p, (size_t)width);
+        if (selected) {
+          CopyValue(out, v->p, width);
+          out += width;
+        }
         v->p += width;
       }
     }
-    if (FinishBlock(d, m, present, level_block) != 0) return Fail(d, v->page_index, "out of memory");
+    if (FinishBlock(d, m, present, level_block, keep, kept) != 0) {
+      return Fail(d, v->page_index, "out of memory");
+    }
     done += m;
+  }
+  return 0;
+}
+
+/* A block of m BYTE_ARRAY rows (levels and indices read) of which the selection keeps `kept`, those
+ * whose byte in keep is 1: only they are copied. Every PLAIN length and every index is checked,
+ * kept or not; only the kept strings are checked to be UTF-8. */
+static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, int64_t present,
+                            const int32_t* level_block, const int32_t* index_block,
+                            const uint8_t* keep, int64_t kept) {
+  const uint8_t* dictionary = d->dictionary;
+  const int64_t* entries = d->dictionary_offsets;
+  uint32_t dictionary_size = (uint32_t)d->dictionary_size;
+  /* Room for the kept values' bytes: an upper bound (as in DecodeByteArrayValues) when the open
+   * array has it, else the bytes counted exactly. A block none of whose rows is kept is walked
+   * too: for its checks, and to find where a PLAIN page's next value begins. */
+  int64_t bound = v->dictionary_coded ? kept * d->dictionary_longest : (v->end - v->p) - 4 * present;
+  if (bound < 0) bound = 0;
+  int fits = kept > 0 && d->open && d->rows - d->start + kept <= d->capacity &&
+             bound <= d->data_capacity - d->data_size;
+  int64_t bytes = bound;
+  const uint8_t* p = v->p;
+  if (!fits) {
+    bytes = 0;
+    int64_t next = 0;
+    for (int64_t k = 0; k < m; k++) {
+      if (present < m && !level_block[k]) continue;
+      uint32_t length;
+      if (v->dictionary_coded) {
+        uint32_t index = (uint32_t)index_block[next++];
+        if (index >= dictionary_size) return Fail(d, v->page_index, "index past the dictionary's end");
+        length = (uint32_t)(entries[index + 1] - entries[index]);
+      } else {
+        if (v->end - p < 4) return Fail(d, v->page_index, "value past the page's end");
+        memcpy(&length, p, 4);
+        p += 4;
+        if ((uint64_t)length > (uint64_t)(v->end - p)) {
+          return Fail(d, v->page_index, "value past the page's end");
+        }
+        p += length;
+      }
+      if (keep[k]) bytes += length;
+    }
+  }
+  if (kept > 0) {
+    if (EnsureRoom(d, kept, bytes) != 0) return -1;
+    int64_t* offsets = d->offsets + (d->rows - d->start) + 1;
+    uint8_t* data = d->data;
+    int64_t at = d->data_size;
+    int64_t o = 0;
+    int split_character = 0;
+    p = v->p;
+    int64_t next = 0;
+    for (int64_t k = 0; k < m; k++) {
+      if (present < m && !level_block[k]) {
+        if (keep[k]) offsets[o++] = at;
+        continue;
+      }
+      if (v->dictionary_coded) {
+        uint32_t index = (uint32_t)index_block[next++];
+        if (index >= dictionary_size) return Fail(d, v->page_index, "index past the dictionary's end");
+        if (!keep[k]) continue;
+        int64_t start = entries[index];
+        int64_t length = entries[index + 1] - start;
+        if (length <= MLP_COPY_SLACK) memcpy(data + at, dictionary + start, MLP_COPY_SLACK);
+        else memcpy(data + at, dictionary + start, (size_t)length);
+        at += length;
+        offsets[o++] = at;
+        continue;
+      }
+      uint32_t length;
+      if (v->end - p < 4) return Fail(d, v->page_index, "value past the page's end");
+      memcpy(&length, p, 4);
+      p += 4;
+      if ((uint64_t)length > (uint64_t)(v->end - p)) {
+        return Fail(d, v->page_index, "value past the page's end");
+      }
+      if (keep[k]) {
+        if (length > 0 && (p[0] & 0xc0) == 0x80) split_character = 1;
+        memcpy(data + at, p, length);
+        at += length;
+        offsets[o++] = at;
+      }
+      p += length;
+    }
+    /* (Dictionary entries were all checked for UTF-8 already.) */
+    if (d->is_string && !v->dictionary_coded &&
+        (split_character || !ValidUtf8(data + d->data_size, at - d->data_size))) {
+      return Fail(d, v->page_index, "a string that is not valid UTF-8");
+    }
+    d->data_size = at;
+  }
+  if (!v->dictionary_coded) v->p = p;
+  if (FinishBlock(d, m, present, level_block, keep, kept) != 0) {
+    return Fail(d, v->page_index, "out of memory");
   }
   return 0;
 }
@@ -841,6 +1058,7 @@ static int DecodeFixedValues(MlpColumnDecoder* d, MlpPageValues* v) {
 static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
   int32_t level_block[MLP_BLOCK_ROWS];
   int32_t index_block[MLP_BLOCK_ROWS];
+  uint8_t keep_block[MLP_BLOCK_ROWS];
   const uint8_t* dictionary = d->dictionary;
   const int64_t* entries = d->dictionary_offsets;
   uint32_t dictionary_size = (uint32_t)d->dictionary_size;
@@ -848,6 +1066,17 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
     int64_t m = v->n - done < MLP_BLOCK_ROWS ? v->n - done : MLP_BLOCK_ROWS;
     int64_t present = ReadLevels(d, v, m, level_block);
     if (present < 0) return -1;
+    if (d->selection != NULL) {
+      int64_t kept = BlockSelection(d, m, keep_block);
+      if (kept < m) {
+        if ((v->dictionary_coded && ReadIndices(d, v, present, index_block) != 0) ||
+            SelectByteArrays(d, v, m, present, level_block, index_block, keep_block, kept) != 0) {
+          return -1;
+        }
+        done += m;
+        continue;
+      }
+    }
     /* Room for the block's value bytes before any is copied: the open output array has it, or a
      * new one is started. An upper bound (the rest of a PLAIN page, or the longest dictionary
      * entry for each value) usually fits; only when it does not are the bytes counted exactly. */
@@ -937,7 +1166,9 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
       }
     }
     d->data_size = at;
-    if (FinishBlock(d, m, present, level_block) != 0) return Fail(d, v->page_index, "out of memory");
+    if (FinishBlock(d, m, present, level_block, NULL, m) != 0) {
+      return Fail(d, v->page_index, "out of memory");
+    }
     done += m;
   }
   return 0;
@@ -954,7 +1185,7 @@ static int DecodeDataPage(MlpColumnDecoder* d, int64_t page_index, const MlpPage
   v.p = body;
   v.end = body + body_size;
   v.all_present = 1;
-  if (v.n > d->num_values - d->rows) return Fail(d, page_index, "more values than the chunk has");
+  if (v.n > d->num_values - d->consumed) return Fail(d, page_index, "more values than the chunk has");
   /* Definition levels: 0 null, 1 present. A page without nulls is one RLE run of ones. */
   if (d->max_definition_level > 0) {
     const uint8_t* level_data;
@@ -1156,7 +1387,8 @@ static int DecodeInPlace(MlpColumnDecoder* d, int64_t page_index, const MlpPage*
                          const uint8_t* levels_start, int64_t levels_size, const uint8_t* body,
                          int64_t body_size, int64_t uncompressed_size) {
   int64_t n = page->num_values;
-  if (d->width == 0 || page->encoding != ENC_PLAIN || n <= 0 || n > d->num_values - d->rows) {
+  if (d->width == 0 || page->encoding != ENC_PLAIN || n <= 0 || n > d->num_values - d->consumed ||
+      SelectedIn(d, d->consumed, n) != n) {
     return 0;
   }
   int64_t prefix = 0;
@@ -1209,7 +1441,7 @@ static int DecodeInPlace(MlpColumnDecoder* d, int64_t page_index, const MlpPage*
     return rc == 0 ? 1 : -1;
   }
   memcpy(destination, kept, (size_t)prefix);
-  if (FinishBlock(d, n, n, NULL) != 0) return Fail(d, page_index, "out of memory");
+  if (FinishBlock(d, n, n, NULL, NULL, n) != 0) return Fail(d, page_index, "out of memory");
   return 1;
 }
 
@@ -1233,7 +1465,8 @@ static const MlpColumnKind MlpColumnKinds[] = {
 
 PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwargs) {
   static char* keywords[] = {"chunk",      "num_values", "arrow_type",      "max_definition_level",
-                             "decompress", "allocate",   "decompress_into", NULL};
+                             "decompress", "allocate",   "decompress_into", "selection",
+                             NULL};
   Py_buffer chunk;
   long long num_values;
   const char* arrow_type;
@@ -1241,14 +1474,33 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   PyObject* decompress = Py_None;
   PyObject* allocate = Py_None;
   PyObject* decompress_into = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Ls|$iOOO:" MLP_FUNC, keywords, &chunk,
+  PyObject* selection = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Ls|$iOOOO:" MLP_FUNC, keywords, &chunk,
                                    &num_values, &arrow_type, &max_definition_level, &decompress,
-                                   &allocate, &decompress_into)) {
+                                   &allocate, &decompress_into, &selection)) {
     return NULL;
+  }
+  /* Held (so that its memory stays) until the end: read without the GIL. */
+  Py_buffer selected;
+  selected.obj = NULL;
+  if (selection != Py_None) {
+    if (PyObject_GetBuffer(selection, &selected, PyBUF_SIMPLE) != 0) {
+      PyBuffer_Release(&chunk);
+      return NULL;
+    }
+    if (num_values >= 0 && (long long)selected.len < (num_values + 7) / 8) {
+      long long got = (long long)selected.len;
+      PyBuffer_Release(&selected);
+      PyBuffer_Release(&chunk);
+      return MlpRaise(MLP_FUNC "(): selection must hold a bit for each of the %lld values (%lld "
+                      "bytes); got %lld bytes",
+                      num_values, (num_values + 7) / 8, got);
+    }
   }
   const MlpColumnKind* kind = MlpColumnKinds;
   while (kind->name != NULL && strcmp(kind->name, arrow_type) != 0) kind++;
   if (kind->name == NULL) {
+    if (selected.obj != NULL) PyBuffer_Release(&selected);
     PyBuffer_Release(&chunk);
     return MlpRaise(MLP_FUNC "(): arrow_type must be one of large_string, large_binary, int32, "
                     "int64, float32, float64, date32; got '%s'",
@@ -1258,6 +1510,7 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
       (decompress != Py_None && !PyCallable_Check(decompress)) ||
       (allocate != Py_None && !PyCallable_Check(allocate)) ||
       (decompress_into != Py_None && !PyCallable_Check(decompress_into))) {
+    if (selected.obj != NULL) PyBuffer_Release(&selected);
     PyBuffer_Release(&chunk);
     return MlpRaise(MLP_FUNC "(): num_values must be >= 0, max_definition_level 0 or 1, and "
                     "decompress, allocate and decompress_into None or callables; got %lld, %d, "
@@ -1274,8 +1527,11 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   d.is_string = kind->type == NANOARROW_TYPE_LARGE_STRING;
   d.allocate = allocate;
   d.decompress_into = decompress_into;
+  d.selection = selected.obj != NULL ? (const uint8_t*)selected.buf : NULL;
+  d.output_rows = SelectedIn(&d, 0, num_values);
   d.outputs = PyList_New(0);
   if (d.outputs == NULL) {
+    if (selected.obj != NULL) PyBuffer_Release(&selected);
     PyBuffer_Release(&chunk);
     return NULL;
   }
@@ -1283,11 +1539,11 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   MlpReader reader = {(const uint8_t*)chunk.buf, (const uint8_t*)chunk.buf + chunk.len, 0};
   int failed = 0;
   int64_t page_index = 0;
-  while (d.rows < d.num_values && !failed) {
+  while (d.consumed < d.num_values && !failed) {
     MlpPage page;
     if (reader.pos >= reader.end) {
       snprintf(d.message, sizeof(d.message), "the chunk ends after %lld of its %lld values",
-               (long long)d.rows, (long long)d.num_values);
+               (long long)d.consumed, (long long)d.num_values);
       failed = 1;
       break;
     }
@@ -1311,6 +1567,13 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
       page_index++;
       continue; /* index pages and page types of later format versions carry no values */
     }
+    if (page.type != PAGE_DICTIONARY && d.selection != NULL &&
+        page.num_values <= d.num_values - d.consumed &&
+        SelectedIn(&d, d.consumed, page.num_values) == 0) {
+      d.consumed += page.num_values; /* none of its rows kept: not even decompressed */
+      page_index++;
+      continue;
+    }
     Py_buffer body;
     PyObject* owner;
     int compressed = page.type == PAGE_DATA_V2 ? page.is_compressed : 1;
@@ -1331,6 +1594,7 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
                  page.uncompressed_size - levels_size, compressed, &body, &owner,
                  page_index) != 0) {
       DecoderRelease(&d);
+      if (selected.obj != NULL) PyBuffer_Release(&selected);
       PyBuffer_Release(&chunk);
       return NULL;
     }
@@ -1346,6 +1610,7 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
     if (rc != 0) failed = 1;
     page_index++;
   }
+  if (selected.obj != NULL) PyBuffer_Release(&selected);
   PyBuffer_Release(&chunk);
   if (failed) {
     PyObject* result = d.python_error ? NULL : MlpRaise(MLP_FUNC "(): %s", d.message);

@@ -10,16 +10,17 @@ are decoded by polars (or Arrow), and a file none of whose columns need them is 
 alone, without a second decoder's setup.
 
 It is used with the polars decoder (``decoder="auto"`` when polars is installed; ``"pyarrow"`` keeps
-Arrow's decode throughout), only where it gives the same result with less work: reads without a
-filter or positional deletes in the run (polars applies those while decoding, so that rows they
-rule out are never materialised), not for ``string_view`` reads (polars' views are the output
-then) nor for dictionary columns, and on bytes at hand: local files, memory-mapped, and remote ones
-fetched whole. Pages compressed with a codec pyarrow has (all but LZ4, whose two framings pyarrow's
-metadata does not tell apart) are decompressed by pyarrow's ``Codec``; zstd pages by zstandard, which
-keeps its context and decompresses into memory the kernel gives it: plain pages of numbers and dates
-straight into the output arrays, without the copy out of a decompressed page. Whatever the kernel
-refuses (an encoding it does not decode, a corrupt page) is decoded by polars or Arrow instead; they
-name the file if it is corrupt.
+Arrow's decode throughout), only where it gives the same result with less work: runs without a
+filter or positional deletes, or runs with them all of whose columns the kernel decodes (then the
+filter's columns are decoded first and the others only at the rows the filter keeps and the deletes
+leave, see ``read_selected``, as polars does while decoding); not for ``string_view`` reads (polars'
+views are the output then) nor for dictionary columns, and on bytes at hand: local files, memory-
+mapped, and remote ones fetched whole. Pages compressed with a codec pyarrow has (all but LZ4, whose
+two framings pyarrow's metadata does not tell apart) are decompressed by pyarrow's ``Codec``; zstd
+pages by zstandard, which keeps its context and decompresses into memory the kernel gives it: plain
+pages of numbers and dates straight into the output arrays, without the copy out of a decompressed
+page. Whatever the kernel refuses (an encoding it does not decode, a corrupt page) is decoded by
+polars or Arrow instead; they name the file if it is corrupt.
 """
 
 from __future__ import annotations
@@ -224,26 +225,31 @@ def _codec_decompressors(codec: str) -> Any:
 def usable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
     """Whether the kernel decodes the run of ``row_groups``: bytes at hand, no filter, no deletes there
     (see the module's text)."""
-    import numpy as np
-
     if not opened.native_columns or opened.string_view:
         return False
     if opened.remote.local_path is None and opened.remote.whole is None:
         return False  # remote row groups fetched range by range: Arrow reads them as they come
-    if opened.pyarrow_filter is not None or opened.polars_filter is not None:
+    return opened.pyarrow_filter is None and opened.polars_filter is None and not _deletes_in(opened, row_groups)
+
+
+def _deletes_in(opened: OpenFile, row_groups: Sequence[int]) -> bool:
+    """Whether positional deletes remove rows of the run of ``row_groups``."""
+    import numpy as np
+
+    if opened.deletes is None or not len(opened.deletes):
         return False
-    if opened.deletes is not None and len(opened.deletes):
-        start, end = opened.row_offsets[row_groups[0]], opened.row_offsets[row_groups[-1] + 1]
-        lo, hi = np.searchsorted(opened.deletes, [start, end])
-        if hi > lo:
-            return False
-    return True
+    start, end = opened.row_offsets[row_groups[0]], opened.row_offsets[row_groups[-1] + 1]
+    lo, hi = np.searchsorted(opened.deletes, [start, end])
+    return bool(hi > lo)
 
 
-def decode_chunk(file_bytes: pa.Buffer, chunk: Any, column: NativeColumn) -> list[pa.Array]:
+def decode_chunk(
+    file_bytes: pa.Buffer, chunk: Any, column: NativeColumn, selection: tuple[pa.Buffer, int] | None = None
+) -> list[pa.Array]:
     """One column chunk (pyarrow's ``ColumnChunkMetaData``) of the file whose bytes are ``file_bytes``, by
     the kernel (as arrays of at most 8 MiB a buffer, from the kernel's buffer cache: see
-    ``keep_trimming``)."""
+    ``keep_trimming``); with ``selection`` (a bitmap of the chunk's rows and how many it keeps), only
+    the rows it keeps."""
     import pyarrow as pa
 
     from airflow_provider_mlp.kernels import ArrowKernelError, decode_parquet_column
@@ -266,6 +272,7 @@ def decode_chunk(file_bytes: pa.Buffer, chunk: Any, column: NativeColumn) -> lis
             chunk.num_values,
             column.arrow_type,
             max_definition_level=column.max_definition_level,
+            selection=None if selection is None else selection[0],
             **({} if codec is None else _decompressors(codec)),
         )
     except (ArrowKernelError, OSError, pa.ArrowException) as exc:
@@ -335,3 +342,137 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
         if mapped is not None:
             mapped.close()
     return {name: pa.chunked_array(arrays, arrays[0].type) for name, arrays in decoded.items()}
+
+
+def selectable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
+    """Whether the kernel decodes the run of ``row_groups`` under its filter or deletes (see
+    ``read_selected``): every column of the file's read is one the kernel decodes, bytes at hand."""
+    if opened.string_view or not opened.native_columns:
+        return False
+    if opened.pyarrow_filter is None and not _deletes_in(opened, row_groups):
+        return False  # (read_columns reads it)
+    if opened.remote.local_path is None and opened.remote.whole is None:
+        return False
+    return all(name in opened.native_columns for name in opened.columns)
+
+
+def _file_bytes(opened: OpenFile) -> tuple[pa.Buffer, Any]:
+    """The file's bytes (fetched whole, or its memory map, not copied) and the map to close (or None)."""
+    import pyarrow as pa
+
+    if opened.remote.whole is not None:
+        return opened.remote.whole, None
+    mapped = None
+    try:
+        mapped = pa.memory_map(opened.remote.local_path)
+        return mapped.read_buffer(), mapped
+    except OSError as exc:  # missing, say: the other decoders name the file
+        if mapped is not None:
+            mapped.close()
+        raise NativeDecodeError(str(exc)) from exc
+
+
+def _run_jobs(jobs: list[Any], decode: Any, spread: bool) -> list[Any]:
+    """``decode`` of every job, over the column pool with ``spread``; after a failure, no task still runs."""
+    futures: list[Future[Any]] = []
+    try:
+        if spread and len(jobs) > 1:
+            pool = _column_pool()
+            futures = [pool.submit(decode, job) for job in jobs]
+            return [future.result() for future in futures]
+        return [decode(job) for job in jobs]
+    finally:
+        for future in futures:
+            future.cancel()
+        wait(futures)
+
+
+def _selection(opened: OpenFile, rg: int, head: pa.Table) -> pa.Array:
+    """The row group's rows its filter keeps and its deletes leave, as a boolean array without nulls."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.acero as acero
+    import pyarrow.compute as pc
+
+    rows = opened.parquet.row_group(rg).num_rows
+    keep = None
+    if opened.pyarrow_filter is not None:
+        source = head if head.num_columns else pa.table({"_": pa.nulls(rows, pa.int8())})
+        # Evaluated, not applied: the mask selects the other columns' rows in the kernel. One thread,
+        # in order (the read's threads already decode files side by side).
+        projected = acero.Declaration.from_sequence(
+            [
+                acero.Declaration("table_source", acero.TableSourceNodeOptions(source)),
+                acero.Declaration("project", acero.ProjectNodeOptions([opened.pyarrow_filter], ["keep"])),
+            ]
+        ).to_table(use_threads=False)
+        keep = pc.fill_null(projected.column(0), False).combine_chunks()
+    if opened.deletes is not None and len(opened.deletes):
+        start, end = opened.row_offsets[rg], opened.row_offsets[rg + 1]
+        lo, hi = np.searchsorted(opened.deletes, [start, end])
+        if hi > lo:
+            left = np.ones(end - start, dtype=bool)
+            left[opened.deletes[lo:hi] - start] = False
+            keep = pa.array(left) if keep is None else pc.and_(keep, pa.array(left))
+    if keep is None:
+        keep = pa.array(np.ones(rows, dtype=bool))
+    if keep.offset:  # the kernel reads the bits from the buffer's first
+        keep = pa.concat_arrays([pa.array([], pa.bool_()), keep])
+    return keep
+
+
+def read_selected(opened: OpenFile, row_groups: Sequence[int], spread: bool = True) -> dict[str, pa.ChunkedArray]:
+    """Every column of the file over ``row_groups``, only the rows its filter keeps and its deletes leave.
+
+    The filter's columns are decoded whole and the filter evaluated on them; the other columns are
+    then decoded by the kernel with that selection (``decode_parquet_column(selection=)``), which
+    copies only the rows kept and skips pages none of whose rows is: the rows ruled out are never
+    materialised, as polars' and Arrow's filtered reads do not materialise them either.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep_trimming()
+    file_bytes, mapped = _file_bytes(opened)
+    filtered = opened.pyarrow_filter is not None
+    first = [name for name in opened.columns if filtered and name in opened.filter_columns]
+    rest = [name for name in opened.columns if name not in first]
+
+    def decode(job: tuple[int, str, Any]) -> list[pa.Array]:
+        rg, name, selection = job
+        group = opened.parquet.row_group(rg)
+        column = opened.native_columns[name]
+        arrays = decode_chunk(file_bytes, group.column(column.leaf), column, selection)
+        expected = group.num_rows if selection is None else selection[1]
+        if sum(len(array) for array in arrays) != expected:
+            raise NativeDecodeError(f"column {name} of row group {rg} is not {expected} values long")
+        return arrays
+
+    try:
+        heads = _run_jobs([(rg, name, None) for rg in row_groups for name in first], decode, spread)
+        decoded: dict[str, list[pa.Array]] = {name: [] for name in opened.columns}
+        jobs: list[tuple[int, str, Any]] = []
+        for index, rg in enumerate(row_groups):
+            per_rg = heads[index * len(first) : (index + 1) * len(first)]
+            head = pa.Table.from_arrays([pa.chunked_array(arrays, arrays[0].type) for arrays in per_rg], names=first)
+            keep = _selection(opened, rg, head)
+            kept = keep.true_count
+            for name in first:
+                column = head.column(name)
+                decoded[name].extend((pc.filter(column, keep) if kept < len(keep) else column).chunks)
+            jobs.extend((rg, name, (keep.buffers()[1], kept)) for name in rest if kept)
+        for (_, name, _), arrays in zip(jobs, _run_jobs(jobs, decode, spread), strict=True):
+            decoded[name].extend(arrays)
+    finally:
+        if mapped is not None:
+            mapped.close()
+    return {
+        name: pa.chunked_array(arrays, arrays[0].type) if arrays else _empty(opened.native_columns[name])
+        for name, arrays in decoded.items()
+    }
+
+
+def _empty(column: NativeColumn) -> pa.ChunkedArray:
+    import pyarrow as pa
+
+    return pa.chunked_array([], getattr(pa, column.arrow_type)())

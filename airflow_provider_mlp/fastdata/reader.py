@@ -678,9 +678,21 @@ def _decoded(opened: OpenFile, row_groups: Sequence[int], spread: bool) -> list[
     where it can, else by Arrow."""
     import pyarrow as pa
 
-    from airflow_provider_mlp.fastdata.native_decode import NativeDecodeError, read_columns, usable
+    from airflow_provider_mlp.fastdata.native_decode import (
+        NativeDecodeError,
+        read_columns,
+        read_selected,
+        selectable,
+        usable,
+    )
 
     native: dict[str, pa.ChunkedArray] = {}
+    if selectable(opened, row_groups):
+        # Every column by the kernel, the filter's first and the others only where it keeps rows.
+        try:
+            return [_joined(opened, read_selected(opened, row_groups, spread), None)]
+        except NativeDecodeError:
+            pass  # the other decoders decode it instead, and name the file if it is corrupt
     if usable(opened, row_groups):
         try:
             native = read_columns(opened, row_groups, spread)

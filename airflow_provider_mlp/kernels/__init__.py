@@ -18,8 +18,9 @@ Kernels:
   a threshold also the int64 indices of the rows that reach it;
 - ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform;
 - ``decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1,
-  decompress=None, allocate=None, decompress_into=None)``: one Parquet column chunk of a flat column (its pages' bytes,
-  from the first) as a list of ``large_string``, ``large_binary``, ``int32``, ``int64``,
+  decompress=None, allocate=None, decompress_into=None, selection=None)``: one Parquet column
+  chunk of a flat column (its pages' bytes, from the first) as a list of ``large_string``,
+  ``large_binary``, ``int32``, ``int64``,
   ``float32``, ``float64`` or ``date32`` arrays (of at most 8 MiB a buffer, unless one page or
   value needs more: sizes the buffer cache keeps); ``decompress(data, uncompressed_size)`` returns a page's
   bytes (None for an uncompressed chunk), ``allocate(size)`` a writable buffer for the output
@@ -30,6 +31,10 @@ Kernels:
   freed; views made by slicing are not detected); the kernel then decompresses PLAIN pages of fixed-width values
   without nulls straight into the output array, with no copy (all but an array's first page of
   an optional column's v1 pages), and the other pages into one scratch buffer it reuses.
+  ``selection``, when given, is a bitmap (a buffer of at least ``(num_values + 7) // 8`` bytes,
+  Arrow's bit order) of the rows to output: the others are read past and never copied, a page
+  none of whose rows is selected is not decompressed, and only selected strings are checked to be
+  UTF-8 (every length and index still is).
 
 The buffer cache: ``decode_parquet_column``'s output buffers of 64 KiB and more are mapped by
 the module and, once Arrow frees them, kept for the next buffers of about their size instead of

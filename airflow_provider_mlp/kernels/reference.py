@@ -709,6 +709,7 @@ def decode_parquet_column(
     decompress: Any = None,
     allocate: Any = None,
     decompress_into: Any = None,
+    selection: Any = None,
 ) -> list[Any]:
     """One Parquet column chunk of a flat column (its pages' bytes from the first) as arrays of the
     Arrow type ``arrow_type`` names (see the native kernel's documentation)."""
@@ -732,16 +733,26 @@ def decode_parquet_column(
             f"and decompress_into None or callables; got {num_values}, {max_definition_level}, "
             f"{type(decompress).__name__}, {type(allocate).__name__}, {type(decompress_into).__name__}"
         )
+    keep: list[bool] | None = None
+    if selection is not None:
+        bits = bytes(memoryview(selection))
+        if len(bits) < (num_values + 7) // 8:
+            raise ArrowKernelError(
+                f"{func}(): selection must hold a bit for each of the {num_values} values "
+                f"({(num_values + 7) // 8} bytes); got {len(bits)} bytes"
+            )
+        keep = [bool(bits[row >> 3] >> (row & 7) & 1) for row in range(num_values)]
     value_format = _PARQUET_KINDS[arrow_type]
     data = bytes(memoryview(chunk))
+    consumed = 0  # rows of the chunk read; values holds those kept
     reader = _Thrift(data)
     dictionary: list[Any] | None = None
     values: list[Any] = []
     page_index = 0
     try:
-        while len(values) < num_values:
+        while consumed < num_values:
             if reader.pos >= len(data):
-                raise ArrowKernelError(f"{func}(): the chunk ends after {len(values)} of its {num_values} values")
+                raise ArrowKernelError(f"{func}(): the chunk ends after {consumed} of its {num_values} values")
             header = _page_header(reader)
             payload = data[reader.pos : reader.pos + header["compressed"]]
             reader.pos += header["compressed"]
@@ -753,6 +764,16 @@ def decode_parquet_column(
                 if levels_size > header["compressed"] or levels_size > header["uncompressed"]:
                     raise _ParquetError("levels larger than the page")
             if header["type"] not in (_PAGE_DATA, _PAGE_DICTIONARY, _PAGE_DATA_V2):
+                page_index += 1
+                continue
+            count = header["num_values"]
+            if (
+                keep is not None
+                and header["type"] != _PAGE_DICTIONARY
+                and count <= num_values - consumed
+                and not any(keep[consumed : consumed + count])
+            ):
+                consumed += count  # none of its rows kept: not even decompressed
                 page_index += 1
                 continue
             stored = payload[levels_size:]
@@ -785,7 +806,7 @@ def decode_parquet_column(
             if header["type"] == _PAGE_DICTIONARY:
                 if dictionary is not None:
                     raise _ParquetError("a second dictionary page")
-                if values:
+                if consumed:
                     raise _ParquetError("a dictionary page after data pages")
                 if header["encoding"] not in (_PLAIN, _PLAIN_DICTIONARY):
                     raise _ParquetError("dictionary page not PLAIN-encoded")
@@ -797,8 +818,7 @@ def decode_parquet_column(
                     dictionary = _plain_fixed(body, value_format, header["num_values"])
                 page_index += 1
                 continue
-            count = header["num_values"]
-            if count > num_values - len(values):
+            if count > num_values - consumed:
                 raise _ParquetError("more values than the chunk has")
             rest = body
             defined = [1] * count
@@ -814,12 +834,16 @@ def decode_parquet_column(
                     levels = payload[:levels_size]
                 defined = _hybrid(levels, 1, count)
             present = sum(defined)
+            page_keep = [True] * count if keep is None else keep[consumed : consumed + count]
             encoding = header["encoding"]
             if encoding == _PLAIN:
                 if value_format is None:
                     decoded, _ = _plain_byte_arrays(rest, present)
                     if arrow_type == "large_string":
-                        _check_text(decoded, "a string")
+                        # Only the strings kept are checked (as the kernel does).
+                        kept_present = [kept for flag, kept in zip(defined, page_keep, strict=True) if flag]
+                        kept_values = [value for value, kept in zip(decoded, kept_present, strict=True) if kept]
+                        _check_text(kept_values, "a string")
                 else:
                     decoded = _plain_fixed(rest, value_format, present)
             elif encoding in (_RLE_DICTIONARY, _PLAIN_DICTIONARY):
@@ -838,7 +862,9 @@ def decode_parquet_column(
             else:
                 raise _ParquetError(f"unsupported value encoding {encoding}")
             present_values = iter(decoded)
-            values.extend(next(present_values) if flag else None for flag in defined)
+            page_values = [next(present_values) if flag else None for flag in defined]
+            values.extend(value for value, kept in zip(page_values, page_keep, strict=True) if kept)
+            consumed += count
             page_index += 1
     except _ParquetError as exc:
         raise ArrowKernelError(f"{func}(): page {page_index}: {exc}") from None

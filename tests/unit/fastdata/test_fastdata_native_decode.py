@@ -128,6 +128,7 @@ def polars_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 def without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(native_decode, "usable", lambda opened, row_groups: False)
+    monkeypatch.setattr(native_decode, "selectable", lambda opened, row_groups: False)
 
 
 def test_flat_columns_are_decoded_by_the_kernel_and_the_rest_by_polars(
@@ -362,3 +363,48 @@ def test_a_chunk_past_the_files_end_is_refused_before_decoding(tmp_path: Path) -
         native_decode.NativeDecodeError, match="the column chunk at bytes 4-[0-9]+ runs outside the 100-byte file"
     ):
         native_decode.decode_chunk(cut, metadata.row_group(0).column(column.leaf), column)
+
+
+def test_filters_and_deletes_over_native_columns_are_decoded_by_the_kernel_with_a_selection(
+    flat: tuple[Table, Any], kernel_calls: Counter[str], polars_reads: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table, iceberg = flat
+    native = list(NATIVE)
+    for row_filter in ("i > 3", "s = 'a1' or x < 100", "id >= 1000 and id < 1010", "id < 0", "s is null"):
+        ours = table.read(columns=native, row_filter=row_filter).to_arrow()
+        assert_same(ours, iceberg.scan(row_filter=row_filter, selected_fields=tuple(native)).to_arrow(), "id")
+        # The filter's columns only, projected out: the projection is what remains.
+        narrow = table.read(columns=["b"], row_filter=row_filter).to_arrow()
+        assert narrow.schema.names == ["b"] and narrow.num_rows == ours.num_rows
+    assert polars_reads == []
+    assert kernel_calls["int64"] > 0 and kernel_calls["large_binary"] > 0
+    streamed = pa.Table.from_batches(list(table.read_batches(columns=native, row_filter="i > 3", batch_rows=100)))
+    assert_same(streamed, iceberg.scan(row_filter="i > 3", selected_fields=tuple(native)).to_arrow(), "id")
+    # Deletes, with and without a filter.
+    data_file = next(task.file.file_path for task in iceberg.scan().plan_files() if "groups" in task.file.file_path)
+    add_position_deletes(iceberg, data_file, [0, 5, 1000, 1999])
+    iceberg = iceberg.refresh()
+    after = Table("nd.flat", catalog=iceberg.catalog)
+    filters = (None, "i > 3")
+    kernel_reads = [after.read(columns=native, row_filter=row_filter).to_arrow() for row_filter in filters]
+    assert polars_reads == []
+    without_kernel(monkeypatch)
+    for row_filter, ours in zip(filters, kernel_reads, strict=True):
+        scan = iceberg.scan(row_filter=row_filter or "true", selected_fields=tuple(native)).to_arrow()
+        assert_same(ours, scan, "id")
+        assert_same(after.read(columns=native, row_filter=row_filter).to_arrow(), ours, "id")
+    assert polars_reads  # (the reads without the kernel)
+
+
+def test_a_selected_decode_that_fails_falls_back(flat: tuple[Table, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    table, iceberg = flat
+
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        raise native_decode.NativeDecodeError("refused")
+
+    monkeypatch.setattr(native_decode, "decode_chunk", refusing)
+    assert_same(
+        table.read(columns=list(NATIVE), row_filter="i > 3").to_arrow(),
+        iceberg.scan(row_filter="i > 3", selected_fields=tuple(NATIVE)).to_arrow(),
+        "id",
+    )

@@ -148,6 +148,7 @@ def test_row_groups_are_pruned_before_polars_and_streamed_one_at_a_time(catalog:
     table = Table("pd.rg", catalog=catalog, decoder="polars")
     # The native kernel would decode these flat columns itself: this test is about polars' runs.
     monkeypatch.setattr(native_decode, "usable", lambda opened, row_groups: False)
+    monkeypatch.setattr(native_decode, "selectable", lambda opened, row_groups: False)
     runs: list[tuple[int, int]] = []
     real = polars_decode.read_rows
 

@@ -566,3 +566,92 @@ def test_indices_of_the_widest_bit_widths_unpack_alike(impl: Any, bit_width: int
     chunk = _dictionary_page(entries) + _indices_page(indices, bit_width)
     results = impl.decode_parquet_column(chunk, len(indices), "int64", max_definition_level=0)
     assert pa.chunked_array([pa.array(r) for r in results]).to_pylist() == [entries[i] for i in indices]
+
+
+def selections(count: int, seed: int) -> dict[str, list[bool]]:
+    """Row selections of a chunk: scattered, none, all, and runs (whole pages kept or skipped)."""
+    rng = random.Random(seed)
+    return {
+        "scattered": [rng.random() < 0.1 for _ in range(count)],
+        "none": [False] * count,
+        "all": [True] * count,
+        "runs": [(row // 300) % 3 == 1 or row == count - 1 for row in range(count)],
+    }
+
+
+def selection_bits(keep: list[bool] | list[int]) -> bytes:
+    bits = bytearray((len(keep) + 7) // 8)
+    for row, kept in enumerate(keep):
+        if kept:
+            bits[row >> 3] |= 1 << (row & 7)
+    return bytes(bits)
+
+
+@pytest.mark.parametrize("type_name", sorted(SAMPLES))
+@pytest.mark.parametrize("dictionary", [True, False], ids=["dictionary", "plain"])
+@pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+@pytest.mark.parametrize("into", [False, True], ids=["decompress", "decompress_into"])
+def test_a_selection_keeps_only_its_rows(
+    impl: Any, type_name: str, dictionary: bool, page_version: str, into: bool
+) -> None:
+    values = many(type_name, 2500, seed=len(type_name) + 7)
+    if type_name != "string" and type_name != "binary" and not dictionary:
+        values[:1200] = [values[1] if values[1] is not None else values[2]] * 1200  # pages without nulls
+    for nullable in (True, False):
+        column = [v for v in values if v is not None] if not nullable else values
+        data = write(
+            column_of(type_name, column, nullable),
+            use_dictionary=dictionary,
+            data_page_version=page_version,
+            data_page_size=512,
+            compression="zstd",
+        )
+        ((chunk, count, dec, level),) = chunks(data)
+        kwargs = {"decompress_into": zstd_into} if into else {"decompress": dec}
+        whole = expected(data)
+        for name, keep in selections(count, seed=count).items():
+            results = impl.decode_parquet_column(
+                chunk, count, LARGE[type_name][0], max_definition_level=level, selection=selection_bits(keep), **kwargs
+            )
+            arrays = [pa.array(result) for result in results]
+            for array in arrays:
+                array.validate(full=True)
+            ours = pa.chunked_array(arrays, type=whole.type)
+            assert same(ours, whole.filter(pa.array(keep))), (name, nullable)
+
+
+def test_pages_without_a_kept_row_are_not_decompressed(impl: Any) -> None:
+    data = write(column_of("int64", list(range(10_000)), nullable=False), data_page_size=4096, compression="zstd")
+    ((chunk, count, dec, level),) = chunks(data)
+    sizes: list[int] = []
+
+    def counting(page: memoryview, size: int) -> Any:
+        sizes.append(size)
+        return dec(page, size)
+
+    keep = [row == 7 for row in range(count)]
+    result = impl.decode_parquet_column(
+        chunk, count, "int64", max_definition_level=level, decompress=counting, selection=selection_bits(keep)
+    )
+    assert pa.chunked_array([pa.array(r) for r in result]).to_pylist() == [7]
+    assert len(sizes) == 2  # the dictionary page and the first data page, of many
+
+
+def test_a_selection_too_short_is_refused(impl: Any) -> None:
+    ((chunk, count, dec, level),) = chunks(write(column_of("int64", list(range(100)))))
+    with pytest.raises(ArrowKernelError, match="selection must hold a bit for each of the 100 values"):
+        impl.decode_parquet_column(chunk, count, "int64", decompress=dec, selection=b"\xff" * 12)
+
+
+def test_strings_not_selected_are_not_checked_for_utf8(impl: Any) -> None:
+    values = [b"ok", b"\xff\xfe", b"fine"]
+    data = write(pa.table({"c": pa.array(values, pa.binary())}), use_dictionary=False)
+    ((chunk, count, dec, level),) = chunks(data)
+    result = impl.decode_parquet_column(
+        chunk, count, "large_string", max_definition_level=level, decompress=dec, selection=selection_bits([1, 0, 1])
+    )
+    assert pa.chunked_array([pa.array(r) for r in result]).to_pylist() == ["ok", "fine"]
+    with pytest.raises(ArrowKernelError, match="not valid UTF-8"):
+        impl.decode_parquet_column(
+            chunk, count, "large_string", max_definition_level=level, decompress=dec, selection=bytes([0b010])
+        )

@@ -637,7 +637,7 @@ static int OpenOutput(MlpColumnDecoder* d, int64_t rows, int64_t data_bytes) {
   if (d->width > 0) {
     /* (One value's slack: selected values are written without a branch, each over the place
      * of the next, which may be just past the last.) */
-    if (Reserve(d, first, rows * d->width + 8) != 0) return -1;
+    if (Reserve(d, first, rows * d->width + (d->selection != NULL ? 8 : 0)) != 0) return -1;
     d->values = first->data;
     return 0;
   }

@@ -400,12 +400,15 @@ def _selection(opened: OpenFile, rg: int, head: pa.Table) -> pa.Array:
         source = head if head.num_columns else pa.table({"_": pa.nulls(rows, pa.int8())})
         # Evaluated, not applied: the mask selects the other columns' rows in the kernel. One thread,
         # in order (the read's threads already decode files side by side).
-        projected = acero.Declaration.from_sequence(
-            [
-                acero.Declaration("table_source", acero.TableSourceNodeOptions(source)),
-                acero.Declaration("project", acero.ProjectNodeOptions([opened.pyarrow_filter], ["keep"])),
-            ]
-        ).to_table(use_threads=False)
+        try:
+            projected = acero.Declaration.from_sequence(
+                [
+                    acero.Declaration("table_source", acero.TableSourceNodeOptions(source)),
+                    acero.Declaration("project", acero.ProjectNodeOptions([opened.pyarrow_filter], ["keep"])),
+                ]
+            ).to_table(use_threads=False)
+        except pa.ArrowException as exc:  # not over the kernel's types, say: the other decoders apply it
+            raise NativeDecodeError(f"the filter over row group {rg}: {exc}") from exc
         keep = pc.fill_null(projected.column(0), False).combine_chunks()
     if opened.deletes is not None and len(opened.deletes):
         start, end = opened.row_offsets[rg], opened.row_offsets[rg + 1]
@@ -442,7 +445,10 @@ def read_selected(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tr
         rg, name, selection = job
         group = opened.parquet.row_group(rg)
         column = opened.native_columns[name]
-        arrays = decode_chunk(file_bytes, group.column(column.leaf), column, selection)
+        chunk = group.column(column.leaf)
+        if chunk.num_values != group.num_rows:  # corrupt metadata: a selection would not tell
+            raise NativeDecodeError(f"column {name} of row group {rg} is not {group.num_rows} values long")
+        arrays = decode_chunk(file_bytes, chunk, column, selection)
         expected = group.num_rows if selection is None else selection[1]
         if sum(len(array) for array in arrays) != expected:
             raise NativeDecodeError(f"column {name} of row group {rg} is not {expected} values long")
@@ -460,7 +466,9 @@ def read_selected(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tr
             for name in first:
                 column = head.column(name)
                 decoded[name].extend((pc.filter(column, keep) if kept < len(keep) else column).chunks)
-            jobs.extend((rg, name, (keep.buffers()[1], kept)) for name in rest if kept)
+            # (Every row kept: decoded without a selection, whole pages at a time.)
+            selection = None if kept == len(keep) else (keep.buffers()[1], kept)
+            jobs.extend((rg, name, selection) for name in rest if kept)
         for (_, name, _), arrays in zip(jobs, _run_jobs(jobs, decode, spread), strict=True):
             decoded[name].extend(arrays)
     finally:

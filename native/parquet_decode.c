@@ -960,6 +960,15 @@ static int DecodeFixedValues(MlpColumnDecoder* d, MlpPageValues* v) {
   return 0;
 }
 
+/* The next PLAIN BYTE_ARRAY value at *p: its 4-byte length read and checked against the page's end,
+ * *p left at the value's first byte. 0, or -1 when the page ends first. */
+static inline int NextPlainLength(const uint8_t** p, const uint8_t* end, uint32_t* length) {
+  if (end - *p < 4) return -1;
+  memcpy(length, *p, 4);
+  *p += 4;
+  return (uint64_t)*length > (uint64_t)(end - *p) ? -1 : 0;
+}
+
 /* A block of m BYTE_ARRAY rows (levels and indices read) of which the selection keeps `kept`, those
  * whose byte in keep is 1: only they are copied. Every PLAIN length and every index is checked,
  * kept or not; only the kept strings are checked to be UTF-8. */
@@ -989,10 +998,7 @@ static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, in
         if (index >= dictionary_size) return Fail(d, v->page_index, "index past the dictionary's end");
         length = (uint32_t)(entries[index + 1] - entries[index]);
       } else {
-        if (v->end - p < 4) return Fail(d, v->page_index, "value past the page's end");
-        memcpy(&length, p, 4);
-        p += 4;
-        if ((uint64_t)length > (uint64_t)(v->end - p)) {
+        if (NextPlainLength(&p, v->end, &length) != 0) {
           return Fail(d, v->page_index, "value past the page's end");
         }
         p += length;
@@ -1027,10 +1033,7 @@ static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, in
         continue;
       }
       uint32_t length;
-      if (v->end - p < 4) return Fail(d, v->page_index, "value past the page's end");
-      memcpy(&length, p, 4);
-      p += 4;
-      if ((uint64_t)length > (uint64_t)(v->end - p)) {
+      if (NextPlainLength(&p, v->end, &length) != 0) {
         return Fail(d, v->page_index, "value past the page's end");
       }
       if (keep[k]) {
@@ -1101,10 +1104,7 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
       const uint8_t* p = v->p;
       for (int64_t k = 0; k < present; k++) {
         uint32_t length;
-        if (v->end - p < 4) return Fail(d, v->page_index, "value past the page's end");
-        memcpy(&length, p, 4);
-        p += 4;
-        if ((uint64_t)length > (uint64_t)(v->end - p)) {
+        if (NextPlainLength(&p, v->end, &length) != 0) {
           return Fail(d, v->page_index, "value past the page's end");
         }
         p += length;
@@ -1145,10 +1145,7 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
           continue;
         }
         uint32_t length;
-        if (end - p < 4) return Fail(d, v->page_index, "value past the page's end");
-        memcpy(&length, p, 4);
-        p += 4;
-        if ((uint64_t)length > (uint64_t)(end - p)) {
+        if (NextPlainLength(&p, end, &length) != 0) {
           return Fail(d, v->page_index, "value past the page's end");
         }
         /* A value starting inside a character is invalid even though the block's text as a

@@ -5,7 +5,7 @@ fastest general decoder here, decodes strings into views, and turning those into
 second pass over every value into memory allocated a second time: for a string-heavy scan it was
 most of what separated this reader from polars' own scan. ``decode_parquet_column`` (in
 ``airflow_provider_mlp.kernels``) decodes each page of a flat string, binary, int, long, float,
-double or date column into the output's layout while the page is in cache; the file's other columns
+double, date, time or timestamp column into the output's layout while the page is in cache; the file's other columns
 are decoded by polars (or Arrow), and a file none of whose columns need them is read by the kernel
 alone, without a second decoder's setup.
 
@@ -52,25 +52,35 @@ CODECS = {
 
 @dataclass(frozen=True)
 class NativeColumn:
-    """How one projected column is stored, when the kernel decodes it: its one Parquet leaf and
-    the Arrow type it decodes to (the type Arrow's own decode of the leaf has, strings large)."""
+    """How one projected column is stored, when the kernel decodes it: its one Parquet leaf, the
+    Arrow type the kernel decodes it to (the type Arrow's own decode of the leaf has, strings large)
+    and, for timestamps and times, the type its arrays are then viewed as (their values as stored,
+    not converted: the view costs nothing)."""
 
     leaf: int
     arrow_type: str
     max_definition_level: int
+    view_type: pa.DataType | None = None
 
 
-def _kind(physical_type: str, logical_type: str, arrow_type: pa.DataType) -> str | None:
+def _kind(physical_type: str, logical_type: str, arrow_type: pa.DataType) -> tuple[str, pa.DataType | None] | None:
+    """The kernel's ``arrow_type`` for a leaf, and the type its arrays are viewed as (or None)."""
     import pyarrow as pa
 
     t = pa.types
     if physical_type == "BYTE_ARRAY":
         if logical_type == "STRING" and (t.is_string(arrow_type) or t.is_large_string(arrow_type)):
-            return "large_string"
+            return "large_string", None
         if logical_type == "NONE" and (t.is_binary(arrow_type) or t.is_large_binary(arrow_type)):
-            return "large_binary"
+            return "large_binary", None
         return None
-    # By the Arrow type Arrow gives the leaf: an INT32 leaf read as int8, uint32 or time32, say,
+    # Timestamps and times are their integers, in the unit Arrow's type for the leaf has (the one
+    # the file states, as Arrow reads them); INT96 timestamps are not INT64 leaves.
+    if physical_type == "INT64" and (t.is_timestamp(arrow_type) or t.is_time64(arrow_type)):
+        return "int64", arrow_type
+    if physical_type == "INT32" and t.is_time32(arrow_type):
+        return "int32", arrow_type
+    # By the Arrow type Arrow gives the leaf: an INT32 leaf read as int8, uint32 or a decimal, say,
     # is left to the other decoders.
     kinds = {
         "INT32": {pa.int32(): "int32", pa.date32(): "date32"},
@@ -78,7 +88,8 @@ def _kind(physical_type: str, logical_type: str, arrow_type: pa.DataType) -> str
         "FLOAT": {pa.float32(): "float32"},
         "DOUBLE": {pa.float64(): "float64"},
     }
-    return kinds.get(physical_type, {}).get(arrow_type)
+    kind = kinds.get(physical_type, {}).get(arrow_type)
+    return None if kind is None else (kind, None)
 
 
 def native_columns(parquet: Any, physical_schema: pa.Schema, columns: Sequence[str]) -> dict[str, NativeColumn]:
@@ -96,7 +107,7 @@ def native_columns(parquet: Any, physical_schema: pa.Schema, columns: Sequence[s
             continue
         kind = _kind(column.physical_type, column.logical_type.type, physical_schema.field(index).type)
         if kind is not None:
-            found[name] = NativeColumn(leaf, kind, column.max_definition_level)
+            found[name] = NativeColumn(leaf, kind[0], column.max_definition_level, kind[1])
     return found
 
 
@@ -277,7 +288,10 @@ def decode_chunk(
         )
     except (ArrowKernelError, OSError, pa.ArrowException) as exc:
         raise NativeDecodeError(str(exc)) from exc
-    return [pa.array(result) for result in results]
+    arrays = [pa.array(result) for result in results]
+    if column.view_type is not None:
+        arrays = [array.view(column.view_type) for array in arrays]
+    return arrays
 
 
 _POOL_LOCK = threading.Lock()
@@ -346,14 +360,27 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
 
 def selectable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
     """Whether the kernel decodes the run of ``row_groups`` under its filter or deletes (see
-    ``read_selected``): every column of the file's read is one the kernel decodes, bytes at hand."""
+    ``read_selected``): every column of the file's read is one the kernel decodes, bytes at hand, and
+    polars is not given the file or a string or binary column is read at the rows kept."""
     if opened.string_view or not opened.native_columns:
         return False
     if opened.pyarrow_filter is None and not _deletes_in(opened, row_groups):
         return False  # (read_columns reads it)
     if opened.remote.local_path is None and opened.remote.whole is None:
         return False
-    return all(name in opened.native_columns for name in opened.columns)
+    if not all(name in opened.native_columns for name in opened.columns):
+        return False
+    if opened.polars_source is None:
+        return True  # (Arrow's filtered decode is the other way: slower)
+    # The selection pays where it leaves strings unmaterialised. Over numbers alone, polars'
+    # filtered decode was faster: 8M rows of a long, a double and a timestamp filtered on the double
+    # (10 % kept), 0.146 s median through polars and 0.168 s through the kernel.
+    first = set(opened.filter_columns) if opened.pyarrow_filter is not None else set()
+    return any(
+        opened.native_columns[name].arrow_type in ("large_string", "large_binary")
+        for name in opened.columns
+        if name not in first
+    )
 
 
 def _file_bytes(opened: OpenFile) -> tuple[pa.Buffer, Any]:
@@ -483,4 +510,4 @@ def read_selected(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tr
 def _empty(column: NativeColumn) -> pa.ChunkedArray:
     import pyarrow as pa
 
-    return pa.chunked_array([], getattr(pa, column.arrow_type)())
+    return pa.chunked_array([], column.view_type or getattr(pa, column.arrow_type)())

@@ -24,7 +24,9 @@ from pyiceberg.types import (
     LongType,
     NestedField,
     StringType,
+    TimestampType,
     TimestamptzType,
+    TimeType,
 )
 
 import airflow_provider_mlp.fastdata.native_decode as native_decode
@@ -43,9 +45,10 @@ SCHEMA = Schema(
     NestedField(7, "d", DateType(), required=False),
     NestedField(8, "flag", BooleanType(), required=False),
     NestedField(9, "ts", TimestamptzType(), required=False),
+    NestedField(10, "local", TimestampType(), required=False),
 )
-# The columns the kernel decodes, by the Arrow type it decodes them to (booleans and timestamps
-# are left to polars).
+# The columns the kernel decodes, by the Arrow type it decodes them to (timestamps and times as
+# their integers, viewed as their types; booleans are left to polars).
 NATIVE = {
     "id": "int64",
     "i": "int32",
@@ -54,7 +57,14 @@ NATIVE = {
     "s": "large_string",
     "b": "large_binary",
     "d": "date32",
+    "ts": "int64",
+    "local": "int64",
 }
+
+
+def chunks_of_each_type(per_column: int) -> Counter[str]:
+    """The kernel's calls, by Arrow type, when each native column has ``per_column`` chunks."""
+    return Counter({kind: per_column * count for kind, count in Counter(NATIVE.values()).items()})
 
 
 def rows(start: int, n: int) -> pa.Table:
@@ -71,6 +81,10 @@ def rows(start: int, n: int) -> pa.Table:
             "d": pa.array([None if k % 8 == 0 else dt.date(2020, 1, 1 + k % 28) for k in ks], pa.date32()),
             "flag": pa.array([None if k % 3 == 0 else k % 2 == 0 for k in ks]),
             "ts": pa.array([base + dt.timedelta(hours=k) for k in ks], pa.timestamp("us", tz="UTC")),
+            "local": pa.array(
+                [None if k % 7 == 0 else dt.datetime(2023, 5, 1) + dt.timedelta(seconds=k) for k in ks],
+                pa.timestamp("us"),
+            ),
         }
     )
 
@@ -138,8 +152,8 @@ def test_flat_columns_are_decoded_by_the_kernel_and_the_rest_by_polars(
     ours = table.read().to_arrow()
     assert_same(ours, iceberg.scan().to_arrow(), "id")
     # Every native column of every row group: 1 + 3 + 1 of them.
-    assert kernel_calls == Counter(dict.fromkeys(NATIVE.values(), 5))
-    assert polars_reads == [["flag", "ts"]] * 3
+    assert kernel_calls == chunks_of_each_type(5)
+    assert polars_reads == [["flag"]] * 3
     without_kernel(monkeypatch)
     assert ours.equals(table.read().to_arrow())
 
@@ -169,7 +183,7 @@ def test_filters_deletes_and_views_keep_polars(
     add_position_deletes(iceberg, data_file, [0, 5, 1000])
     iceberg = iceberg.refresh()
     assert_same(Table("nd.flat", catalog=iceberg.catalog).read().to_arrow(), iceberg.scan().to_arrow(), "id")
-    assert kernel_calls == Counter(dict.fromkeys(NATIVE.values(), 2))
+    assert kernel_calls == chunks_of_each_type(2)
 
 
 def test_chunks_the_kernel_refuses_are_decoded_by_polars(
@@ -370,7 +384,16 @@ def test_filters_and_deletes_over_native_columns_are_decoded_by_the_kernel_with_
 ) -> None:
     table, iceberg = flat
     native = list(NATIVE)
-    for row_filter in ("i > 3", "s = 'a1' or x < 100", "id >= 1000 and id < 1010", "id < 0", "s is null"):
+    filters = (
+        "i > 3",
+        "s = 'a1' or x < 100",
+        "id >= 1000 and id < 1010",
+        "id < 0",
+        "s is null",
+        "ts >= '2024-02-01T00:00:00+00:00'",
+        "local < '2023-05-01T00:10:00' or local is null",
+    )
+    for row_filter in filters:
         ours = table.read(columns=native, row_filter=row_filter).to_arrow()
         assert_same(ours, iceberg.scan(row_filter=row_filter, selected_fields=tuple(native)).to_arrow(), "id")
         # The filter's columns only, projected out: the projection is what remains.
@@ -378,6 +401,12 @@ def test_filters_and_deletes_over_native_columns_are_decoded_by_the_kernel_with_
         assert narrow.schema.names == ["b"] and narrow.num_rows == ours.num_rows
     assert polars_reads == []
     assert kernel_calls["int64"] > 0 and kernel_calls["large_binary"] > 0
+    # Numbers alone, filtered: polars' filtered decode (faster there), and the same rows.
+    kernel_calls.clear()
+    numbers = table.read(columns=["id", "x", "ts"], row_filter="i > 3").to_arrow()
+    assert polars_reads and kernel_calls == Counter()
+    assert_same(numbers, iceberg.scan(row_filter="i > 3", selected_fields=("id", "x", "ts")).to_arrow(), "id")
+    polars_reads.clear()
     streamed = pa.Table.from_batches(list(table.read_batches(columns=native, row_filter="i > 3", batch_rows=100)))
     assert_same(streamed, iceberg.scan(row_filter="i > 3", selected_fields=tuple(native)).to_arrow(), "id")
     # Deletes, with and without a filter.
@@ -408,3 +437,74 @@ def test_a_selected_decode_that_fails_falls_back(flat: tuple[Table, Any], monkey
         iceberg.scan(row_filter="i > 3", selected_fields=tuple(NATIVE)).to_arrow(),
         "id",
     )
+
+
+def test_times_and_timestamps_are_the_kernels_integers_viewed_as_their_types(
+    catalog: Catalog, kernel_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog.create_namespace_if_not_exists("nd")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "t", TimeType(), required=False),
+        NestedField(3, "ts", TimestamptzType(), required=False),
+    )
+    iceberg = catalog.create_table("nd.times", schema=schema)
+    ks = range(600)
+    stamps = [None if k % 9 == 0 else dt.datetime(2024, 3, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=k) for k in ks]
+    data = pa.table(
+        {
+            "id": pa.array(ks, pa.int64()),
+            "t": pa.array([None if k % 10 == 0 else dt.time(k % 24, k % 60, 0, k) for k in ks], pa.time64("us")),
+            "ts": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    iceberg.append(data.cast(iceberg.schema().as_arrow()))
+    # Files written by another writer, their timestamps in milliseconds (read as the table's
+    # microseconds).
+    other = pa.table(
+        {
+            "id": pa.array(range(600, 700), pa.int64()),
+            "t": pa.array([dt.time(1, k % 60, 0, 1000 * k) for k in range(100)], pa.time64("us")),
+            "ts": pa.array([dt.datetime(2024, 4, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=k) for k in range(100)]),
+        }
+    )
+    written = other.set_column(2, "ts", other.column("ts").cast(pa.timestamp("ms", tz="UTC")))
+    for name in ("first", "second"):
+        path = write_file(iceberg, f"ts_ms_{name}", written, row_group_size=40)
+        assert pq.read_schema(path.removeprefix("file://")).field("ts").type.unit == "ms"
+        iceberg.add_files([path])
+    iceberg = iceberg.refresh()
+    table = Table("nd.times", catalog=catalog)
+    filters = (None, "ts >= '2024-03-01T05:00:00+00:00'", "t < '01:30:00' or ts is null")
+    reads = [table.read(row_filter=row_filter).to_arrow() for row_filter in filters]
+    for row_filter, ours in zip(filters, reads, strict=True):
+        assert_same(ours, iceberg.scan(row_filter=row_filter or "true").to_arrow(), "id")
+    # Every column is the kernel's: the read without a filter alone decodes 3 columns of 1 + 2 * 3 row groups.
+    assert set(kernel_calls) == {"int64"} and kernel_calls["int64"] >= 3 * (1 + 2 * 3)
+    without_kernel(monkeypatch)
+    for row_filter, ours in zip(filters, reads, strict=True):
+        assert_same(table.read(row_filter=row_filter).to_arrow(), ours, "id")
+
+
+def test_times_in_milliseconds_and_nanosecond_timestamps_are_leaves_the_kernel_decodes(tmp_path: Path) -> None:
+    ks = range(300)
+    data = pa.table(
+        {
+            "t": pa.array(
+                [None if k % 4 == 0 else dt.time(k % 24, k % 60, k % 60, 1000 * k) for k in ks], pa.time32("ms")
+            ),
+            "ns": pa.array([None if k % 5 == 0 else 1_700_000_000_123_456_789 + k for k in ks], pa.timestamp("ns")),
+        }
+    )
+    path = tmp_path / "times.parquet"
+    pq.write_table(data, path, data_page_size=256)
+    parquet = pq.ParquetFile(path)
+    columns = native_decode.native_columns(parquet.metadata, parquet.schema_arrow, ["t", "ns"])
+    assert columns == {
+        "t": native_decode.NativeColumn(0, "int32", 1, pa.time32("ms")),
+        "ns": native_decode.NativeColumn(1, "int64", 1, pa.timestamp("ns")),
+    }
+    file_bytes = pa.py_buffer(path.read_bytes())
+    for name, column in columns.items():
+        arrays = native_decode.decode_chunk(file_bytes, parquet.metadata.row_group(0).column(column.leaf), column)
+        assert pa.chunked_array(arrays).equals(pq.read_table(path).column(name))

@@ -5,21 +5,23 @@ fastest general decoder here, decodes strings into views, and turning those into
 second pass over every value into memory allocated a second time: for a string-heavy scan it was
 most of what separated this reader from polars' own scan. ``decode_parquet_column`` (in
 ``airflow_provider_mlp.kernels``) decodes each page of a flat string, binary, int, long, float,
-double, date, time or timestamp column into the output's layout while the page is in cache; the file's other columns
-are decoded by polars (or Arrow), and a file none of whose columns need them is read by the kernel
-alone, without a second decoder's setup.
+double, date, time or timestamp column (the last two as their integers, viewed as their types) into
+the output's layout while the page is in cache; the file's other columns are decoded by polars (or
+Arrow), and a file none of whose columns need them is read by the kernel alone, without a second
+decoder's setup.
 
 It is used with the polars decoder (``decoder="auto"`` when polars is installed; ``"pyarrow"`` keeps
 Arrow's decode throughout), only where it gives the same result with less work: runs without a
 filter or positional deletes, or runs with them all of whose columns the kernel decodes (then the
 filter's columns are decoded first and the others only at the rows the filter keeps and the deletes
-leave, see ``read_selected``, as polars does while decoding); not for ``string_view`` reads (polars'
+leave, see ``read_selected``, as polars does while decoding; but numbers alone under a filter polars
+applies while decoding are left to polars, faster there); not for ``string_view`` reads (polars'
 views are the output then) nor for dictionary columns, and on bytes at hand: local files, memory-
 mapped, and remote ones fetched whole. Pages compressed with a codec pyarrow has (all but LZ4, whose
 two framings pyarrow's metadata does not tell apart) are decompressed by pyarrow's ``Codec``; zstd
 pages by zstandard, which keeps its context and decompresses into memory the kernel gives it: plain
-pages of numbers and dates straight into the output arrays, without the copy out of a decompressed
-page. Whatever the kernel refuses (an encoding it does not decode, a corrupt page) is decoded by
+pages of numbers, dates, times and timestamps straight into the output arrays, without the copy out
+of a decompressed page. Whatever the kernel refuses (an encoding it does not decode, a corrupt page) is decoded by
 polars or Arrow instead; they name the file if it is corrupt.
 """
 
@@ -107,7 +109,8 @@ def native_columns(parquet: Any, physical_schema: pa.Schema, columns: Sequence[s
             continue
         kind = _kind(column.physical_type, column.logical_type.type, physical_schema.field(index).type)
         if kind is not None:
-            found[name] = NativeColumn(leaf, kind[0], column.max_definition_level, kind[1])
+            arrow_type, view_type = kind
+            found[name] = NativeColumn(leaf, arrow_type, column.max_definition_level, view_type)
     return found
 
 
@@ -361,7 +364,8 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
 def selectable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
     """Whether the kernel decodes the run of ``row_groups`` under its filter or deletes (see
     ``read_selected``): every column of the file's read is one the kernel decodes, bytes at hand, and
-    polars is not given the file or a string or binary column is read at the rows kept."""
+    unless polars would filter the file while decoding it, or a string or binary column is read at
+    the rows kept."""
     if opened.string_view or not opened.native_columns:
         return False
     if opened.pyarrow_filter is None and not _deletes_in(opened, row_groups):
@@ -370,12 +374,15 @@ def selectable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
         return False
     if not all(name in opened.native_columns for name in opened.columns):
         return False
-    if opened.polars_source is None:
-        return True  # (Arrow's filtered decode is the other way: slower)
+    if opened.polars_source is None or opened.pyarrow_filter is None or opened.polars_filter is None:
+        # The other ways are slower: Arrow's filtered decode, or polars decoding every row and Arrow
+        # filtering them after (a filter polars is not given: on a timestamp, say); for deletes alone
+        # polars' path was not measured faster.
+        return True
     # The selection pays where it leaves strings unmaterialised. Over numbers alone, polars'
     # filtered decode was faster: 8M rows of a long, a double and a timestamp filtered on the double
     # (10 % kept), 0.146 s median through polars and 0.168 s through the kernel.
-    first = set(opened.filter_columns) if opened.pyarrow_filter is not None else set()
+    first = set(opened.filter_columns)
     return any(
         opened.native_columns[name].arrow_type in ("large_string", "large_binary")
         for name in opened.columns

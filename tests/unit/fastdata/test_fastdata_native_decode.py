@@ -401,11 +401,16 @@ def test_filters_and_deletes_over_native_columns_are_decoded_by_the_kernel_with_
         assert narrow.schema.names == ["b"] and narrow.num_rows == ours.num_rows
     assert polars_reads == []
     assert kernel_calls["int64"] > 0 and kernel_calls["large_binary"] > 0
-    # Numbers alone, filtered: polars' filtered decode (faster there), and the same rows.
-    kernel_calls.clear()
-    numbers = table.read(columns=["id", "x", "ts"], row_filter="i > 3").to_arrow()
-    assert polars_reads and kernel_calls == Counter()
-    assert_same(numbers, iceberg.scan(row_filter="i > 3", selected_fields=("id", "x", "ts")).to_arrow(), "id")
+    # Numbers alone under a filter polars applies while decoding: polars' filtered decode (faster
+    # there); under one it does not (on a timestamp), the kernel's selection. The same rows.
+    for row_filter, by_polars in (("i > 3", True), ("ts >= '2024-01-20T00:00:00+00:00'", False)):
+        kernel_calls.clear()
+        polars_reads.clear()
+        numbers = table.read(columns=["id", "x", "ts"], row_filter=row_filter).to_arrow()
+        assert bool(polars_reads) == by_polars and (kernel_calls == Counter()) == by_polars
+        scan = iceberg.scan(row_filter=row_filter, selected_fields=("id", "x", "ts")).to_arrow()
+        assert 0 < numbers.num_rows < len(rows(0, 2800)) and scan.num_rows == numbers.num_rows
+        assert_same(numbers, scan, "id")
     polars_reads.clear()
     streamed = pa.Table.from_batches(list(table.read_batches(columns=native, row_filter="i > 3", batch_rows=100)))
     assert_same(streamed, iceberg.scan(row_filter="i > 3", selected_fields=tuple(native)).to_arrow(), "id")
@@ -440,7 +445,7 @@ def test_a_selected_decode_that_fails_falls_back(flat: tuple[Table, Any], monkey
 
 
 def test_times_and_timestamps_are_the_kernels_integers_viewed_as_their_types(
-    catalog: Catalog, kernel_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, kernel_calls: Counter[str], polars_reads: list[list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     catalog.create_namespace_if_not_exists("nd")
     schema = Schema(
@@ -476,11 +481,16 @@ def test_times_and_timestamps_are_the_kernels_integers_viewed_as_their_types(
     iceberg = iceberg.refresh()
     table = Table("nd.times", catalog=catalog)
     filters = (None, "ts >= '2024-03-01T05:00:00+00:00'", "t < '01:30:00' or ts is null")
-    reads = [table.read(row_filter=row_filter).to_arrow() for row_filter in filters]
-    for row_filter, ours in zip(filters, reads, strict=True):
-        assert_same(ours, iceberg.scan(row_filter=row_filter or "true").to_arrow(), "id")
-    # Every column is the kernel's: the read without a filter alone decodes 3 columns of 1 + 2 * 3 row groups.
-    assert set(kernel_calls) == {"int64"} and kernel_calls["int64"] >= 3 * (1 + 2 * 3)
+    reads = []
+    for row_filter in filters:
+        kernel_calls.clear()
+        reads.append(table.read(row_filter=row_filter).to_arrow())
+        assert_same(reads[-1], iceberg.scan(row_filter=row_filter or "true").to_arrow(), "id")
+        # Every column the kernel's, filtered or not (the filtered reads by read_selected): without a
+        # filter, 3 columns of 1 + 2 * 3 row groups.
+        assert set(kernel_calls) == {"int64"}
+        assert kernel_calls["int64"] == 3 * (1 + 2 * 3) if row_filter is None else kernel_calls["int64"] > 0
+    assert polars_reads == []
     without_kernel(monkeypatch)
     for row_filter, ours in zip(filters, reads, strict=True):
         assert_same(table.read(row_filter=row_filter).to_arrow(), ours, "id")
@@ -496,15 +506,21 @@ def test_times_in_milliseconds_and_nanosecond_timestamps_are_leaves_the_kernel_d
             "ns": pa.array([None if k % 5 == 0 else 1_700_000_000_123_456_789 + k for k in ks], pa.timestamp("ns")),
         }
     )
-    path = tmp_path / "times.parquet"
-    pq.write_table(data, path, data_page_size=256)
-    parquet = pq.ParquetFile(path)
-    columns = native_decode.native_columns(parquet.metadata, parquet.schema_arrow, ["t", "ns"])
-    assert columns == {
-        "t": native_decode.NativeColumn(0, "int32", 1, pa.time32("ms")),
-        "ns": native_decode.NativeColumn(1, "int64", 1, pa.timestamp("ns")),
-    }
-    file_bytes = pa.py_buffer(path.read_bytes())
-    for name, column in columns.items():
-        arrays = native_decode.decode_chunk(file_bytes, parquet.metadata.row_group(0).column(column.leaf), column)
-        assert pa.chunked_array(arrays).equals(pq.read_table(path).column(name))
+    keep = pa.array([k % 3 == 1 for k in ks])
+    for use_dictionary in (True, False):  # dictionary-coded pages, and plain ones
+        path = tmp_path / f"times-{use_dictionary}.parquet"
+        pq.write_table(data, path, data_page_size=256, use_dictionary=use_dictionary)
+        parquet = pq.ParquetFile(path)
+        columns = native_decode.native_columns(parquet.metadata, parquet.schema_arrow, ["t", "ns"])
+        assert columns == {
+            "t": native_decode.NativeColumn(0, "int32", 1, pa.time32("ms")),
+            "ns": native_decode.NativeColumn(1, "int64", 1, pa.timestamp("ns")),
+        }
+        file_bytes = pa.py_buffer(path.read_bytes())
+        for name, column in columns.items():
+            chunk = parquet.metadata.row_group(0).column(column.leaf)
+            assert chunk.has_dictionary_page == use_dictionary
+            expected = pq.read_table(path).column(name)
+            assert pa.chunked_array(native_decode.decode_chunk(file_bytes, chunk, column)).equals(expected)
+            selected = native_decode.decode_chunk(file_bytes, chunk, column, (keep.buffers()[1], keep.true_count))
+            assert pa.chunked_array(selected).equals(expected.filter(keep))

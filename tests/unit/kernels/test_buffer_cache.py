@@ -97,6 +97,7 @@ def test_the_limit_bounds_what_is_kept() -> None:
     assert buffer_cache_info()["retained_bytes"] == 0
     before = buffer_cache_info()["outstanding_bytes"]
     arrays = decode(chunk, count)
+    assert buffer_cache_info()["outstanding_bytes"] - before >= 8 * ROWS  # (the cache's, not bypassed)
     del arrays
     info = buffer_cache_info()
     assert info["limit_bytes"] == 0 and info["retained_bytes"] == 0 and info["outstanding_bytes"] == before

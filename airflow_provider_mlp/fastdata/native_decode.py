@@ -21,8 +21,8 @@ mapped, and remote ones fetched whole. Pages compressed with a codec pyarrow has
 two framings pyarrow's metadata does not tell apart) are decompressed by pyarrow's ``Codec``; zstd
 pages by zstandard, which keeps its context and decompresses into memory the kernel gives it: plain
 pages of numbers, dates, times and timestamps straight into the output arrays, without the copy out
-of a decompressed page. Whatever the kernel refuses (an encoding it does not decode, a corrupt page) is decoded by
-polars or Arrow instead; they name the file if it is corrupt.
+of a decompressed page. Whatever the kernel refuses (an encoding it does not decode, a corrupt
+page) is decoded by polars or Arrow instead; they name the file if it is corrupt.
 """
 
 from __future__ import annotations
@@ -363,9 +363,9 @@ def read_columns(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tru
 
 def selectable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
     """Whether the kernel decodes the run of ``row_groups`` under its filter or deletes (see
-    ``read_selected``): every column of the file's read is one the kernel decodes, bytes at hand, and
-    unless polars would filter the file while decoding it, or a string or binary column is read at
-    the rows kept."""
+    ``read_selected``): every column of the file's read is one the kernel decodes, bytes at hand; and,
+    where polars would apply the filter while decoding the file, a string or binary column is read
+    at the rows kept."""
     if opened.string_view or not opened.native_columns:
         return False
     if opened.pyarrow_filter is None and not _deletes_in(opened, row_groups):
@@ -375,9 +375,10 @@ def selectable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
     if not all(name in opened.native_columns for name in opened.columns):
         return False
     if opened.polars_source is None or opened.pyarrow_filter is None or opened.polars_filter is None:
-        # The other ways are slower: Arrow's filtered decode, or polars decoding every row and Arrow
-        # filtering them after (a filter polars is not given: on a timestamp, say); for deletes alone
-        # polars' path was not measured faster.
+        # The other ways are no faster: Arrow's filtered decode is slower, and polars decoding every
+        # row for Arrow to filter after (a filter polars is not given: on a timestamp, say) was at
+        # parity over numbers alone (8M rows, 5 % kept: 0.232 s median against the kernel's 0.230 s)
+        # and materialises every string; for deletes alone polars' path was not measured faster.
         return True
     # The selection pays where it leaves strings unmaterialised. Over numbers alone, polars'
     # filtered decode was faster: 8M rows of a long, a double and a timestamp filtered on the double

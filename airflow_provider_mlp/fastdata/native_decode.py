@@ -85,13 +85,12 @@ def _kind(physical_type: str, logical_type: str, arrow_type: pa.DataType) -> tup
     # By the Arrow type Arrow gives the leaf: an INT32 leaf read as int8, uint32 or a decimal, say,
     # is left to the other decoders.
     kinds = {
-        "INT32": {pa.int32(): "int32", pa.date32(): "date32"},
-        "INT64": {pa.int64(): "int64"},
-        "FLOAT": {pa.float32(): "float32"},
-        "DOUBLE": {pa.float64(): "float64"},
+        "INT32": {pa.int32(): ("int32", None), pa.date32(): ("date32", None)},
+        "INT64": {pa.int64(): ("int64", None)},
+        "FLOAT": {pa.float32(): ("float32", None)},
+        "DOUBLE": {pa.float64(): ("float64", None)},
     }
-    kind = kinds.get(physical_type, {}).get(arrow_type)
-    return None if kind is None else (kind, None)
+    return kinds.get(physical_type, {}).get(arrow_type)
 
 
 def native_columns(parquet: Any, physical_schema: pa.Schema, columns: Sequence[str]) -> dict[str, NativeColumn]:
@@ -383,12 +382,16 @@ def selectable(opened: OpenFile, row_groups: Sequence[int]) -> bool:
     # The selection pays where it leaves strings unmaterialised. Over numbers alone, polars'
     # filtered decode was faster: 8M rows of a long, a double and a timestamp filtered on the double
     # (10 % kept), 0.146 s median through polars and 0.168 s through the kernel.
-    first = set(opened.filter_columns)
-    return any(
-        opened.native_columns[name].arrow_type in ("large_string", "large_binary")
-        for name in opened.columns
-        if name not in first
-    )
+    _, rest = _filter_columns_first(opened)
+    return any(opened.native_columns[name].arrow_type in ("large_string", "large_binary") for name in rest)
+
+
+def _filter_columns_first(opened: OpenFile) -> tuple[list[str], list[str]]:
+    """The read's columns the filter needs (decoded whole, to evaluate it) and the rest (decoded at the
+    rows it keeps)."""
+    filtered = opened.pyarrow_filter is not None
+    first = [name for name in opened.columns if filtered and name in opened.filter_columns]
+    return first, [name for name in opened.columns if name not in first]
 
 
 def _file_bytes(opened: OpenFile) -> tuple[pa.Buffer, Any]:
@@ -472,9 +475,7 @@ def read_selected(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tr
 
     keep_trimming()
     file_bytes, mapped = _file_bytes(opened)
-    filtered = opened.pyarrow_filter is not None
-    first = [name for name in opened.columns if filtered and name in opened.filter_columns]
-    rest = [name for name in opened.columns if name not in first]
+    first, rest = _filter_columns_first(opened)
 
     def decode(job: tuple[int, str, Any]) -> list[pa.Array]:
         rg, name, selection = job
@@ -518,4 +519,4 @@ def read_selected(opened: OpenFile, row_groups: Sequence[int], spread: bool = Tr
 def _empty(column: NativeColumn) -> pa.ChunkedArray:
     import pyarrow as pa
 
-    return pa.chunked_array([], column.view_type or getattr(pa, column.arrow_type)())
+    return pa.chunked_array([], getattr(pa, column.arrow_type)() if column.view_type is None else column.view_type)

@@ -62,6 +62,8 @@ setup(
             define_macros=[("NANOARROW_NAMESPACE", nanoarrow_source.NANOARROW_NAMESPACE)],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
+            # dlopen (zstd_library.c): in libdl before glibc 2.34, in libc itself since.
+            libraries=["dl"] if sys.platform.startswith("linux") else [],
         )
     ],
     cmdclass={"build_ext": NanoarrowBuildExt},

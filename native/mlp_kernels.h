@@ -20,4 +20,18 @@ PyObject* MlpTrimBufferCache(PyObject* self, PyObject* args, PyObject* kwargs);
 PyObject* MlpSetBufferCacheLimit(PyObject* self, PyObject* args, PyObject* kwargs);
 PyObject* MlpBufferCacheInfo(PyObject* self, PyObject* ignored);
 
+/* libzstd's one-shot decompression, loaded at first use (zstd_library.c). */
+typedef struct {
+  void* (*create)(void);
+  size_t (*release)(void* context);
+  size_t (*decompress)(void* context, void* destination, size_t capacity, const void* source,
+                       size_t size);
+  unsigned (*is_error)(size_t code);
+  const char* (*error_name)(size_t code);
+  unsigned (*version)(void);
+} MlpZstd;
+/* With the GIL: the library's functions, or NULL when no libzstd could be loaded. */
+const MlpZstd* MlpZstdLibrary(void);
+PyObject* MlpZstdLibraryVersion(PyObject* self, PyObject* ignored);
+
 #endif

@@ -35,6 +35,9 @@ static PyMethodDef MlpNativeMethods[] = {
      "set_buffer_cache_limit(limit_bytes) -> None: the most freed output memory kept for reuse "
      "(default an eighth of the machine's or the control group's memory, at most 4 GiB; 0 keeps "
      "none)."},
+    {"zstd_library_version", (PyCFunction)MlpZstdLibraryVersion, METH_NOARGS,
+     "zstd_library_version() -> str or None: the version of the libzstd decode_parquet_column "
+     "decompresses zstd pages with itself (zstd=True), or None when none could be loaded."},
     {"buffer_cache_info", (PyCFunction)MlpBufferCacheInfo, METH_NOARGS,
      "buffer_cache_info() -> dict of retained_bytes, retained_blocks, outstanding_bytes, "
      "limit_bytes, hits, misses."},

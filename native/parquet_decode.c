@@ -13,7 +13,8 @@
  * `decompress_into`, which writes into memory the kernel gives it: the output array itself for
  * PLAIN fixed-width pages without nulls) is called per page with the GIL, so any codec the
  * caller has works; it is expected to release the GIL itself while it works (pyarrow's Codec and
- * zstandard do).
+ * zstandard do). Except zstd pages with zstd=True: libzstd (zstd_library.c) decompresses them
+ * where decompress_into's would land, without the GIL and without a call into Python.
  *
  * Every length, offset and index read from the file is checked against the bytes present: a
  * corrupt chunk gives an error naming the page, never a read outside the buffers. String values
@@ -525,6 +526,10 @@ typedef struct {
   enum ArrowType type;
   PyObject* allocate; /* Py_None: the buffer cache (buffer_cache.c) */
   PyObject* decompress_into; /* Py_None, or decompress_into(data, size, out) -> bytes written */
+  /* Pages compressed with zstd, decompressed by libzstd (zstd_library.c) in this context, without
+   * the GIL: NULL unless zstd=True. */
+  const MlpZstd* zstd;
+  void* zstd_context;
   /* NULL: every row of the chunk is output. Else bit r (Arrow's bit order) says whether row r is:
    * the others are read past, never copied, and a page none of whose rows is kept is not even
    * decompressed. */
@@ -562,6 +567,7 @@ static void DecoderRelease(MlpColumnDecoder* d) {
   free(d->scratch);
   free(d->dictionary);
   free(d->dictionary_offsets);
+  if (d->zstd_context != NULL) d->zstd->release(d->zstd_context);
   if (d->array.release != NULL) d->array.release(&d->array);
   if (d->schema.release != NULL) d->schema.release(&d->schema);
   Py_CLEAR(d->outputs);
@@ -1269,6 +1275,43 @@ static int DecompressInto(PyObject* decompress_into, const uint8_t* payload, int
   return rc;
 }
 
+/* Without the GIL: a zstd page decompressed by libzstd into [destination, + uncompressed_size).
+ * 0, or -1 with d->message set. */
+static int ZstdInto(MlpColumnDecoder* d, int64_t page_index, const uint8_t* payload, int64_t size,
+                    uint8_t* destination, int64_t uncompressed_size) {
+  size_t written = d->zstd->decompress(d->zstd_context, destination, (size_t)uncompressed_size,
+                                       payload, (size_t)size);
+  char what[200];
+  if (d->zstd->is_error(written)) {
+    snprintf(what, sizeof(what), "zstd: %s", d->zstd->error_name(written));
+    return Fail(d, page_index, what);
+  }
+  if ((int64_t)written != uncompressed_size) { /* (as decompress_into's check says it) */
+    snprintf(d->message, sizeof(d->message), "page %lld decompressed to %lld bytes, its header says %lld",
+             (long long)page_index, (long long)written, (long long)uncompressed_size);
+    return -1;
+  }
+  return 0;
+}
+
+/* With the GIL: a page decompressed into [destination, + uncompressed_size), by libzstd (the GIL
+ * released meanwhile) or by decompress_into. 0, or -1 with a Python error set. */
+static int DecompressPage(MlpColumnDecoder* d, const uint8_t* payload, int64_t size,
+                          uint8_t* destination, int64_t uncompressed_size, int64_t page_index,
+                          int* exported) {
+  if (d->zstd == NULL) {
+    return DecompressInto(d->decompress_into, payload, size, destination, uncompressed_size,
+                          page_index, exported);
+  }
+  *exported = 0;
+  int rc;
+  Py_BEGIN_ALLOW_THREADS;
+  rc = ZstdInto(d, page_index, payload, size, destination, uncompressed_size);
+  Py_END_ALLOW_THREADS;
+  if (rc != 0) MlpRaise(MLP_FUNC "(): %s", d->message);
+  return rc;
+}
+
 /* With the GIL: the decoder's scratch buffer, at least `size` bytes. 0, or -1 with an error set. */
 static int ScratchRoom(MlpColumnDecoder* d, int64_t size) {
   if (size <= d->scratch_capacity) return 0;
@@ -1300,18 +1343,19 @@ static int PageBody(MlpColumnDecoder* d, PyObject* decompress, const uint8_t* pa
                     int64_t size, int64_t uncompressed_size, int compressed, Py_buffer* held,
                     PyObject** owner, int64_t page_index) {
   *owner = NULL;
-  int decompressing = compressed && (decompress != Py_None || d->decompress_into != Py_None);
+  int into = d->decompress_into != Py_None || d->zstd != NULL;
+  int decompressing = compressed && (decompress != Py_None || into);
   /* Nothing to decompress (a v2 page's empty values, all nulls): codecs refuse empty input. */
   if (uncompressed_size == 0 && decompressing) {
     held->buf = (void*)payload;
     held->len = 0;
     return 0;
   }
-  if (decompressing && d->decompress_into != Py_None) {
+  if (decompressing && into) {
     int exported = 0;
     if (ScratchRoom(d, uncompressed_size) != 0 ||
-        DecompressInto(d->decompress_into, payload, size, d->scratch, uncompressed_size,
-                       page_index, &exported) != 0) {
+        DecompressPage(d, payload, size, d->scratch, uncompressed_size, page_index,
+                       &exported) != 0) {
       if (exported) { /* left to the buffer the callable kept */
         d->scratch = NULL;
         d->scratch_capacity = 0;
@@ -1405,8 +1449,8 @@ static int DecodeInPlace(MlpColumnDecoder* d, int64_t page_index, const MlpPage*
   uint8_t kept[16];
   memcpy(kept, destination, (size_t)prefix);
   int exported = 0;
-  if (DecompressInto(d->decompress_into, body, body_size, destination, uncompressed_size,
-                     page_index, &exported) != 0) {
+  if (DecompressPage(d, body, body_size, destination, uncompressed_size, page_index,
+                     &exported) != 0) {
     memcpy(destination, kept, (size_t)prefix);
     if (exported) { /* the open array's values stay where the kept buffer may write */
       ArrowArrayBuffer(&d->array, 1)->allocator = ArrowBufferDeallocator(KeptByCallable, NULL);
@@ -1463,7 +1507,7 @@ static const MlpColumnKind MlpColumnKinds[] = {
 PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwargs) {
   static char* keywords[] = {"chunk",      "num_values", "arrow_type",      "max_definition_level",
                              "decompress", "allocate",   "decompress_into", "selection",
-                             NULL};
+                             "zstd",       NULL};
   Py_buffer chunk;
   long long num_values;
   const char* arrow_type;
@@ -1472,10 +1516,20 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   PyObject* allocate = Py_None;
   PyObject* decompress_into = Py_None;
   PyObject* selection = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Ls|$iOOOO:" MLP_FUNC, keywords, &chunk,
+  int zstd = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*Ls|$iOOOOp:" MLP_FUNC, keywords, &chunk,
                                    &num_values, &arrow_type, &max_definition_level, &decompress,
-                                   &allocate, &decompress_into, &selection)) {
+                                   &allocate, &decompress_into, &selection, &zstd)) {
     return NULL;
+  }
+  const MlpZstd* library = zstd ? MlpZstdLibrary() : NULL;
+  if (zstd && (library == NULL || decompress != Py_None || decompress_into != Py_None)) {
+    PyBuffer_Release(&chunk);
+    return MlpRaise(library == NULL
+                        ? MLP_FUNC "(): zstd=True needs libzstd, and none could be loaded "
+                                   "(zstd_library_version() is None): pass decompress_into instead"
+                        : MLP_FUNC "(): zstd=True decompresses the pages itself: decompress and "
+                                   "decompress_into must be None");
   }
   /* Held (so that its memory stays) until the end: read without the GIL. */
   Py_buffer selected;
@@ -1524,9 +1578,17 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   d.is_string = kind->type == NANOARROW_TYPE_LARGE_STRING;
   d.allocate = allocate;
   d.decompress_into = decompress_into;
+  d.zstd = library;
   d.selection = selected.obj != NULL ? (const uint8_t*)selected.buf : NULL;
   d.output_rows = SelectedIn(&d, 0, num_values);
   d.outputs = PyList_New(0);
+  if (d.outputs != NULL && library != NULL) {
+    d.zstd_context = library->create();
+    if (d.zstd_context == NULL) {
+      Py_CLEAR(d.outputs);
+      PyErr_NoMemory();
+    }
+  }
   if (d.outputs == NULL) {
     if (selected.obj != NULL) PyBuffer_Release(&selected);
     PyBuffer_Release(&chunk);
@@ -1574,7 +1636,7 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
     Py_buffer body;
     PyObject* owner;
     int compressed = page.type == PAGE_DATA_V2 ? page.is_compressed : 1;
-    if (page.type != PAGE_DICTIONARY && compressed && decompress_into != Py_None) {
+    if (page.type != PAGE_DICTIONARY && compressed && (decompress_into != Py_None || d.zstd != NULL)) {
       int placed = DecodeInPlace(&d, page_index, &page, page.payload, levels_size,
                                  page.payload + levels_size, page.compressed_size - levels_size,
                                  page.uncompressed_size - levels_size);
@@ -1586,6 +1648,30 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
         page_index++;
         continue;
       }
+    }
+    int64_t uncompressed_size = page.uncompressed_size - levels_size;
+    if (d.zstd != NULL && compressed && uncompressed_size > 0) {
+      /* Decompressed and decoded in one stretch without the GIL. */
+      if (ScratchRoom(&d, uncompressed_size) != 0) {
+        DecoderRelease(&d);
+        if (selected.obj != NULL) PyBuffer_Release(&selected);
+        PyBuffer_Release(&chunk);
+        return NULL;
+      }
+      int rc;
+      Py_BEGIN_ALLOW_THREADS;
+      rc = ZstdInto(&d, page_index, page.payload + levels_size,
+                    page.compressed_size - levels_size, d.scratch, uncompressed_size);
+      if (rc == 0 && page.type == PAGE_DICTIONARY) {
+        rc = DecodeDictionary(&d, page_index, &page, d.scratch, uncompressed_size);
+      } else if (rc == 0) {
+        rc = DecodeDataPage(&d, page_index, &page, page.payload, levels_size, d.scratch,
+                            uncompressed_size);
+      }
+      Py_END_ALLOW_THREADS;
+      if (rc != 0) failed = 1;
+      page_index++;
+      continue;
     }
     if (PageBody(&d, decompress, page.payload + levels_size, page.compressed_size - levels_size,
                  page.uncompressed_size - levels_size, compressed, &body, &owner,

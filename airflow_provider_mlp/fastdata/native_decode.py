@@ -19,10 +19,12 @@ applies while decoding are left to polars, faster there); not for ``string_view`
 views are the output then) nor for dictionary columns, and on bytes at hand: local files, memory-
 mapped, and remote ones fetched whole. Pages compressed with a codec pyarrow has (all but LZ4, whose
 two framings pyarrow's metadata does not tell apart) are decompressed by pyarrow's ``Codec``; zstd
-pages by zstandard, which keeps its context and decompresses into memory the kernel gives it: plain
-pages of numbers, dates, times and timestamps straight into the output arrays, without the copy out
-of a decompressed page. Whatever the kernel refuses (an encoding it does not decode, a corrupt
-page) is decoded by polars or Arrow instead; they name the file if it is corrupt.
+pages by the kernel itself through the system's libzstd (without the GIL and without a call into
+Python for each page; see ``zstd_in_kernel``), or else by zstandard, which keeps its context too;
+either decompresses into memory the kernel gives it: plain pages of numbers, dates, times and
+timestamps straight into the output arrays, without the copy out of a decompressed page. Whatever
+the kernel refuses (an encoding it does not decode, a corrupt page) is decoded by polars or Arrow
+instead; they name the file if it is corrupt.
 """
 
 from __future__ import annotations
@@ -214,10 +216,21 @@ def _zstd_decompress_into(data: memoryview, size: int, out: memoryview) -> int:
 
 
 def _decompressors(codec: str) -> dict[str, Any]:
-    """The kernel's ``decompress`` or ``decompress_into`` for pages of ``codec`` (pyarrow's name)."""
+    """How the kernel decompresses pages of ``codec`` (pyarrow's name): ``zstd`` itself, through the
+    system's libzstd, when it has one, else ``decompress_into`` or ``decompress``."""
     if codec == "zstd":
-        return {"decompress_into": _zstd_decompress_into}
+        return {"zstd": True} if zstd_in_kernel() else {"decompress_into": _zstd_decompress_into}
     return {"decompress": _codec_decompressors(codec)}
+
+
+@cache
+def zstd_in_kernel() -> bool:
+    """Whether the kernel decompresses zstd pages itself (``decode_parquet_column(zstd=True)``): without
+    the GIL and a Python call per page, which zstandard's decompressor costs. It does when it could load
+    libzstd (``zstd_library_version()``); without one, zstandard decompresses them."""
+    from airflow_provider_mlp.kernels import native
+
+    return native.zstd_library_version() is not None
 
 
 @cache

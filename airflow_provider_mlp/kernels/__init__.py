@@ -18,7 +18,7 @@ Kernels:
   a threshold also the int64 indices of the rows that reach it;
 - ``iceberg_bucket(values, num_buckets, *, threads=None)``: Iceberg's ``bucket[N]`` transform;
 - ``decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1,
-  decompress=None, allocate=None, decompress_into=None, selection=None)``: one Parquet column
+  decompress=None, allocate=None, decompress_into=None, selection=None, zstd=False)``: one Parquet column
   chunk of a flat column (its pages' bytes, from the first) as a list of ``large_string``,
   ``large_binary``, ``int32``, ``int64``,
   ``float32``, ``float64`` or ``date32`` arrays (of at most 8 MiB a buffer, unless one page or
@@ -31,6 +31,10 @@ Kernels:
   freed; views made by slicing are not detected); the kernel then decompresses PLAIN pages of fixed-width values
   without nulls straight into the output array, with no copy (all but an array's first page of
   an optional column's v1 pages), and the other pages into one scratch buffer it reuses.
+  ``zstd=True`` (for a zstd chunk, instead of either callable) has the kernel decompress the
+  pages itself, through the system's libzstd, loaded at first use (``zstd_library_version()``
+  gives its version, or None when there is none: then zstd=True raises): pages then go in and out
+  of the codec without the GIL and without a call into Python each.
   ``selection``, when given, is a bitmap (a buffer of at least ``(num_values + 7) // 8`` bytes,
   Arrow's bit order) of the rows to output: the others are read past and never copied, a page
   none of whose rows is selected is not decompressed, and only selected strings are checked to be
@@ -60,6 +64,7 @@ from airflow_provider_mlp.kernels._native import (
     match_pairs,
     set_buffer_cache_limit,
     trim_buffer_cache,
+    zstd_library_version,
 )
 from airflow_provider_mlp.kernels.errors import ArrowKernelError
 
@@ -76,4 +81,5 @@ __all__ = [
     "native",
     "set_buffer_cache_limit",
     "trim_buffer_cache",
+    "zstd_library_version",
 ]

@@ -700,6 +700,31 @@ def _check_text(values: list[bytes], what: str) -> None:
             raise _ParquetError(f"{what} that is not valid UTF-8") from None
 
 
+def _zstd_page(stored: bytes, expected: int, func: str, page_index: int) -> bytes:
+    """A zstd page decompressed into exactly ``expected`` bytes, as the native kernel's ``zstd=True``
+    does with libzstd's one-shot call (zstandard's here, the same library)."""
+    import zstandard
+
+    try:
+        body = zstandard.ZstdDecompressor().decompress(stored, max_output_size=expected)
+    except zstandard.ZstdError as exc:
+        raise _ParquetError(f"zstd: {exc}") from None
+    if len(body) > expected:  # libzstd's words for a frame longer than the room given it
+        raise _ParquetError("zstd: Destination buffer is too small")
+    if len(body) != expected:
+        raise ArrowKernelError(
+            f"{func}(): page {page_index} decompressed to {len(body)} bytes, its header says {expected}"
+        )
+    return body
+
+
+def zstd_library_version() -> str | None:
+    """The version of the zstd library the reference decompresses with (zstandard's)."""
+    import zstandard
+
+    return ".".join(map(str, zstandard.ZSTD_VERSION))
+
+
 def decode_parquet_column(
     chunk: Any,
     num_values: int,
@@ -710,6 +735,7 @@ def decode_parquet_column(
     allocate: Any = None,
     decompress_into: Any = None,
     selection: Any = None,
+    zstd: bool = False,
 ) -> list[Any]:
     """One Parquet column chunk of a flat column (its pages' bytes from the first) as arrays of the
     Arrow type ``arrow_type`` names (see the native kernel's documentation)."""
@@ -732,6 +758,10 @@ def decode_parquet_column(
             f"{func}(): num_values must be >= 0, max_definition_level 0 or 1, and decompress, allocate "
             f"and decompress_into None or callables; got {num_values}, {max_definition_level}, "
             f"{type(decompress).__name__}, {type(allocate).__name__}, {type(decompress_into).__name__}"
+        )
+    if zstd and (decompress is not None or decompress_into is not None):
+        raise ArrowKernelError(
+            f"{func}(): zstd=True decompresses the pages itself: decompress and decompress_into must be None"
         )
     keep: list[bool] | None = None
     if selection is not None:
@@ -779,9 +809,11 @@ def decode_parquet_column(
             stored = payload[levels_size:]
             expected = header["uncompressed"] - levels_size
             compressed = header["is_compressed"] if header["type"] == _PAGE_DATA_V2 else True
-            decompressing = compressed and (decompress is not None or decompress_into is not None)
+            decompressing = compressed and (zstd or decompress is not None or decompress_into is not None)
             if expected == 0 and decompressing:
                 body = b""  # nothing to decompress (a v2 page's empty values): codecs refuse empty input
+            elif decompressing and zstd:
+                body = _zstd_page(stored, expected, func, page_index)
             elif decompressing and decompress_into is not None:
                 out = bytearray(expected)
                 with memoryview(stored) as source, memoryview(out) as target:

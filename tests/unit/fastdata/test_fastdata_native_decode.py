@@ -246,11 +246,16 @@ def test_files_polars_is_not_given_still_have_their_flat_columns_decoded_by_the_
     assert kernel_calls == Counter({"int64": 1})
 
 
-def test_pages_of_every_codec_decode_in_parallel_threads(tmp_path: Path) -> None:
-    """pyarrow's gzip Codec keeps one zlib stream: each thread must have its own."""
+def test_pages_of_every_codec_decode_in_parallel_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow's gzip Codec keeps one zlib stream: each thread must have its own (as zstandard's
+    decompressor, and the kernel's libzstd context, one per call)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    for codec in ("gzip", "snappy", "brotli", "zstd"):
+    zstd_ways = [False] + ([True] if kernels.zstd_library_version() is not None else [])
+    for codec, zstd_in_kernel in [("gzip", False), ("snappy", False), ("brotli", False)] + [
+        ("zstd", w) for w in zstd_ways
+    ]:
+        monkeypatch.setattr(native_decode, "zstd_in_kernel", lambda way=zstd_in_kernel: way)
         path = tmp_path / f"{codec}.parquet"
         pq.write_table(rows(0, 20_000), path, compression=codec, row_group_size=2_500, data_page_size=4096)
         metadata = pq.ParquetFile(path).metadata
@@ -348,6 +353,29 @@ def test_the_kernels_cached_output_goes_back_to_the_system_once_free_long_enough
         while native_decode._trimming and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not native_decode._trimming
+
+
+@pytest.mark.parametrize("in_kernel", [True, False], ids=["libzstd", "zstandard"])
+def test_zstd_pages_are_decompressed_by_libzstd_in_the_kernel_or_else_by_zstandard(
+    flat: tuple[Table, Any], monkeypatch: pytest.MonkeyPatch, in_kernel: bool
+) -> None:
+    if in_kernel and kernels.zstd_library_version() is None:
+        pytest.skip("no libzstd to load here")
+    monkeypatch.setattr(native_decode, "zstd_in_kernel", lambda: in_kernel)
+    how: Counter[str] = Counter()
+    real = kernels.decode_parquet_column
+
+    def recording(chunk: Any, num_values: int, arrow_type: str, **kwargs: Any) -> Any:
+        how[next(iter(set(kwargs) & {"zstd", "decompress_into", "decompress"}), "uncompressed")] += 1
+        return real(chunk, num_values, arrow_type, **kwargs)
+
+    monkeypatch.setattr(kernels, "decode_parquet_column", recording)
+    table, iceberg = flat
+    assert_same(table.read().to_arrow(), iceberg.scan().to_arrow(), "id")
+    # pyiceberg's file is zstd (one chunk of each type); the two written here snappy (3 + 1).
+    zstd = sum(chunks_of_each_type(1).values())
+    assert how == {"zstd" if in_kernel else "decompress_into": zstd, "decompress": 4 * zstd}
+    assert_same(table.read(row_filter="i > 3").to_arrow(), iceberg.scan(row_filter="i > 3").to_arrow(), "id")
 
 
 def test_zstd_pages_are_decompressed_into_the_memory_given_and_bad_ones_named() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import random
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -371,11 +372,25 @@ def zstd_into(page: memoryview, size: int, out: memoryview) -> int:
         return written
 
 
+def zstd_pages(impl: Any, how: str) -> dict[str, Any]:
+    """The keywords that have zstd pages decompressed ``how``: by the callable above, or by the kernel
+    itself (``zstd=True``: libzstd, which a machine without one lacks)."""
+    if how == "decompress_into":
+        return {"decompress_into": zstd_into}
+    if impl.zstd_library_version() is None:
+        pytest.skip("no libzstd to load here: zstd pages go to decompress_into")
+    return {"zstd": True}
+
+
+ZSTD_PAGES = pytest.mark.parametrize("how", ["decompress_into", "zstd"])
+
+
 @pytest.mark.parametrize("type_name", ["int32", "int64", "float", "double", "date32[day]", "string"])
 @pytest.mark.parametrize("nulls", [True, False], ids=["nulls", "required"])
 @pytest.mark.parametrize("page_version", ["1.0", "2.0"])
+@ZSTD_PAGES
 def test_pages_decompressed_into_the_output_decode_as_pyarrow_reads_them(
-    impl: Any, type_name: str, nulls: bool, page_version: str
+    impl: Any, type_name: str, nulls: bool, page_version: str, how: str
 ) -> None:
     # Pages of about 8 KiB, most of them after an array's first page: decompressed in place when
     # they are PLAIN, fixed-width and without nulls; the others through the kernel's scratch buffer.
@@ -393,7 +408,7 @@ def test_pages_decompressed_into_the_output_decode_as_pyarrow_reads_them(
         pa.array(result)
         for chunk, count, _, level in chunks(data)
         for result in impl.decode_parquet_column(
-            chunk, count, LARGE[type_name][0], max_definition_level=level, decompress_into=zstd_into
+            chunk, count, LARGE[type_name][0], max_definition_level=level, **zstd_pages(impl, how)
         )
     ]
     assert same(pa.chunked_array(arrays, arrays[0].type), expected(data))
@@ -413,9 +428,9 @@ def _thrift_i32_fields(fields: list[tuple[int, int]]) -> bytes:
     return bytes(out)
 
 
-def _v1_page(values: list[int | None], bit_packed_levels: bool) -> bytes:
+def _v1_page(values: list[int | None], bit_packed_levels: bool, frame: Any = None) -> bytes:
     """A zstd-compressed PLAIN int64 data page v1 of an optional column, its definition levels one
-    RLE run or bit-packed groups of 8."""
+    RLE run or bit-packed groups of 8; ``frame(body)``, when given, is its compressed bytes instead."""
     import zstandard
 
     defined = [v is not None for v in values]
@@ -433,13 +448,14 @@ def _v1_page(values: list[int | None], bit_packed_levels: bool) -> bytes:
         + levels
         + b"".join(v.to_bytes(8, "little", signed=True) for v in values if v is not None)
     )
-    compressed = zstandard.ZstdCompressor().compress(body)
+    compressed = zstandard.ZstdCompressor().compress(body) if frame is None else frame(body)
     data_page_header = _thrift_i32_fields([(1, len(values)), (2, 0), (3, 3), (4, 3)]) + b"\x00"
     header = _thrift_i32_fields([(1, 0), (2, len(body)), (3, len(compressed))]) + b"\x2c" + data_page_header + b"\x00"
     return header + compressed
 
 
-def test_pages_whose_levels_are_not_one_run_are_decoded_from_a_copy(impl: Any) -> None:
+@ZSTD_PAGES
+def test_pages_whose_levels_are_not_one_run_are_decoded_from_a_copy(impl: Any, how: str) -> None:
     # The second page's levels are bit-packed, and the third's hold a null, yet each page is as long
     # as a page without nulls whose levels are one run: its values cannot stay where they landed.
     first = list(range(40))
@@ -447,8 +463,36 @@ def test_pages_whose_levels_are_not_one_run_are_decoded_from_a_copy(impl: Any) -
     third: list[int | None] = [*range(200, 280)]
     third[37] = None
     chunk = _v1_page(first, False) + _v1_page(second, True) + _v1_page(third, True)
-    results = impl.decode_parquet_column(chunk, 128, "int64", decompress_into=zstd_into)
+    results = impl.decode_parquet_column(chunk, 128, "int64", **zstd_pages(impl, how))
     assert pa.chunked_array([pa.array(r) for r in results]).to_pylist() == first + second + third
+
+
+def test_zstd_in_the_kernel_names_the_page_it_cannot_decompress(impl: Any) -> None:
+    zstd_pages(impl, "zstd")  # (skips where there is no libzstd)
+    import zstandard
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", impl.zstd_library_version())
+    pages = [_v1_page(list(range(k * 40, k * 40 + 40)), False) for k in range(2)]
+    third = list(range(80, 120))
+    for frame, message in (
+        (lambda body: zstandard.ZstdCompressor().compress(body)[:-6], r"page 2: zstd: "),
+        (
+            lambda body: zstandard.ZstdCompressor().compress(body[:-8]),
+            r"page 2 decompressed to 318 bytes, its header says 326",
+        ),
+        (
+            lambda body: zstandard.ZstdCompressor().compress(body + bytes(8)),
+            r"page 2: zstd: Destination buffer is too small",
+        ),
+    ):
+        chunk = b"".join(pages) + _v1_page(third, False, frame=frame)
+        with pytest.raises(ArrowKernelError, match=message):
+            impl.decode_parquet_column(chunk, 120, "int64", zstd=True)
+    chunk = b"".join(pages) + _v1_page(third, False)
+    results = impl.decode_parquet_column(chunk, 120, "int64", zstd=True)
+    assert pa.chunked_array([pa.array(r) for r in results]).to_pylist() == list(range(120))
+    with pytest.raises(ArrowKernelError, match="decompress and decompress_into must be None"):
+        impl.decode_parquet_column(chunk, 120, "int64", zstd=True, decompress_into=zstd_into)
 
 
 def test_decompress_into_errors_name_the_page_or_come_through(impl: Any) -> None:
@@ -497,13 +541,14 @@ def test_dictionary_indices_of_every_bit_width_unpack_alike(impl: Any, bit_width
     assert decoded(impl, data, "int64").equals(expected(data))
 
 
-def test_pages_decompressed_in_place_fill_arrays_and_start_new_ones(impl: Any) -> None:
+@ZSTD_PAGES
+def test_pages_decompressed_in_place_fill_arrays_and_start_new_ones(impl: Any, how: str) -> None:
     # 1.3 million 8-byte values: more than one output array of 8 MiB, so a page in place may have
     # to close the open array and start the next.
     values = list(range(1_300_000))
     data = write(column_of("int64", values), use_dictionary=False, compression="zstd", row_group_size=len(values))
     ((chunk, count, _, level),) = chunks(data)
-    results = impl.decode_parquet_column(chunk, count, "int64", max_definition_level=level, decompress_into=zstd_into)
+    results = impl.decode_parquet_column(chunk, count, "int64", max_definition_level=level, **zstd_pages(impl, how))
     arrays = [pa.array(r) for r in results]
     assert len(arrays) > 1 or impl is reference
     assert pa.chunked_array(arrays).equals(expected(data))
@@ -590,9 +635,9 @@ def selection_bits(keep: list[bool] | list[int]) -> bytes:
 @pytest.mark.parametrize("type_name", sorted(SAMPLES))
 @pytest.mark.parametrize("dictionary", [True, False], ids=["dictionary", "plain"])
 @pytest.mark.parametrize("page_version", ["1.0", "2.0"])
-@pytest.mark.parametrize("into", [False, True], ids=["decompress", "decompress_into"])
+@pytest.mark.parametrize("how", ["decompress", "decompress_into", "zstd"])
 def test_a_selection_keeps_only_its_rows(
-    impl: Any, type_name: str, dictionary: bool, page_version: str, into: bool
+    impl: Any, type_name: str, dictionary: bool, page_version: str, how: str
 ) -> None:
     values = many(type_name, 2500, seed=len(type_name) + 7)
     if type_name != "string" and type_name != "binary" and not dictionary:
@@ -607,7 +652,7 @@ def test_a_selection_keeps_only_its_rows(
             compression="zstd",
         )
         ((chunk, count, dec, level),) = chunks(data)
-        kwargs = {"decompress_into": zstd_into} if into else {"decompress": dec}
+        kwargs = zstd_pages(impl, how) if how != "decompress" else {"decompress": dec}
         whole = expected(data)
         for name, keep in selections(count, seed=count).items():
             results = impl.decode_parquet_column(

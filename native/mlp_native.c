@@ -23,7 +23,8 @@ static PyMethodDef MlpNativeMethods[] = {
     {"decode_parquet_column", (PyCFunction)(void (*)(void))MlpDecodeParquetColumn,
      METH_VARARGS | METH_KEYWORDS,
      "decode_parquet_column(chunk, num_values, arrow_type, *, max_definition_level=1, "
-     "decompress=None, allocate=None, decompress_into=None) -> list of ArrowResult: one flat "
+     "decompress=None, allocate=None, decompress_into=None, selection=None, zstd=False) -> list "
+     "of ArrowResult: one flat "
      "Parquet column chunk's "
      "values (arrow_type: large_string, large_binary, int32, int64, float32, float64 or date32)."},
     {"trim_buffer_cache", (PyCFunction)(void (*)(void))MlpTrimBufferCache,

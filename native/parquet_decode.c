@@ -34,6 +34,8 @@
  * one fixed 16-byte move rather than a variable-length memcpy. */
 #define MLP_COPY_SLACK 16
 #define MLP_THRIFT_MAX_DEPTH 32
+/* A page whose codec gave another size than its header states. */
+#define MLP_SHORT_PAGE "page %lld decompressed to %lld bytes, its header says %lld"
 
 enum { PAGE_DATA = 0, PAGE_INDEX = 1, PAGE_DICTIONARY = 2, PAGE_DATA_V2 = 3 };
 enum { ENC_PLAIN = 0, ENC_PLAIN_DICTIONARY = 2, ENC_RLE = 3, ENC_RLE_DICTIONARY = 8 };
@@ -536,7 +538,7 @@ typedef struct {
   const uint8_t* selection;
   int64_t consumed;     /* rows of the chunk read so far (rows itself, without a selection) */
   int64_t output_rows;  /* rows the output will hold: the chunk's, or those selected */
-  uint8_t* scratch;   /* decompress_into's pages, when not decompressed in place */
+  uint8_t* scratch;   /* decompress_into's or libzstd's pages, when not decompressed in place */
   int64_t scratch_capacity;
   /* The dictionary, unpacked: entry k is dictionary[offsets[k], offsets[k + 1]) (BYTE_ARRAY),
    * or the width bytes at k * width. */
@@ -559,7 +561,7 @@ typedef struct {
   int64_t data_size;
   uint8_t* validity;    /* NULL until the first null */
   int64_t null_count;
-  int python_error;     /* a Python exception is set (allocate or decompress_into failed) */
+  int python_error;     /* a Python error is set (allocate, decompress_into or libzstd failed) */
   char message[256];
 } MlpColumnDecoder;
 
@@ -1268,8 +1270,8 @@ static int DecompressInto(PyObject* decompress_into, const uint8_t* payload, int
   }
   PyErr_Restore(type, value, traceback);
   if (rc == 0 && written != uncompressed_size) {
-    MlpRaise(MLP_FUNC "(): page %lld decompressed to %lld bytes, its header says %lld",
-             (long long)page_index, written, (long long)uncompressed_size);
+    MlpRaise(MLP_FUNC "(): " MLP_SHORT_PAGE, (long long)page_index, written,
+             (long long)uncompressed_size);
     return -1;
   }
   return rc;
@@ -1286,9 +1288,9 @@ static int ZstdInto(MlpColumnDecoder* d, int64_t page_index, const uint8_t* payl
     snprintf(what, sizeof(what), "zstd: %s", d->zstd->error_name(written));
     return Fail(d, page_index, what);
   }
-  if ((int64_t)written != uncompressed_size) { /* (as decompress_into's check says it) */
-    snprintf(d->message, sizeof(d->message), "page %lld decompressed to %lld bytes, its header says %lld",
-             (long long)page_index, (long long)written, (long long)uncompressed_size);
+  if ((int64_t)written != uncompressed_size) { /* worded as DecompressInto's: both ways alike */
+    snprintf(d->message, sizeof(d->message), MLP_SHORT_PAGE, (long long)page_index,
+             (long long)written, (long long)uncompressed_size);
     return -1;
   }
   return 0;
@@ -1336,9 +1338,9 @@ static void KeptByCallable(struct ArrowBufferAllocator* allocator, uint8_t* ptr,
   (void)size;
 }
 
-/* The page's bytes after decompression, with the GIL held: decompress_into's into the scratch
- * buffer, or `decompress(memoryview, uncompressed_size)`'s, or the payload itself. Returns 0 with
- * *held filled (see PageBodyRelease), or -1 with a Python error set. */
+/* The page's bytes after decompression, with the GIL held: decompress_into's (or libzstd's) into
+ * the scratch buffer, or `decompress(memoryview, uncompressed_size)`'s, or the payload itself.
+ * Returns 0 with *held filled (see PageBodyRelease), or -1 with a Python error set. */
 static int PageBody(MlpColumnDecoder* d, PyObject* decompress, const uint8_t* payload,
                     int64_t size, int64_t uncompressed_size, int compressed, Py_buffer* held,
                     PyObject** owner, int64_t page_index) {
@@ -1389,8 +1391,8 @@ static int PageBody(MlpColumnDecoder* d, PyObject* decompress, const uint8_t* pa
     long long got = (long long)held->len;
     PyBuffer_Release(held);
     Py_DECREF(result);
-    MlpRaise(MLP_FUNC "(): page %lld decompressed to %lld bytes, its header says %lld",
-             (long long)page_index, got, (long long)uncompressed_size);
+    MlpRaise(MLP_FUNC "(): " MLP_SHORT_PAGE, (long long)page_index, got,
+             (long long)uncompressed_size);
     return -1;
   }
   *owner = result;
@@ -1414,7 +1416,7 @@ static int VarintLength(uint64_t value) {
 }
 
 /* With the GIL: a compressed PLAIN page of a fixed-width column without nulls, decompressed by
- * decompress_into straight into the output array, which then holds its values with no copy.
+ * decompress_into (or libzstd) straight into the output array, which then holds its values with no copy.
  * Returns 1 when the page is decoded, 0 when it is not such a page (the caller decodes it the
  * usual way; no value was decoded, though the open array may have been closed early to make
  * room), or -1 on error (a Python error set, or d->message).
@@ -1522,14 +1524,24 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
                                    &allocate, &decompress_into, &selection, &zstd)) {
     return NULL;
   }
-  const MlpZstd* library = zstd ? MlpZstdLibrary() : NULL;
-  if (zstd && (library == NULL || decompress != Py_None || decompress_into != Py_None)) {
+  const MlpColumnKind* kind = MlpColumnKinds;
+  while (kind->name != NULL && strcmp(kind->name, arrow_type) != 0) kind++;
+  if (kind->name == NULL) {
     PyBuffer_Release(&chunk);
-    return MlpRaise(library == NULL
-                        ? MLP_FUNC "(): zstd=True needs libzstd, and none could be loaded "
-                                   "(zstd_library_version() is None): pass decompress_into instead"
-                        : MLP_FUNC "(): zstd=True decompresses the pages itself: decompress and "
-                                   "decompress_into must be None");
+    return MlpRaise(MLP_FUNC "(): arrow_type must be one of large_string, large_binary, int32, "
+                    "int64, float32, float64, date32; got '%s'",
+                    arrow_type);
+  }
+  if (num_values < 0 || (max_definition_level != 0 && max_definition_level != 1) ||
+      (decompress != Py_None && !PyCallable_Check(decompress)) ||
+      (allocate != Py_None && !PyCallable_Check(allocate)) ||
+      (decompress_into != Py_None && !PyCallable_Check(decompress_into))) {
+    PyBuffer_Release(&chunk);
+    return MlpRaise(MLP_FUNC "(): num_values must be >= 0, max_definition_level 0 or 1, and "
+                    "decompress, allocate and decompress_into None or callables; got %lld, %d, "
+                    "%s, %s, %s",
+                    num_values, max_definition_level, Py_TYPE(decompress)->tp_name,
+                    Py_TYPE(allocate)->tp_name, Py_TYPE(decompress_into)->tp_name);
   }
   /* Held (so that its memory stays) until the end: read without the GIL. */
   Py_buffer selected;
@@ -1548,26 +1560,16 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
                       num_values, (num_values + 7) / 8, got);
     }
   }
-  const MlpColumnKind* kind = MlpColumnKinds;
-  while (kind->name != NULL && strcmp(kind->name, arrow_type) != 0) kind++;
-  if (kind->name == NULL) {
+  /* (Loaded only for a call that is otherwise valid.) */
+  const MlpZstd* library = zstd ? MlpZstdLibrary() : NULL;
+  if (zstd && (library == NULL || decompress != Py_None || decompress_into != Py_None)) {
     if (selected.obj != NULL) PyBuffer_Release(&selected);
     PyBuffer_Release(&chunk);
-    return MlpRaise(MLP_FUNC "(): arrow_type must be one of large_string, large_binary, int32, "
-                    "int64, float32, float64, date32; got '%s'",
-                    arrow_type);
-  }
-  if (num_values < 0 || (max_definition_level != 0 && max_definition_level != 1) ||
-      (decompress != Py_None && !PyCallable_Check(decompress)) ||
-      (allocate != Py_None && !PyCallable_Check(allocate)) ||
-      (decompress_into != Py_None && !PyCallable_Check(decompress_into))) {
-    if (selected.obj != NULL) PyBuffer_Release(&selected);
-    PyBuffer_Release(&chunk);
-    return MlpRaise(MLP_FUNC "(): num_values must be >= 0, max_definition_level 0 or 1, and "
-                    "decompress, allocate and decompress_into None or callables; got %lld, %d, "
-                    "%s, %s, %s",
-                    num_values, max_definition_level, Py_TYPE(decompress)->tp_name,
-                    Py_TYPE(allocate)->tp_name, Py_TYPE(decompress_into)->tp_name);
+    return MlpRaise(library == NULL
+                        ? MLP_FUNC "(): zstd=True needs libzstd, and none could be loaded "
+                                   "(zstd_library_version() is None): pass decompress_into instead"
+                        : MLP_FUNC "(): zstd=True decompresses the pages itself: decompress and "
+                                   "decompress_into must be None");
   }
   MlpColumnDecoder d;
   memset(&d, 0, sizeof(d));
@@ -1636,7 +1638,8 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
     Py_buffer body;
     PyObject* owner;
     int compressed = page.type == PAGE_DATA_V2 ? page.is_compressed : 1;
-    if (page.type != PAGE_DICTIONARY && compressed && (decompress_into != Py_None || d.zstd != NULL)) {
+    if (page.type != PAGE_DICTIONARY && compressed &&
+        (decompress_into != Py_None || d.zstd != NULL)) {
       int placed = DecodeInPlace(&d, page_index, &page, page.payload, levels_size,
                                  page.payload + levels_size, page.compressed_size - levels_size,
                                  page.uncompressed_size - levels_size);
@@ -1651,7 +1654,8 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
     }
     int64_t uncompressed_size = page.uncompressed_size - levels_size;
     if (d.zstd != NULL && compressed && uncompressed_size > 0) {
-      /* Decompressed and decoded in one stretch without the GIL. */
+      /* Decompressed and decoded in one stretch without the GIL: taken back once a page, not
+       * three times, so that the decoding threads do not queue for it. */
       if (ScratchRoom(&d, uncompressed_size) != 0) {
         DecoderRelease(&d);
         if (selected.obj != NULL) PyBuffer_Release(&selected);

@@ -13,7 +13,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <dlfcn.h>
-#include <stdio.h>
+#include <string.h>
 
 #include "mlp_kernels.h"
 
@@ -25,10 +25,12 @@ static const char* const MlpZstdNames[] = {
 static MlpZstd MlpZstdLoaded;
 static int MlpZstdTried = 0;
 
-static void* Symbol(void* handle, const char* name, int* missing) {
+/* dlsym's object pointer into the function pointer at `slot`: copied, as ISO C has no conversion
+ * between the two (POSIX guarantees their representations agree). */
+static void Bind(void* handle, const char* name, void* slot, int* missing) {
   void* found = dlsym(handle, name);
   if (found == NULL) *missing = 1;
-  return found;
+  memcpy(slot, &found, sizeof(found));
 }
 
 const MlpZstd* MlpZstdLibrary(void) {
@@ -41,13 +43,12 @@ const MlpZstd* MlpZstdLibrary(void) {
   if (handle == NULL) return NULL;
   MlpZstd loaded;
   int missing = 0;
-  /* (Object pointers converted to function pointers, as POSIX's dlsym requires of callers.) */
-  *(void**)&loaded.create = Symbol(handle, "ZSTD_createDCtx", &missing);
-  *(void**)&loaded.release = Symbol(handle, "ZSTD_freeDCtx", &missing);
-  *(void**)&loaded.decompress = Symbol(handle, "ZSTD_decompressDCtx", &missing);
-  *(void**)&loaded.is_error = Symbol(handle, "ZSTD_isError", &missing);
-  *(void**)&loaded.error_name = Symbol(handle, "ZSTD_getErrorName", &missing);
-  *(void**)&loaded.version = Symbol(handle, "ZSTD_versionNumber", &missing);
+  Bind(handle, "ZSTD_createDCtx", &loaded.create, &missing);
+  Bind(handle, "ZSTD_freeDCtx", &loaded.release, &missing);
+  Bind(handle, "ZSTD_decompressDCtx", &loaded.decompress, &missing);
+  Bind(handle, "ZSTD_isError", &loaded.is_error, &missing);
+  Bind(handle, "ZSTD_getErrorName", &loaded.error_name, &missing);
+  Bind(handle, "ZSTD_versionNumber", &loaded.version, &missing);
   if (missing) {
     dlclose(handle);
     return NULL;

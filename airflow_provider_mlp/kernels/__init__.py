@@ -31,10 +31,11 @@ Kernels:
   freed; views made by slicing are not detected); the kernel then decompresses PLAIN pages of fixed-width values
   without nulls straight into the output array, with no copy (all but an array's first page of
   an optional column's v1 pages), and the other pages into one scratch buffer it reuses.
-  ``zstd=True`` (for a zstd chunk, instead of either callable) has the kernel decompress the
-  pages itself, through the system's libzstd, loaded at first use (``zstd_library_version()``
-  gives its version, or None when there is none: then zstd=True raises): pages then go in and out
-  of the codec without the GIL and without a call into Python each.
+  ``zstd=True`` (for a zstd chunk, instead of either callable: every compressed page is taken to
+  be zstd) has the kernel decompress the pages itself, through the system's libzstd, loaded at
+  first use (``zstd_library_version()`` gives its version, or None when there is none: then
+  zstd=True raises), where decompress_into's pages would land (in place too), without the GIL
+  and without a call into Python for each page.
   ``selection``, when given, is a bitmap (a buffer of at least ``(num_values + 7) // 8`` bytes,
   Arrow's bit order) of the rows to output: the others are read past and never copied, a page
   none of whose rows is selected is not decompressed, and only selected strings are checked to be

@@ -6,6 +6,7 @@ case against both. They favour obviousness over speed.
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any
 
@@ -700,29 +701,65 @@ def _check_text(values: list[bytes], what: str) -> None:
             raise _ParquetError(f"{what} that is not valid UTF-8") from None
 
 
-def _zstd_page(stored: bytes, expected: int, func: str, page_index: int) -> bytes:
-    """A zstd page decompressed into exactly ``expected`` bytes, as the native kernel's ``zstd=True``
-    does with libzstd's one-shot call (zstandard's here, the same library)."""
-    import zstandard
+# The shared library names the native kernel tries, in its order (native/zstd_library.c).
+_ZSTD_NAMES = ("libzstd.so.1", "libzstd.1.dylib", "libzstd.so", "libzstd.dylib")
 
-    try:
-        body = zstandard.ZstdDecompressor().decompress(stored, max_output_size=expected)
-    except zstandard.ZstdError as exc:
-        raise _ParquetError(f"zstd: {exc}") from None
-    if len(body) > expected:  # libzstd's words for a frame longer than the room given it
-        raise _ParquetError("zstd: Destination buffer is too small")
-    if len(body) != expected:
-        raise ArrowKernelError(
-            f"{func}(): page {page_index} decompressed to {len(body)} bytes, its header says {expected}"
-        )
-    return body
+
+@functools.cache
+def _zstd_library() -> Any:
+    """The system's libzstd through ctypes, or None: the library the native kernel loads, so that both
+    decompress (and fail) alike, word for word."""
+    import ctypes
+
+    for name in _ZSTD_NAMES:
+        try:
+            library = ctypes.CDLL(name)
+        except OSError:
+            continue
+        library.ZSTD_createDCtx.restype = ctypes.c_void_p
+        library.ZSTD_freeDCtx.argtypes = [ctypes.c_void_p]
+        library.ZSTD_decompressDCtx.restype = ctypes.c_size_t
+        library.ZSTD_decompressDCtx.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ]
+        library.ZSTD_isError.argtypes = [ctypes.c_size_t]
+        library.ZSTD_getErrorName.argtypes = [ctypes.c_size_t]
+        library.ZSTD_getErrorName.restype = ctypes.c_char_p
+        return library
+    return None
 
 
 def zstd_library_version() -> str | None:
-    """The version of the zstd library the reference decompresses with (zstandard's)."""
-    import zstandard
+    """The version of the libzstd that ``decode_parquet_column(zstd=True)`` decompresses with, or None."""
+    library = _zstd_library()
+    if library is None:
+        return None
+    version = library.ZSTD_versionNumber()
+    return f"{version // 10000}.{version // 100 % 100}.{version % 100}"
 
-    return ".".join(map(str, zstandard.ZSTD_VERSION))
+
+def _zstd_page(stored: bytes, expected: int, func: str, page_index: int) -> bytes:
+    """A zstd page decompressed by libzstd's one-shot call into exactly ``expected`` bytes of room."""
+    import ctypes
+
+    library = _zstd_library()
+    out = ctypes.create_string_buffer(max(expected, 1))
+    context = library.ZSTD_createDCtx()
+    try:
+        written = library.ZSTD_decompressDCtx(context, out, expected, stored, len(stored))
+    finally:
+        library.ZSTD_freeDCtx(context)
+    if library.ZSTD_isError(written):
+        raise _ParquetError(f"zstd: {library.ZSTD_getErrorName(written).decode()}")
+    if written != expected:
+        raise ArrowKernelError(
+            f"{func}(): page {page_index} decompressed to {written} bytes, its header says {expected}"
+        )
+    return out.raw[:expected]
 
 
 def decode_parquet_column(
@@ -759,10 +796,6 @@ def decode_parquet_column(
             f"and decompress_into None or callables; got {num_values}, {max_definition_level}, "
             f"{type(decompress).__name__}, {type(allocate).__name__}, {type(decompress_into).__name__}"
         )
-    if zstd and (decompress is not None or decompress_into is not None):
-        raise ArrowKernelError(
-            f"{func}(): zstd=True decompresses the pages itself: decompress and decompress_into must be None"
-        )
     keep: list[bool] | None = None
     if selection is not None:
         bits = bytes(memoryview(selection))
@@ -772,6 +805,15 @@ def decode_parquet_column(
                 f"({(num_values + 7) // 8} bytes); got {len(bits)} bytes"
             )
         keep = [bool(bits[row >> 3] >> (row & 7) & 1) for row in range(num_values)]
+    if zstd and zstd_library_version() is None:
+        raise ArrowKernelError(
+            f"{func}(): zstd=True needs libzstd, and none could be loaded (zstd_library_version() is None): "
+            "pass decompress_into instead"
+        )
+    if zstd and (decompress is not None or decompress_into is not None):
+        raise ArrowKernelError(
+            f"{func}(): zstd=True decompresses the pages itself: decompress and decompress_into must be None"
+        )
     value_format = _PARQUET_KINDS[arrow_type]
     data = bytes(memoryview(chunk))
     consumed = 0  # rows of the chunk read; values holds those kept

@@ -248,7 +248,7 @@ def test_files_polars_is_not_given_still_have_their_flat_columns_decoded_by_the_
 
 def test_pages_of_every_codec_decode_in_parallel_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pyarrow's gzip Codec keeps one zlib stream: each thread must have its own (as zstandard's
-    decompressor, and the kernel's libzstd context, one per call)."""
+    decompressor has, one per thread; the kernel's libzstd context is one per call)."""
     from concurrent.futures import ThreadPoolExecutor
 
     zstd_ways = [False] + ([True] if kernels.zstd_library_version() is not None else [])

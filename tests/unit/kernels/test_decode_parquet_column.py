@@ -471,28 +471,50 @@ def test_zstd_in_the_kernel_names_the_page_it_cannot_decompress(impl: Any) -> No
     zstd_pages(impl, "zstd")  # (skips where there is no libzstd)
     import zstandard
 
+    assert impl.zstd_library_version() == native.zstd_library_version()
     assert re.fullmatch(r"\d+\.\d+\.\d+", impl.zstd_library_version())
-    pages = [_v1_page(list(range(k * 40, k * 40 + 40)), False) for k in range(2)]
-    third = list(range(80, 120))
-    for frame, message in (
-        (lambda body: zstandard.ZstdCompressor().compress(body)[:-6], r"page 2: zstd: "),
-        (
-            lambda body: zstandard.ZstdCompressor().compress(body[:-8]),
-            r"page 2 decompressed to 318 bytes, its header says 326",
-        ),
-        (
-            lambda body: zstandard.ZstdCompressor().compress(body + bytes(8)),
-            r"page 2: zstd: Destination buffer is too small",
-        ),
-    ):
-        chunk = b"".join(pages) + _v1_page(third, False, frame=frame)
-        with pytest.raises(ArrowKernelError, match=message):
-            impl.decode_parquet_column(chunk, 120, "int64", zstd=True)
-    chunk = b"".join(pages) + _v1_page(third, False)
-    results = impl.decode_parquet_column(chunk, 120, "int64", zstd=True)
+    pages = [_v1_page(list(range(k * 40, k * 40 + 40)), False) for k in range(3)]
+
+    def compress(body: bytes) -> bytes:
+        return zstandard.ZstdCompressor().compress(body)
+
+    # Bad frames on the first page (decoded from the scratch buffer) and on the third (in place).
+    for page in (0, 2):
+        for frame, message in (
+            (lambda body: compress(body)[:-6], f"page {page}: zstd: Src size is incorrect"),
+            (lambda body: b"\x00" * 8 + compress(body), f"page {page}: zstd: Unknown frame descriptor"),
+            (lambda body: compress(body[:-8]), f"page {page} decompressed to 318 bytes, its header says 326"),
+            (lambda body: compress(body + bytes(8)), f"page {page}: zstd: Destination buffer is too small"),
+        ):
+            bad = list(pages)
+            bad[page] = _v1_page(list(range(page * 40, page * 40 + 40)), False, frame=frame)
+            with pytest.raises(ArrowKernelError, match=f"^decode_parquet_column\\(\\): {message}$"):
+                impl.decode_parquet_column(b"".join(bad), 120, "int64", zstd=True)
+    results = impl.decode_parquet_column(b"".join(pages), 120, "int64", zstd=True)
     assert pa.chunked_array([pa.array(r) for r in results]).to_pylist() == list(range(120))
-    with pytest.raises(ArrowKernelError, match="decompress and decompress_into must be None"):
-        impl.decode_parquet_column(chunk, 120, "int64", zstd=True, decompress_into=zstd_into)
+    # A dictionary page's frame, and a string page's, not zstd at all.
+    for type_name, dictionary in (("string", True), ("string", False)):
+        data = write(column_of(type_name, many(type_name, 3000, seed=5)), use_dictionary=dictionary, compression="zstd")
+        ((chunk, count, _, level),) = chunks(data)
+        magic = b"\x28\xb5\x2f\xfd"
+        broken = chunk.replace(magic, b"\x00\x00\x00\x00", 1)
+        unknown_frame = r"^decode_parquet_column\(\): page 0: zstd: Unknown frame descriptor$"
+        with pytest.raises(ArrowKernelError, match=unknown_frame):
+            impl.decode_parquet_column(broken, count, "large_string", max_definition_level=level, zstd=True)
+    for wrong in ({"decompress_into": zstd_into}, {"decompress": lambda page, size: page}):
+        with pytest.raises(ArrowKernelError, match="decompress and decompress_into must be None"):
+            impl.decode_parquet_column(b"".join(pages), 120, "int64", zstd=True, **wrong)
+    # Arguments are checked before zstd's: the same message from both.
+    with pytest.raises(ArrowKernelError, match="arrow_type must be one of"):
+        impl.decode_parquet_column(b"".join(pages), 120, "int8", zstd=True, decompress_into=zstd_into)
+
+
+def test_zstd_true_without_a_libzstd_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (The reference's loader stands in for a machine without libzstd; the native message is the same.)
+    monkeypatch.setattr(reference, "_zstd_library", lambda: None)
+    assert reference.zstd_library_version() is None
+    with pytest.raises(ArrowKernelError, match=r"zstd=True needs libzstd, and none could be loaded"):
+        reference.decode_parquet_column(_v1_page([1, 2], False), 2, "int64", zstd=True)
 
 
 def test_decompress_into_errors_name_the_page_or_come_through(impl: Any) -> None:

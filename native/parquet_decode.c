@@ -1277,6 +1277,14 @@ static int DecompressInto(PyObject* decompress_into, const uint8_t* payload, int
   return rc;
 }
 
+/* Without the GIL: a page's (decompressed) body decoded, as the dictionary or as data values
+ * after its levels (`levels_size` bytes at the payload's start on V2 pages). 0 or -1. */
+static int DecodePageBody(MlpColumnDecoder* d, int64_t page_index, const MlpPage* page,
+                          int64_t levels_size, const uint8_t* body, int64_t size) {
+  if (page->type == PAGE_DICTIONARY) return DecodeDictionary(d, page_index, page, body, size);
+  return DecodeDataPage(d, page_index, page, page->payload, levels_size, body, size);
+}
+
 /* Without the GIL: a zstd page decompressed by libzstd into [destination, + uncompressed_size).
  * 0, or -1 with d->message set. */
 static int ZstdInto(MlpColumnDecoder* d, int64_t page_index, const uint8_t* payload, int64_t size,
@@ -1657,20 +1665,16 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
       /* Decompressed and decoded in one stretch without the GIL: taken back once a page, not
        * three times, so that the decoding threads do not queue for it. */
       if (ScratchRoom(&d, uncompressed_size) != 0) {
-        DecoderRelease(&d);
-        if (selected.obj != NULL) PyBuffer_Release(&selected);
-        PyBuffer_Release(&chunk);
-        return NULL;
+        d.python_error = 1;
+        failed = 1;
+        break;
       }
       int rc;
       Py_BEGIN_ALLOW_THREADS;
       rc = ZstdInto(&d, page_index, page.payload + levels_size,
                     page.compressed_size - levels_size, d.scratch, uncompressed_size);
-      if (rc == 0 && page.type == PAGE_DICTIONARY) {
-        rc = DecodeDictionary(&d, page_index, &page, d.scratch, uncompressed_size);
-      } else if (rc == 0) {
-        rc = DecodeDataPage(&d, page_index, &page, page.payload, levels_size, d.scratch,
-                            uncompressed_size);
+      if (rc == 0) {
+        rc = DecodePageBody(&d, page_index, &page, levels_size, d.scratch, uncompressed_size);
       }
       Py_END_ALLOW_THREADS;
       if (rc != 0) failed = 1;
@@ -1680,18 +1684,13 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
     if (PageBody(&d, decompress, page.payload + levels_size, page.compressed_size - levels_size,
                  page.uncompressed_size - levels_size, compressed, &body, &owner,
                  page_index) != 0) {
-      DecoderRelease(&d);
-      if (selected.obj != NULL) PyBuffer_Release(&selected);
-      PyBuffer_Release(&chunk);
-      return NULL;
+      d.python_error = 1;
+      failed = 1;
+      break;
     }
     int rc;
     Py_BEGIN_ALLOW_THREADS;
-    if (page.type == PAGE_DICTIONARY) {
-      rc = DecodeDictionary(&d, page_index, &page, body.buf, body.len);
-    } else {
-      rc = DecodeDataPage(&d, page_index, &page, page.payload, levels_size, body.buf, body.len);
-    }
+    rc = DecodePageBody(&d, page_index, &page, levels_size, body.buf, body.len);
     Py_END_ALLOW_THREADS;
     PageBodyRelease(&body, owner);
     if (rc != 0) failed = 1;

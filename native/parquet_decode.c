@@ -601,13 +601,40 @@ static int64_t SelectedIn(const MlpColumnDecoder* d, int64_t start, int64_t n) {
   return count;
 }
 
-/* The selection of the m rows from the current one, a byte a row in keep; returns how many. */
-static int64_t BlockSelection(const MlpColumnDecoder* d, int64_t m, uint8_t* keep) {
+/* Selection bytes [at, at + 8) as one word, bit r of the word the row at bit r (Arrow's order,
+ * whatever the host's byte order); bytes past the selection's end read as 0. */
+static inline uint64_t SelectionWord(const MlpColumnDecoder* d, int64_t at) {
+  const uint8_t* bits = d->selection + at;
+  int64_t left = (d->num_values + 7) / 8 - at;
+  uint64_t word = 0;
+  if (left >= 8) {
+    for (int i = 0; i < 8; i++) word |= (uint64_t)bits[i] << (8 * i);
+  } else {
+    for (int i = 0; i < left; i++) word |= (uint64_t)bits[i] << (8 * i);
+  }
+  return word;
+}
+
+/* The selection of the m (at most MLP_BLOCK_ROWS) rows from the current one: bit k % 64 of
+ * words[k / 64] and keep[k] (a byte a row) say whether row k is kept; returns how many. */
+static int64_t BlockSelection(const MlpColumnDecoder* d, int64_t m, uint64_t* words, uint8_t* keep) {
+  int64_t row = d->consumed;
+  int shift = (int)(row & 7);
+  int64_t at = row >> 3;
   int64_t kept = 0;
-  for (int64_t k = 0; k < m; k++) {
-    int64_t row = d->consumed + k;
-    keep[k] = (uint8_t)((d->selection[row >> 3] >> (row & 7)) & 1);
-    kept += keep[k];
+  for (int64_t w = 0; 64 * w < m; w++) {
+    uint64_t word = SelectionWord(d, at + 8 * w) >> shift;
+    if (shift != 0) word |= SelectionWord(d, at + 8 * w + 8) << (64 - shift);
+    int64_t left = m - 64 * w;
+    if (left < 64) word &= ((uint64_t)1 << left) - 1;
+    words[w] = word;
+    kept += __builtin_popcountll(word);
+    /* Eight rows a step, without a load per row. */
+    for (int b = 0; b < 8; b++) {
+      uint32_t byte = (uint32_t)(word >> (8 * b)) & 0xffu;
+      uint8_t* out = keep + 64 * w + 8 * b;
+      for (int i = 0; i < 8; i++) out[i] = (uint8_t)((byte >> i) & 1u);
+    }
   }
   return kept;
 }
@@ -870,6 +897,7 @@ static int DecodeFixedValues(MlpColumnDecoder* d, MlpPageValues* v) {
   int32_t level_block[MLP_BLOCK_ROWS];
   int32_t index_block[MLP_BLOCK_ROWS];
   uint8_t keep_block[MLP_BLOCK_ROWS];
+  uint64_t keep_words[MLP_BLOCK_ROWS / 64];
   uint32_t dictionary_size = (uint32_t)d->dictionary_size;
   for (int64_t done = 0; done < v->n;) {
     /* PLAIN values without nulls or a selection go over in one copy up to the output array's
@@ -881,7 +909,7 @@ static int DecodeFixedValues(MlpColumnDecoder* d, MlpPageValues* v) {
     const uint8_t* keep = NULL; /* NULL: every row of the block is output */
     int64_t kept = m;
     if (d->selection != NULL) {
-      kept = BlockSelection(d, m, keep_block);
+      kept = BlockSelection(d, m, keep_words, keep_block);
       if (kept < m) keep = keep_block;
     }
     uint8_t* out = NULL;
@@ -926,16 +954,12 @@ static int DecodeFixedValues(MlpColumnDecoder* d, MlpPageValues* v) {
       if (keep == NULL) {
         memcpy(out, v->p, (size_t)(m * width));
       } else if (kept > 0) {
+        /* The kept rows only, found a word of the selection at a time. */
         const uint8_t* p = v->p;
-        if (width == 8) {
-          for (int64_t k = 0; k < m; k++) {
-            memcpy(out, p + 8 * k, 8);
-            out += keep[k] * 8;
-          }
-        } else {
-          for (int64_t k = 0; k < m; k++) {
-            memcpy(out, p + 4 * k, 4);
-            out += keep[k] * 4;
+        for (int64_t w = 0; 64 * w < m; w++) {
+          for (uint64_t word = keep_words[w]; word != 0; word &= word - 1) {
+            CopyValue(out, p + (64 * w + __builtin_ctzll(word)) * width, width);
+            out += width;
           }
         }
       }
@@ -982,7 +1006,7 @@ static inline int NextPlainLength(const uint8_t** p, const uint8_t* end, uint32_
  * kept or not; only the kept strings are checked to be UTF-8. */
 static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, int64_t present,
                             const int32_t* level_block, const int32_t* index_block,
-                            const uint8_t* keep, int64_t kept) {
+                            const uint64_t* keep_words, const uint8_t* keep, int64_t kept) {
   const uint8_t* dictionary = d->dictionary;
   const int64_t* entries = d->dictionary_offsets;
   uint32_t dictionary_size = (uint32_t)d->dictionary_size;
@@ -1023,7 +1047,32 @@ static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, in
     int split_character = 0;
     p = v->p;
     int64_t next = 0;
-    for (int64_t k = 0; k < m; k++) {
+    int64_t walked = m; /* the rows the loop below walks */
+    if (v->dictionary_coded && present == m) {
+      /* Every index checked at once (a loop without branches), then the kept rows only, found a
+       * word of the selection at a time. */
+      uint32_t largest = 0;
+      for (int64_t k = 0; k < m; k++) {
+        uint32_t index = (uint32_t)index_block[k];
+        largest = index > largest ? index : largest;
+      }
+      if (m > 0 && largest >= dictionary_size) {
+        return Fail(d, v->page_index, "index past the dictionary's end");
+      }
+      for (int64_t w = 0; 64 * w < m; w++) {
+        for (uint64_t word = keep_words[w]; word != 0; word &= word - 1) {
+          uint32_t index = (uint32_t)index_block[64 * w + __builtin_ctzll(word)];
+          int64_t start = entries[index];
+          int64_t length = entries[index + 1] - start;
+          if (length <= MLP_COPY_SLACK) memcpy(data + at, dictionary + start, MLP_COPY_SLACK);
+          else memcpy(data + at, dictionary + start, (size_t)length);
+          at += length;
+          offsets[o++] = at;
+        }
+      }
+      walked = 0;
+    }
+    for (int64_t k = 0; k < walked; k++) {
       if (present < m && !level_block[k]) {
         if (keep[k]) offsets[o++] = at;
         continue;
@@ -1070,6 +1119,7 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
   int32_t level_block[MLP_BLOCK_ROWS];
   int32_t index_block[MLP_BLOCK_ROWS];
   uint8_t keep_block[MLP_BLOCK_ROWS];
+  uint64_t keep_words[MLP_BLOCK_ROWS / 64];
   const uint8_t* dictionary = d->dictionary;
   const int64_t* entries = d->dictionary_offsets;
   uint32_t dictionary_size = (uint32_t)d->dictionary_size;
@@ -1078,10 +1128,11 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
     int64_t present = ReadLevels(d, v, m, level_block);
     if (present < 0) return -1;
     if (d->selection != NULL) {
-      int64_t kept = BlockSelection(d, m, keep_block);
+      int64_t kept = BlockSelection(d, m, keep_words, keep_block);
       if (kept < m) {
         if ((v->dictionary_coded && ReadIndices(d, v, present, index_block) != 0) ||
-            SelectByteArrays(d, v, m, present, level_block, index_block, keep_block, kept) != 0) {
+            SelectByteArrays(d, v, m, present, level_block, index_block, keep_words, keep_block,
+                             kept) != 0) {
           return -1;
         }
         done += m;

@@ -614,10 +614,16 @@ def _dictionary_page(entries: list[int]) -> bytes:
 
 
 def _indices_page(indices: list[int], bit_width: int) -> bytes:
-    """An uncompressed RLE_DICTIONARY data page v1 of a required column: one bit-packed run."""
-    assert len(indices) % 8 == 0
+    """An uncompressed RLE_DICTIONARY data page v1 of a required column: one bit-packed run (its last
+    group of eight padded with zeros when the page's values are not a multiple of eight)."""
+    groups = (len(indices) + 7) // 8
     packed = sum(index << (k * bit_width) for k, index in enumerate(indices))
-    run = bytes([len(indices) // 8 << 1 | 1]) + packed.to_bytes(len(indices) * bit_width // 8, "little")
+    header, varint = groups << 1 | 1, bytearray()  # the run's header, a ULEB128 varint
+    while header >= 0x80:
+        varint.append(header & 0x7F | 0x80)
+        header >>= 7
+    varint.append(header)
+    run = bytes(varint) + packed.to_bytes(groups * bit_width, "little")
     body = bytes([bit_width]) + run
     data_page_header = _thrift_i32_fields([(1, len(indices)), (2, 8), (3, 3), (4, 3)]) + b"\x00"
     return _thrift_i32_fields([(1, 0), (2, len(body)), (3, len(body))]) + b"\x2c" + data_page_header + b"\x00" + body
@@ -702,6 +708,64 @@ def test_pages_without_a_kept_row_are_not_decompressed(impl: Any) -> None:
     )
     assert pa.chunked_array([pa.array(r) for r in result]).to_pylist() == [7]
     assert len(sizes) == 2  # the dictionary page and the first data page, of many
+
+
+def _string_dictionary_page(entries: list[bytes]) -> bytes:
+    body = b"".join(len(v).to_bytes(4, "little") + v for v in entries)
+    dictionary_header = _thrift_i32_fields([(1, len(entries)), (2, 0)]) + b"\x00"
+    return _thrift_i32_fields([(1, 2), (2, len(body)), (3, len(body))]) + b"\x4c" + dictionary_header + b"\x00" + body
+
+
+@pytest.mark.parametrize("kept_rows", [[0, 9], [5], []], ids=["bad-index-not-kept", "bad-index-kept", "none-kept"])
+def test_a_selection_still_checks_every_index_of_a_page_it_reads(impl: Any, kept_rows: list[int]) -> None:
+    # Row 5's index is past the two-entry dictionary. A page with any row kept is read whole, so the
+    # bad index is found whether its row is kept or not; a page with none kept is never read.
+    indices = [0, 1, 1, 0, 1, 2, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1]
+    chunk = _string_dictionary_page([b"left", b"right"]) + _indices_page(indices, 2)
+    keep = selection_bits([row in kept_rows for row in range(len(indices))])
+    if not kept_rows:
+        assert impl.decode_parquet_column(chunk, len(indices), "large_string", max_definition_level=0, selection=keep)
+        return
+    with pytest.raises(ArrowKernelError, match="page 1: index past the dictionary's end"):
+        impl.decode_parquet_column(chunk, len(indices), "large_string", max_definition_level=0, selection=keep)
+
+
+@pytest.mark.parametrize("offset", [0, 3, 61])
+def test_a_selection_of_dictionary_strings_keeps_its_rows_from_any_first_row(impl: Any, offset: int) -> None:
+    # Pages of any number of rows: their blocks start at any bit of the selection, not only at a
+    # byte's first.
+    rng = random.Random(offset)
+    entries = [f"entry-{k}".encode() * (1 + k % 3) for k in range(5)]
+    pages = [[rng.randrange(len(entries)) for _ in range(count)] for count in (offset + 5, 1001, 700, 13)]
+    chunk = _string_dictionary_page(entries) + b"".join(_indices_page(page, 3) for page in pages)
+    indices = [index for page in pages for index in page]
+    keep = [row >= offset and rng.random() < 0.3 for row in range(len(indices))]
+    results = impl.decode_parquet_column(
+        chunk, len(indices), "large_string", max_definition_level=0, selection=selection_bits(keep)
+    )
+    got = pa.chunked_array([pa.array(r) for r in results], type=pa.large_string()).to_pylist()
+    assert got == [entries[i].decode() for i, kept in zip(indices, keep, strict=True) if kept]
+
+
+def _plain_int64_page(values: list[int]) -> bytes:
+    """An uncompressed PLAIN data page v1 of a required int64 column."""
+    body = b"".join(v.to_bytes(8, "little", signed=True) for v in values)
+    data_page_header = _thrift_i32_fields([(1, len(values)), (2, 0), (3, 3), (4, 3)]) + b"\x00"
+    return _thrift_i32_fields([(1, 0), (2, len(body)), (3, len(body))]) + b"\x2c" + data_page_header + b"\x00" + body
+
+
+@pytest.mark.parametrize("offset", [0, 5, 67])
+def test_a_selection_of_plain_numbers_keeps_its_rows_from_any_first_row(impl: Any, offset: int) -> None:
+    rng = random.Random(offset)
+    pages = [[rng.randrange(-(2**62), 2**62) for _ in range(count)] for count in (offset + 3, 1500, 61, 1)]
+    chunk = b"".join(_plain_int64_page(page) for page in pages)
+    values = [value for page in pages for value in page]
+    keep = [row >= offset and rng.random() < 0.2 for row in range(len(values))]
+    results = impl.decode_parquet_column(
+        chunk, len(values), "int64", max_definition_level=0, selection=selection_bits(keep)
+    )
+    got = pa.chunked_array([pa.array(r) for r in results], type=pa.int64()).to_pylist()
+    assert got == [value for value, kept in zip(values, keep, strict=True) if kept]
 
 
 def test_a_selection_too_short_is_refused(impl: Any) -> None:

@@ -604,13 +604,12 @@ static int64_t SelectedIn(const MlpColumnDecoder* d, int64_t start, int64_t n) {
 /* Selection bytes [at, at + 8) as one word, bit r of the word the row at bit r (Arrow's order,
  * whatever the host's byte order); bytes past the selection's end read as 0. */
 static inline uint64_t SelectionWord(const MlpColumnDecoder* d, int64_t at) {
-  const uint8_t* bits = d->selection + at;
   int64_t left = (d->num_values + 7) / 8 - at;
   uint64_t word = 0;
   if (left >= 8) {
-    for (int i = 0; i < 8; i++) word |= (uint64_t)bits[i] << (8 * i);
+    for (int i = 0; i < 8; i++) word |= (uint64_t)d->selection[at + i] << (8 * i);
   } else {
-    for (int i = 0; i < left; i++) word |= (uint64_t)bits[i] << (8 * i);
+    for (int64_t i = 0; i < left; i++) word |= (uint64_t)d->selection[at + i] << (8 * i);
   }
   return word;
 }

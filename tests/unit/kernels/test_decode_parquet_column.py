@@ -730,6 +730,21 @@ def test_a_selection_still_checks_every_index_of_a_page_it_reads(impl: Any, kept
         impl.decode_parquet_column(chunk, len(indices), "large_string", max_definition_level=0, selection=keep)
 
 
+def test_a_bad_index_in_a_row_not_kept_is_found_after_earlier_pages_kept_rows(impl: Any) -> None:
+    # The first page's kept rows open an output array with room for the second page's: the second
+    # page's indices are then checked before its kept rows are copied, the unkept row's too.
+    good = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1]
+    bad = [1, 0, 0, 1, 0, 3, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1]
+    chunk = _string_dictionary_page([b"left", b"right"]) + _indices_page(good, 2) + _indices_page(bad, 2)
+    keep = selection_bits([row < 4 or row == 16 + 9 for row in range(32)])
+    with pytest.raises(ArrowKernelError, match="page 2: index past the dictionary's end"):
+        impl.decode_parquet_column(chunk, 32, "large_string", max_definition_level=0, selection=keep)
+    fine = _string_dictionary_page([b"left", b"right"]) + _indices_page(good, 2) + _indices_page(good, 2)
+    results = impl.decode_parquet_column(fine, 32, "large_string", max_definition_level=0, selection=keep)
+    names = ["left", "right"]
+    assert pa.chunked_array([pa.array(r) for r in results]).to_pylist() == [names[i] for i in good[:4] + [good[9]]]
+
+
 @pytest.mark.parametrize("offset", [0, 3, 61])
 def test_a_selection_of_dictionary_strings_keeps_its_rows_from_any_first_row(impl: Any, offset: int) -> None:
     # Pages of any number of rows: their blocks start at any bit of the selection, not only at a
@@ -765,6 +780,22 @@ def test_a_selection_of_plain_numbers_keeps_its_rows_from_any_first_row(impl: An
         chunk, len(values), "int64", max_definition_level=0, selection=selection_bits(keep)
     )
     got = pa.chunked_array([pa.array(r) for r in results], type=pa.int64()).to_pylist()
+    assert got == [value for value, kept in zip(values, keep, strict=True) if kept]
+
+
+@pytest.mark.parametrize("selected", [False, True], ids=["whole", "selected"])
+def test_plain_strings_of_every_length_up_to_past_32_bytes_decode_whole(impl: Any, selected: bool) -> None:
+    # Short values are moved 16 or 32 bytes at a time where the page has that many bytes left;
+    # lengths on either side of 16 and 32, at pages' ends too, keep exactly their bytes.
+    rng = random.Random(16)
+    values = ["".join(rng.choice("abcdéf") for _ in range(rng.randrange(41))) for _ in range(3000)]
+    data = write(column_of("string", values, nullable=False), use_dictionary=False, data_page_size=700)
+    ((chunk, count, dec, level),) = chunks(data)
+    keep = [rng.random() < 0.5 for _ in range(count)] if selected else [True] * count
+    results = impl.decode_parquet_column(
+        chunk, count, "large_string", max_definition_level=level, decompress=dec, selection=selection_bits(keep)
+    )
+    got = pa.chunked_array([pa.array(r) for r in results], type=pa.large_string()).to_pylist()
     assert got == [value for value, kept in zip(values, keep, strict=True) if kept]
 
 

@@ -538,6 +538,10 @@ typedef struct {
   const uint8_t* selection;
   int64_t consumed;     /* rows of the chunk read so far (rows itself, without a selection) */
   int64_t output_rows;  /* rows the output will hold: the chunk's, or those selected */
+  /* The working memory, from the buffer cache like the outputs (allocating it afresh for every
+   * column chunk faulted in a page-sized dictionary and scratch page each time: a fifth of a
+   * filtered read's page faults): the pages decompressed when not in place, and the dictionary. */
+  struct ArrowBuffer scratch_memory, dictionary_memory, dictionary_offsets_memory;
   uint8_t* scratch;   /* decompress_into's or libzstd's pages, when not decompressed in place */
   int64_t scratch_capacity;
   /* The dictionary, unpacked: entry k is dictionary[offsets[k], offsets[k + 1]) (BYTE_ARRAY),
@@ -565,10 +569,17 @@ typedef struct {
   char message[256];
 } MlpColumnDecoder;
 
+/* `size` bytes of working memory as `buffer`'s (its previous memory back to the cache first), or
+ * NULL when out of memory; without the GIL too. */
+static uint8_t* WorkingMemory(struct ArrowBuffer* buffer, int64_t size) {
+  ArrowBufferReset(buffer);
+  return MlpBufferCacheReserve(buffer, size) == 0 ? buffer->data : NULL;
+}
+
 static void DecoderRelease(MlpColumnDecoder* d) {
-  free(d->scratch);
-  free(d->dictionary);
-  free(d->dictionary_offsets);
+  ArrowBufferReset(&d->scratch_memory);
+  ArrowBufferReset(&d->dictionary_memory);
+  ArrowBufferReset(&d->dictionary_offsets_memory);
   if (d->zstd_context != NULL) d->zstd->release(d->zstd_context);
   if (d->array.release != NULL) d->array.release(&d->array);
   if (d->schema.release != NULL) d->schema.release(&d->schema);
@@ -803,7 +814,7 @@ static int DecodeDictionary(MlpColumnDecoder* d, int64_t page_index, const MlpPa
   int64_t n = page->num_values;
   if (d->width > 0) {
     if (n > size / d->width) return Fail(d, page_index, "dictionary shorter than its entries");
-    d->dictionary = malloc((size_t)(n * d->width) + MLP_COPY_SLACK);
+    d->dictionary = WorkingMemory(&d->dictionary_memory, n * d->width + MLP_COPY_SLACK);
     if (d->dictionary == NULL) return Fail(d, page_index, "out of memory for the dictionary");
     memcpy(d->dictionary, body, (size_t)(n * d->width));
     d->dictionary_size = (int32_t)n;
@@ -811,8 +822,8 @@ static int DecodeDictionary(MlpColumnDecoder* d, int64_t page_index, const MlpPa
   }
   /* Every entry has its 4-byte length at least: checked before allocating for n of them. */
   if (n > size / 4) return Fail(d, page_index, "dictionary shorter than its entries");
-  d->dictionary = malloc((size_t)size + MLP_COPY_SLACK);
-  d->dictionary_offsets = malloc(sizeof(int64_t) * (size_t)(n + 1));
+  d->dictionary = WorkingMemory(&d->dictionary_memory, size + MLP_COPY_SLACK);
+  d->dictionary_offsets = (int64_t*)WorkingMemory(&d->dictionary_offsets_memory, 8 * (n + 1));
   if (d->dictionary == NULL || d->dictionary_offsets == NULL) {
     return Fail(d, page_index, "out of memory for the dictionary");
   }
@@ -1378,9 +1389,8 @@ static int ScratchRoom(MlpColumnDecoder* d, int64_t size) {
   /* (Its bytes need not be kept; grown by half again, for pages of slowly growing sizes.) */
   int64_t capacity = d->scratch_capacity + d->scratch_capacity / 2;
   if (capacity < size) capacity = size;
-  free(d->scratch);
   d->scratch_capacity = 0;
-  d->scratch = (uint8_t*)malloc((size_t)(capacity > 0 ? capacity : 1));
+  d->scratch = WorkingMemory(&d->scratch_memory, capacity > 0 ? capacity : 1);
   if (d->scratch == NULL) {
     PyErr_NoMemory();
     return -1;
@@ -1416,7 +1426,8 @@ static int PageBody(MlpColumnDecoder* d, PyObject* decompress, const uint8_t* pa
     if (ScratchRoom(d, uncompressed_size) != 0 ||
         DecompressPage(d, payload, size, d->scratch, uncompressed_size, page_index,
                        &exported) != 0) {
-      if (exported) { /* left to the buffer the callable kept */
+      if (exported) { /* left to the buffer the callable kept: never freed, nor reused */
+        ArrowBufferInit(&d->scratch_memory);
         d->scratch = NULL;
         d->scratch_capacity = 0;
       }
@@ -1631,6 +1642,9 @@ PyObject* MlpDecodeParquetColumn(PyObject* self, PyObject* args, PyObject* kwarg
   }
   MlpColumnDecoder d;
   memset(&d, 0, sizeof(d));
+  ArrowBufferInit(&d.scratch_memory);
+  ArrowBufferInit(&d.dictionary_memory);
+  ArrowBufferInit(&d.dictionary_offsets_memory);
   d.num_values = num_values;
   d.max_definition_level = max_definition_level;
   d.width = kind->width;

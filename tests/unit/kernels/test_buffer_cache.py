@@ -73,6 +73,29 @@ def test_freed_buffers_are_kept_and_handed_out_again() -> None:
     assert pa.chunked_array(again).to_pylist() == list(range(ROWS))
 
 
+def test_a_dictionarys_working_memory_comes_from_the_cache_and_goes_back_to_it() -> None:
+    # 20,000 distinct strings: a dictionary page of about 600 KB, unpacked into working memory that
+    # is the cache's (fresh memory for each column chunk costs a page fault a page), back in it when
+    # the call returns while the outputs are still held.
+    values = [f"entry-{k:014d}" for k in range(20_000)] * 10
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"s": values}), sink, compression="NONE", row_group_size=len(values))
+    chunk_meta = pq.ParquetFile(io.BytesIO(sink.getvalue())).metadata.row_group(0).column(0)
+    assert chunk_meta.has_dictionary_page
+    start = chunk_meta.dictionary_page_offset
+    chunk = sink.getvalue()[start : start + chunk_meta.total_compressed_size]
+    before = buffer_cache_info()
+    arrays = [pa.array(r) for r in decode_parquet_column(chunk, len(values), "large_string", max_definition_level=1)]
+    held = buffer_cache_info()
+    assert held["retained_bytes"] - before["retained_bytes"] >= 20_000 * (4 + 20)  # the dictionary's entries
+    assert pa.chunked_array(arrays).to_pylist() == values
+    again = [pa.array(r) for r in decode_parquet_column(chunk, len(values), "large_string", max_definition_level=1)]
+    assert buffer_cache_info()["hits"] - held["hits"] >= 2  # the dictionary and its offsets, reused
+    assert pa.chunked_array(again).to_pylist() == values
+    del arrays, again
+    assert buffer_cache_info()["outstanding_bytes"] == before["outstanding_bytes"]
+
+
 def test_trim_gives_back_what_was_freed_long_enough_ago() -> None:
     chunk, count = long_chunk()
     arrays = decode(chunk, count)

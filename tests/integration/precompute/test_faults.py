@@ -33,7 +33,7 @@ ROWS = 60_000
 
 PUBLISHER = textwrap.dedent(
     """
-    import pathlib, sys, time
+    import os, pathlib, sys, time
     import numpy as np, pyarrow as pa
     from airflow_provider_mlp.precompute import publish
 
@@ -43,7 +43,11 @@ PUBLISHER = textwrap.dedent(
 
     def stall(rows):
         if rows >= 20_000:  # part of the version is on the servers: stop here until killed
-            flag.write_text(str(rows))
+            # Renamed into place: the test waits for the flag to exist and reads it, so it must
+            # never see the file created but not yet written.
+            partial = flag.with_suffix(".partial")
+            partial.write_text(str(rows))
+            os.replace(partial, flag)
             time.sleep(120)
 
     publish(table, key="k", namespace="faults", servers=servers, batch_rows=5_000, on_batch=stall)

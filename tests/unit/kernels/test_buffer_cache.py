@@ -74,7 +74,7 @@ def test_freed_buffers_are_kept_and_handed_out_again() -> None:
 
 
 def test_a_dictionarys_working_memory_comes_from_the_cache_and_goes_back_to_it() -> None:
-    # 20,000 distinct strings: a dictionary page of about 600 KB, unpacked into working memory that
+    # 20,000 distinct strings: a dictionary page of about 480 KB, unpacked into working memory that
     # is the cache's (fresh memory for each column chunk costs a page fault a page), back in it when
     # the call returns while the outputs are still held.
     values = [f"entry-{k:014d}" for k in range(20_000)] * 10

@@ -1011,13 +1011,22 @@ static inline int NextPlainLength(const uint8_t** p, const uint8_t* end, uint32_
   return (uint64_t)*length > (uint64_t)(end - *p) ? -1 : 0;
 }
 
+/* Dictionary entry `index` (already checked) copied to data + at, whose buffer has MLP_COPY_SLACK
+ * spare bytes as the dictionary has: a short entry is one fixed move. Returns the new end. */
+static inline int64_t CopyEntry(const MlpColumnDecoder* d, uint8_t* data, int64_t at, uint32_t index) {
+  int64_t start = d->dictionary_offsets[index];
+  int64_t length = d->dictionary_offsets[index + 1] - start;
+  if (length <= MLP_COPY_SLACK) memcpy(data + at, d->dictionary + start, MLP_COPY_SLACK);
+  else memcpy(data + at, d->dictionary + start, (size_t)length);
+  return at + length;
+}
+
 /* A block of m BYTE_ARRAY rows (levels and indices read) of which the selection keeps `kept`, those
  * whose byte in keep is 1: only they are copied. Every PLAIN length and every index is checked,
  * kept or not; only the kept strings are checked to be UTF-8. */
 static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, int64_t present,
                             const int32_t* level_block, const int32_t* index_block,
                             const uint64_t* keep_words, const uint8_t* keep, int64_t kept) {
-  const uint8_t* dictionary = d->dictionary;
   const int64_t* entries = d->dictionary_offsets;
   uint32_t dictionary_size = (uint32_t)d->dictionary_size;
   /* Room for the kept values' bytes: an upper bound (as in DecodeByteArrayValues) when the open
@@ -1071,12 +1080,7 @@ static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, in
       }
       for (int64_t w = 0; 64 * w < m; w++) {
         for (uint64_t word = keep_words[w]; word != 0; word &= word - 1) {
-          uint32_t index = (uint32_t)index_block[64 * w + __builtin_ctzll(word)];
-          int64_t start = entries[index];
-          int64_t length = entries[index + 1] - start;
-          if (length <= MLP_COPY_SLACK) memcpy(data + at, dictionary + start, MLP_COPY_SLACK);
-          else memcpy(data + at, dictionary + start, (size_t)length);
-          at += length;
+          at = CopyEntry(d, data, at, (uint32_t)index_block[64 * w + __builtin_ctzll(word)]);
           offsets[o++] = at;
         }
       }
@@ -1091,11 +1095,7 @@ static int SelectByteArrays(MlpColumnDecoder* d, MlpPageValues* v, int64_t m, in
         uint32_t index = (uint32_t)index_block[next++];
         if (index >= dictionary_size) return Fail(d, v->page_index, "index past the dictionary's end");
         if (!keep[k]) continue;
-        int64_t start = entries[index];
-        int64_t length = entries[index + 1] - start;
-        if (length <= MLP_COPY_SLACK) memcpy(data + at, dictionary + start, MLP_COPY_SLACK);
-        else memcpy(data + at, dictionary + start, (size_t)length);
-        at += length;
+        at = CopyEntry(d, data, at, index);
         offsets[o++] = at;
         continue;
       }
@@ -1130,7 +1130,6 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
   int32_t index_block[MLP_BLOCK_ROWS];
   uint8_t keep_block[MLP_BLOCK_ROWS];
   uint64_t keep_words[MLP_BLOCK_ROWS / 64];
-  const uint8_t* dictionary = d->dictionary;
   const int64_t* entries = d->dictionary_offsets;
   uint32_t dictionary_size = (uint32_t)d->dictionary_size;
   for (int64_t done = 0; done < v->n;) {
@@ -1195,12 +1194,7 @@ static int DecodeByteArrayValues(MlpColumnDecoder* d, MlpPageValues* v) {
         if (index >= dictionary_size) {
           return Fail(d, v->page_index, "index past the dictionary's end");
         }
-        int64_t start = entries[index];
-        int64_t length = entries[index + 1] - start;
-        /* Both buffers have MLP_COPY_SLACK spare bytes, so a short value is one fixed move. */
-        if (length <= MLP_COPY_SLACK) memcpy(data + at, dictionary + start, MLP_COPY_SLACK);
-        else memcpy(data + at, dictionary + start, (size_t)length);
-        at += length;
+        at = CopyEntry(d, data, at, index);
         offsets[k] = at;
       }
       /* (Dictionary-coded values are dictionary entries, all checked for UTF-8 already.) */

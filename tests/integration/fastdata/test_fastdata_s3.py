@@ -179,3 +179,23 @@ def test_commit_checks_staged_files_through_the_tables_file_io(
     s3fs.S3FileSystem(**s3_server.storage_options()).rm(victim)
     with pytest.raises(DataFileError, match=victim):
         table.commit([broken], run_id="io-broken")
+
+
+def test_a_full_read_reuses_and_then_lets_go_of_the_memory_it_fetched_files_into(
+    s3_catalog: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_mlp.fastdata.fetch import WholeFileBuffers
+
+    table = create_sample_table("s3demo.buffers", rows=20_000, catalog=s3_catalog)
+    expected = table.iceberg.scan().to_arrow()
+    made: list[WholeFileBuffers] = []
+    init = WholeFileBuffers.__init__
+
+    def recording_init(self: WholeFileBuffers) -> None:
+        init(self)
+        made.append(self)
+
+    monkeypatch.setattr(WholeFileBuffers, "__init__", recording_init)
+    for _ in range(2):  # the second read gets memory of its own, not the first's
+        assert_same(table.read().to_arrow(), expected, "event_id")
+    assert len(made) == 2 and all(buffers.closed and not buffers._free for buffers in made)

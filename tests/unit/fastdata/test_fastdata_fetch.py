@@ -41,7 +41,9 @@ def test_memory_still_sliced_by_a_reader_is_not_reused() -> None:
     assert second != first
     assert kept.to_pybytes() == bytes([1]) * 10
     del kept, other
-    assert _filled(buffers, 4096, 3)[0] in {first, second}  # both free again: no third allocation
+    third, given = _filled(buffers, 4096, 3)
+    fourth, _ = _filled(buffers, 4096, 4)
+    assert {third, fourth} == {first, second}  # both free again: no third allocation
 
 
 def test_a_larger_file_gets_new_memory_and_the_smaller_free_buffer_is_let_go() -> None:
@@ -64,3 +66,15 @@ def test_a_huge_page_buffer_is_writable_and_as_large_as_asked() -> None:
     view[:] = 5
     assert int(view.sum()) == 5 * (3 << 20)
     assert huge_page_buffer(0).size == 1  # an empty file still gets a mapping
+
+
+def test_closed_buffers_keep_no_memory_given_back() -> None:
+    buffers = WholeFileBuffers()
+    first, given = _filled(buffers, 4096, 1)
+    _, other = _filled(buffers, 4096, 2)
+    del other
+    assert len(buffers._free) == 1
+    buffers.close()  # the read's last file is fetched
+    assert buffers._free == []
+    del given
+    assert buffers._free == []  # unmapped, not kept for a fetch that will not come

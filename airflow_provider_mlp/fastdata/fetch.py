@@ -406,7 +406,8 @@ def huge_page_buffer(size: int) -> pa.Buffer:
 
 @lru_cache(maxsize=1)
 def data_memory_pool() -> pa.MemoryPool:
-    """The Arrow memory pool that fetched bytes and decoded columns are allocated from.
+    """The Arrow memory pool that row groups fetched range by range and decoded columns come from
+    (files fetched whole have their own mappings: ``huge_page_buffer``).
 
     jemalloc where this pyarrow has it: Arrow's default mimalloc backs large allocations with
     transparent huge pages, and on Linux hosts that set THP to ``madvise`` each fresh 2 MiB page

@@ -489,8 +489,8 @@ def main() -> None:
                 return sample
 
             # One untimed scan first: the server's first reads of its freshly uploaded objects take
-            # longer than later ones (measured: 2.8-4.2 s, whoever ran it, against 1.3-2.8 s), and would land on
-            # whichever contender the first round starts with.
+            # longer than later ones (measured: 2.8-4.2 s whoever ran it, against 1.3-2.8 s), and
+            # would land on whichever contender the first round starts with.
             for name in ("ours", "pyiceberg"):
                 s3_sampler(name)()
             # Interleaved, rotating rounds: a slow phase of the machine favours neither contender;

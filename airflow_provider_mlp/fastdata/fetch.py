@@ -200,14 +200,10 @@ class RemoteFile:
         with self._lock:
             self._spare_streams.append(stream)
 
-    def fetch_whole(self, buffers: WholeFileBuffers | None = None) -> None:
-        """Fetch the whole file into memory: its footer and row groups are then read from there.
-
-        With ``buffers``, into memory an earlier file of the same read has let go of."""
-        if buffers is None:
-            memory = whole = sparse_buffer(self.size)
-        else:
-            memory, whole = buffers.take(self.size)
+    def fetch_whole(self, buffers: WholeFileBuffers) -> None:
+        """Fetch the whole file into ``buffers``' memory (maybe an earlier file's of the same read):
+        its footer and row groups are then read from there."""
+        memory, whole = buffers.take(self.size)
         self.read_ranges_into(memory, [(0, self.size)])
         self.whole = whole
 

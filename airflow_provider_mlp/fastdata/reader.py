@@ -440,18 +440,17 @@ def open_file(
     plan: ReadPlan,
     task: FileScanTask,
     deletes: np.ndarray | None,
-    whole_file: bool = False,
-    buffers: WholeFileBuffers | None = None,
+    whole_file_into: WholeFileBuffers | None = None,
 ) -> OpenFile:
-    """Read the file's footer; with ``whole_file``, a remote file's every byte in the same request
-    (into ``buffers``' memory, when given)."""
+    """Read the file's footer; with ``whole_file_into``, a remote file's every byte in the same
+    request, into that memory."""
     from pyiceberg.io.pyarrow import _get_column_projection_values
 
     remote = RemoteFile(
         task.file.file_path, task.file.file_size_in_bytes, plan.io_properties, plan.io_concurrency, io=plan.io
     )
-    if whole_file and remote.local_path is None and remote.size <= WHOLE_FILE_MAX:
-        remote.fetch_whole(buffers)
+    if whole_file_into is not None and remote.local_path is None and remote.size <= WHOLE_FILE_MAX:
+        remote.fetch_whole(whole_file_into)
     parquet = remote.footer()
     try:
         physical_schema = parquet.schema.to_arrow_schema()
@@ -829,9 +828,8 @@ def _part_opener(
 
     def open_part(part: Part) -> tuple[OpenFile, list[int]]:
         task, row_groups = part
-        opened = open_file(
-            plan, task, deletes.get(task.file.file_path), whole_file=everything and row_groups is None, buffers=buffers
-        )
+        whole_file_into = buffers if everything and row_groups is None else None
+        opened = open_file(plan, task, deletes.get(task.file.file_path), whole_file_into)
         kept = prune_row_groups(opened, row_groups)
         opened.pending_row_groups = len(kept)
         if not kept:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from airflow_provider_mlp.demo.data import create_sample_table
 from airflow_provider_mlp.fastdata import DataFileError
-from airflow_provider_mlp.fastdata.fetch import RemoteFile
+from airflow_provider_mlp.fastdata.fetch import RemoteFile, WholeFileBuffers
 from tests.support.s3_server import S3Server
 from tests.unit.fastdata.helpers import add_position_deletes, assert_same
 
@@ -110,9 +109,9 @@ def test_read_batches_does_not_fetch_whole_files_up_front(
     whole: list[RemoteFile] = []
     fetch_whole = RemoteFile.fetch_whole
 
-    def counting_fetch_whole(self: RemoteFile, *args: Any) -> None:
+    def counting_fetch_whole(self: RemoteFile, buffers: WholeFileBuffers) -> None:
         whole.append(self)
-        fetch_whole(self, *args)
+        fetch_whole(self, buffers)
 
     monkeypatch.setattr(RemoteFile, "fetch_whole", counting_fetch_whole)
     assert table.read().num_rows == 20_000 and len(whole) == 4  # a full read takes each file whole
@@ -138,8 +137,8 @@ def test_a_failed_full_read_lets_go_of_the_files_it_fetched_whole(
     held: set[int] = set()
     fetch_whole, release_whole = RemoteFile.fetch_whole, RemoteFile.release_whole
 
-    def fetching(self: RemoteFile, *args: Any) -> None:
-        fetch_whole(self, *args)
+    def fetching(self: RemoteFile, buffers: WholeFileBuffers) -> None:
+        fetch_whole(self, buffers)
         held.add(id(self))
 
     def releasing(self: RemoteFile) -> None:
@@ -184,8 +183,6 @@ def test_commit_checks_staged_files_through_the_tables_file_io(
 def test_a_full_read_reuses_and_then_lets_go_of_the_memory_it_fetched_files_into(
     s3_catalog: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_mlp.fastdata.fetch import WholeFileBuffers
-
     table = create_sample_table("s3demo.buffers", rows=20_000, catalog=s3_catalog)
     expected = table.iceberg.scan().to_arrow()
     made: list[WholeFileBuffers] = []

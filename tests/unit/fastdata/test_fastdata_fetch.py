@@ -5,11 +5,12 @@ from __future__ import annotations
 import gc
 
 import numpy as np
+import pyarrow as pa
 
 from airflow_provider_mlp.fastdata.fetch import WholeFileBuffers, huge_page_buffer
 
 
-def _filled(buffers: WholeFileBuffers, size: int, byte: int) -> tuple[int, object]:
+def _filled(buffers: WholeFileBuffers, size: int, byte: int) -> tuple[int, pa.Buffer]:
     memory, given = buffers.take(size)
     np.frombuffer(memory, dtype=np.uint8)[:size] = byte
     return memory.address, given
@@ -18,8 +19,8 @@ def _filled(buffers: WholeFileBuffers, size: int, byte: int) -> tuple[int, objec
 def test_the_buffer_given_out_has_the_size_asked_and_the_bytes_written() -> None:
     buffers = WholeFileBuffers()
     _, given = _filled(buffers, 1000, 7)
-    assert given.size == 1000  # type: ignore[attr-defined]
-    assert given.to_pybytes() == bytes([7]) * 1000  # type: ignore[attr-defined]
+    assert given.size == 1000
+    assert given.to_pybytes() == bytes([7]) * 1000
 
 
 def test_memory_let_go_of_is_written_again_by_the_next_file() -> None:
@@ -28,13 +29,13 @@ def test_memory_let_go_of_is_written_again_by_the_next_file() -> None:
     del given
     second, given = _filled(buffers, 1 << 20, 2)
     assert second == first
-    assert given.to_pybytes() == bytes([2]) * (1 << 20)  # type: ignore[attr-defined]
+    assert given.to_pybytes() == bytes([2]) * (1 << 20)
 
 
 def test_memory_still_sliced_by_a_reader_is_not_reused() -> None:
     buffers = WholeFileBuffers()
     first, given = _filled(buffers, 4096, 1)
-    kept = given.slice(100, 10)  # type: ignore[attr-defined]  # as an Arrow array over the bytes would hold it
+    kept = given.slice(100, 10)  # as an Arrow array over the bytes would hold it
     del given
     gc.collect()
     second, other = _filled(buffers, 4096, 2)
